@@ -1,0 +1,95 @@
+"""The modelled machine: memory, NUMA nodes, CPUs, gbpages, TLB geometry.
+
+A :class:`MachineSpec` is hardware only; kernel policy lives in :mod:`framework.kernel`.
+Presets (``framework list`` shows them with their sources) are registered through the
+``register_machines`` hook; every field is overridable with ``--set machine.KEY=VALUE``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from framework.errors import BadParameter
+from framework.machine.tlb import TLB_GEOMETRIES, TlbGeometry
+from framework.params import Param, resolve
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+
+
+@attrs.frozen(slots=True)
+class MachineSpec:
+    """One machine. Sizes in GiB/MiB as the field names say.
+
+    :param mem_gib: RAM, split evenly over ``nodes`` (one zone per node).
+    :param gbpages: direct map uses 1 GiB pages (``CONFIG_X86_DIRECT_GBPAGES`` with PDPE1GB).
+    :param tlb: name of a :data:`TLB_GEOMETRIES` entry.
+    :param reserved_mib: memory at the start of node 0 never given to the buddy (kernel image,
+        memblock reservations).
+    :param collapse: model the 2025 CPA collapse after ``set_memory_rox`` (41d88484c71c);
+        v6.3 never re-merges, so the default is off.
+    """
+
+    name: str
+    mem_gib: int
+    nodes: int
+    cpus: int
+    gbpages: bool = True
+    tlb: str = "sapphire-rapids"
+    cpu_ghz: float = 3.0
+    reserved_mib: int = 64
+    collapse: bool = False
+    summary: str = ""
+    source: str = ""
+
+    @property
+    def mem_pages(self) -> int:
+        """Number of 4 KiB page frames."""
+        return self.mem_gib << (30 - PAGE_SHIFT)
+
+    @property
+    def tlb_geometry(self) -> TlbGeometry:
+        """The :class:`TlbGeometry` named by :attr:`tlb`."""
+        return TLB_GEOMETRIES[self.tlb]
+
+
+MACHINE_PARAMS: tuple[Param, ...] = (
+    Param("mem_gib", int, 64, "RAM in GiB, split evenly over the nodes", min=1, max=1 << 16),
+    Param("nodes", int, 1, "NUMA nodes (one zone each)", min=1, max=64),
+    Param("cpus", int, 16, "online CPUs (IPI targets of a global flush)", min=1, max=8192),
+    Param("gbpages", bool, True, "map the direct map with 1 GiB pages where aligned"),
+    Param("tlb", str, "sapphire-rapids", "TLB geometry", choices=tuple(TLB_GEOMETRIES)),
+    Param("cpu_ghz", float, 3.0, "clock for cycle <-> time conversions, GHz", min=0.1, max=10),
+    Param("reserved_mib", int, 64, "memory reserved at the start of node 0 (kernel image), MiB",
+          min=0, max=1 << 20),
+    Param("collapse", bool, False, "2025 CPA collapse after set_memory_rox (v6.3: off)"),
+)
+
+
+def configure(preset: MachineSpec, given: Mapping[str, Any]) -> MachineSpec:
+    """Apply ``--set machine.*`` values to a preset.
+
+    :raises UnknownName, BadParameter: for bad keys or values.
+    """
+    base = {p.name: getattr(preset, p.name) for p in MACHINE_PARAMS}
+    values = resolve("machine", MACHINE_PARAMS, given, base)
+    spec = attrs.evolve(preset, **values)
+    _check_layout(spec)
+    return spec
+
+
+def _check_layout(spec: MachineSpec) -> None:
+    node_gib = spec.mem_gib / spec.nodes
+    if node_gib != int(node_gib):
+        raise BadParameter(
+            f"machine.mem_gib={spec.mem_gib} with machine.nodes={spec.nodes}: "
+            "memory must split into whole GiB per node"
+        )
+    if spec.reserved_mib >= node_gib * 1024:
+        raise BadParameter(
+            f"machine.reserved_mib={spec.reserved_mib}: must be below one node's "
+            f"{int(node_gib) * 1024} MiB"
+        )
