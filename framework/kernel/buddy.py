@@ -1,0 +1,373 @@
+"""The buddy page allocator of one zone (mm/page_alloc.c, v6.3).
+
+Free blocks sit in ``free_area[order].free_list[migratetype]``. Each list is an
+``OrderedDict`` keyed by the head pfn: its *end* is the kernel list's head (``list_add``
+inserts there, ``get_page_from_free_area`` takes from there), its *front* is the list's tail.
+That gives LIFO order, O(1) removal of a buddy during a merge, and O(1) ``add_to_free_list_tail``.
+
+Memory a run never touched is not materialised: at boot ``memblock_free_all`` hands every
+``MAX_ORDER - 1`` block to the buddy with ``FPI_TO_TAIL``, so the untouched blocks form the
+tail of ``free_list[MAX_ORDER - 1][MIGRATE_MOVABLE]`` in ascending pfn order. The zone keeps
+them as a range (:attr:`Zone.pristine_next` .. :attr:`Zone.pristine_end`) and takes the lowest
+when the explicit part of that list is empty. Cost therefore follows what a workload touches,
+not the zone's size.
+
+Not modelled: per-cpu page lists (every order-0 free reaches the buddy at once), watermarks
+and reclaim (an allocation succeeds while any block fits), CMA, HIGHATOMIC, ISOLATE, shuffling.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+
+from framework.kernel.consts import (
+    MAX_ORDER,
+    MIGRATE_MOVABLE,
+    MIGRATE_RECLAIMABLE,
+    MIGRATE_UNMOVABLE,
+    PAGEBLOCK_NR_PAGES,
+    PAGEBLOCK_ORDER,
+)
+from framework.kernel.ledger import Ledger
+
+TOP = MAX_ORDER - 1
+NO_PAGE = -1
+
+
+class Zone:
+    """One zone (one per node in the model): free lists, pageblock bits, stealing.
+
+    Public state a reader may inspect: ``free_area[order][mt]`` (OrderedDict of head pfns),
+    ``nr_free[order]`` (explicit blocks; see :meth:`nr_free_at`), ``buddy`` (head pfn ->
+    order | mt << 4 of every free block), ``pageblock_mt`` (pageblock index -> migratetype,
+    absent = ``MIGRATE_MOVABLE``), ``pageblock_flags`` (pageblock index -> extra bits).
+    """
+
+    __slots__ = (
+        "node", "start_pfn", "end_pfn", "free_area", "nr_free", "buddy", "pageblock_mt",
+        "pageblock_flags", "pristine_next", "pristine_end", "pristine_gone", "after_pristine",
+        "movable_used", "fallbacks", "steal_policy", "ledger", "c_op", "c_step",
+    )
+
+    def __init__(
+        self, node: int, start_pfn: int, end_pfn: int, first_free: int, ledger: Ledger,
+        costs: dict[str, float], nr_migratetypes: int, fallbacks: dict[int, tuple[int, ...]],
+    ) -> None:
+        self.node = node
+        self.start_pfn = start_pfn
+        self.end_pfn = end_pfn
+        self.free_area: list[list[OrderedDict[int, None]]] = [
+            [OrderedDict() for _ in range(nr_migratetypes)] for _ in range(MAX_ORDER)
+        ]
+        self.nr_free = [0] * MAX_ORDER
+        self.buddy: dict[int, int] = {}
+        self.pageblock_mt: dict[int, int] = {}
+        self.pageblock_flags: dict[int, int] = {}
+        self.movable_used: dict[int, int] = {}
+        self.fallbacks = fallbacks
+        self.steal_policy: Callable[[int, int], bool] | None = None
+        self.ledger = ledger
+        self.c_op = costs["buddy_op"]
+        self.c_step = costs["buddy_step"]
+        self.after_pristine: OrderedDict[int, None] = OrderedDict()
+        self.pristine_gone: set[int] = set()
+        self.pristine_next = self.pristine_end = 0
+        self._boot(first_free)
+
+    # -- boot ---------------------------------------------------------------------------
+    def _boot(self, first_free: int) -> None:
+        """mm/memblock.c memblock_free_all -> __free_pages_core(FPI_TO_TAIL), in pfn order.
+
+        Free memory below the first ``MAX_ORDER - 1`` boundary is freed in the largest aligned
+        blocks (``__free_pages_memory``); everything above is the pristine range.
+        """
+        top_pages = 1 << TOP
+        aligned = -(-first_free // top_pages) * top_pages
+        pfn = first_free
+        while pfn < min(aligned, self.end_pfn):
+            order = min((pfn & -pfn).bit_length() - 1, TOP)
+            while pfn + (1 << order) > aligned:
+                order -= 1
+            self._add(pfn, order, MIGRATE_MOVABLE, tail=True)
+            pfn += 1 << order
+        self.pristine_next = max(aligned, first_free)
+        self.pristine_end = self.end_pfn
+
+    # -- free-list primitives (mm/page_alloc.c names) -----------------------------------
+    def _add(self, pfn: int, order: int, mt: int, tail: bool = False) -> None:
+        """add_to_free_list / add_to_free_list_tail + set_buddy_order."""
+        lst = self.free_area[order][mt]
+        if tail and order == TOP and mt == MIGRATE_MOVABLE and self._has_pristine():
+            lst = self.after_pristine
+            lst[pfn] = None
+        else:
+            lst[pfn] = None
+            if tail:
+                lst.move_to_end(pfn, last=False)
+        self.nr_free[order] += 1
+        self.buddy[pfn] = order | (mt << 4)
+
+    def _del(self, pfn: int) -> tuple[int, int]:
+        """del_page_from_free_list: unlink a free block by its head pfn; return (order, mt)."""
+        info = self.buddy.pop(pfn)
+        order, mt = info & 15, info >> 4
+        lst = self.free_area[order][mt]
+        if pfn in lst:
+            del lst[pfn]
+        else:
+            del self.after_pristine[pfn]
+        self.nr_free[order] -= 1
+        return order, mt
+
+    def _has_pristine(self) -> bool:
+        return self.pristine_next < self.pristine_end
+
+    def _take_pristine(self) -> int:
+        """Materialise the lowest untouched MAX_ORDER - 1 block (the free list's next entry)."""
+        step = 1 << TOP
+        pfn = self.pristine_next
+        while pfn in self.pristine_gone:
+            self.pristine_gone.discard(pfn)
+            pfn += step
+        self.pristine_next = pfn + step
+        while self.pristine_next in self.pristine_gone and self.pristine_next < self.pristine_end:
+            self.pristine_gone.discard(self.pristine_next)
+            self.pristine_next += step
+        return pfn
+
+    def nr_pristine(self) -> int:
+        """Untouched MAX_ORDER - 1 blocks still implicitly on the MOVABLE list."""
+        left = max(0, self.pristine_end - self.pristine_next) >> TOP
+        return left - sum(1 for p in self.pristine_gone if p >= self.pristine_next)
+
+    def nr_free_at(self, order: int) -> int:
+        """``free_area[order].nr_free`` including untouched blocks."""
+        extra = self.nr_pristine() + len(self.after_pristine) if order == TOP else 0
+        return self.nr_free[order] + extra
+
+    def free_pages(self) -> int:
+        """Free pages in the zone (NR_FREE_PAGES)."""
+        return sum(self.nr_free_at(o) << o for o in range(MAX_ORDER))
+
+    def list_empty(self, order: int, mt: int) -> bool:
+        """free_area_empty(area, mt)."""
+        if self.free_area[order][mt]:
+            return False
+        if order == TOP and mt == MIGRATE_MOVABLE:
+            return not (self._has_pristine() or self.after_pristine)
+        return True
+
+    def _first(self, order: int, mt: int) -> int:
+        """get_page_from_free_area: the head of the list, or NO_PAGE (not unlinked)."""
+        lst = self.free_area[order][mt]
+        if lst:
+            return next(reversed(lst))
+        if order == TOP and mt == MIGRATE_MOVABLE:
+            if self._has_pristine():
+                pfn = self._take_pristine()
+                self._add(pfn, TOP, MIGRATE_MOVABLE)
+                return pfn
+            if self.after_pristine:
+                return next(iter(self.after_pristine))
+        return NO_PAGE
+
+    def materialise(self, pfn: int) -> None:
+        """Turn the untouched block holding ``pfn`` (if any) into an explicit free block."""
+        head = pfn >> TOP << TOP
+        if head in self.buddy or not (self.pristine_next <= head < self.pristine_end):
+            return
+        if head in self.pristine_gone:
+            return
+        self.pristine_gone.add(head)
+        self._add(head, TOP, MIGRATE_MOVABLE)
+
+    # -- allocation ---------------------------------------------------------------------
+    def expand(self, pfn: int, low: int, high: int, mt: int) -> None:
+        """mm/page_alloc.c expand(): put the upper halves back, largest first."""
+        size = 1 << high
+        while high > low:
+            high -= 1
+            size >>= 1
+            self._add(pfn + size, high, mt)
+
+    def rmqueue_smallest(self, order: int, mt: int) -> int:
+        """__rmqueue_smallest(): first block of the smallest order >= ``order`` on ``mt``."""
+        for current in range(order, MAX_ORDER):
+            pfn = self._first(current, mt)
+            if pfn == NO_PAGE:
+                continue
+            self._del(pfn)
+            self.expand(pfn, order, current, mt)
+            self.ledger.charge("buddy", self.c_step * (current - order))
+            return pfn
+        return NO_PAGE
+
+    def rmqueue(self, order: int, mt: int, nofragment: bool) -> int:
+        """__rmqueue(): smallest on ``mt``, else steal through the fallback table and retry."""
+        self.ledger.charge("buddy", self.c_op)
+        pfn = self.rmqueue_smallest(order, mt)
+        if pfn != NO_PAGE:
+            return pfn
+        while self.rmqueue_fallback(order, mt, nofragment):
+            pfn = self.rmqueue_smallest(order, mt)
+            if pfn != NO_PAGE:
+                return pfn
+        return NO_PAGE
+
+    def can_steal_fallback(self, order: int, start_mt: int) -> bool:
+        """mm/page_alloc.c can_steal_fallback()."""
+        if self.steal_policy is not None:
+            return self.steal_policy(order, start_mt)
+        if order >= PAGEBLOCK_ORDER:
+            return True
+        return (
+            order >= PAGEBLOCK_ORDER // 2
+            or start_mt == MIGRATE_RECLAIMABLE
+            or start_mt == MIGRATE_UNMOVABLE
+        )
+
+    def find_suitable_fallback(self, order: int, mt: int) -> tuple[int, bool]:
+        """find_suitable_fallback(only_stealable=false): (fallback mt or -1, can_steal)."""
+        if self.nr_free_at(order) == 0:
+            return -1, False
+        for fallback_mt in self.fallbacks.get(mt, ()):
+            if self.list_empty(order, fallback_mt):
+                continue
+            return fallback_mt, self.can_steal_fallback(order, mt)
+        return -1, False
+
+    def rmqueue_fallback(self, order: int, start_mt: int, nofragment: bool) -> bool:
+        """__rmqueue_fallback(): take the largest block of a fallback type and steal from it."""
+        min_order = PAGEBLOCK_ORDER if (order < PAGEBLOCK_ORDER and nofragment) else order
+        found = self._largest_fallback(order, start_mt, min_order)
+        if found is None:
+            return False
+        current, fallback_mt, can_steal = found
+        pfn = self._first(current, fallback_mt)
+        self.steal_suitable_fallback(pfn, start_mt, can_steal)
+        return True
+
+    def _largest_fallback(self, order: int, start_mt: int, min_order: int
+                          ) -> tuple[int, int, bool] | None:
+        for current in range(MAX_ORDER - 1, min_order - 1, -1):
+            fallback_mt, can_steal = self.find_suitable_fallback(current, start_mt)
+            if fallback_mt == -1:
+                continue
+            if not can_steal and start_mt == MIGRATE_MOVABLE and current > order:
+                for smallest in range(order, MAX_ORDER):  # find_smallest:
+                    fallback_mt, can_steal = self.find_suitable_fallback(smallest, start_mt)
+                    if fallback_mt != -1:
+                        return smallest, fallback_mt, can_steal
+            return current, fallback_mt, can_steal
+        return None
+
+    def steal_suitable_fallback(self, pfn: int, start_mt: int, whole_block: bool) -> None:
+        """steal_suitable_fallback(): claim whole pageblocks when enough of them is free/alike."""
+        current = self.buddy[pfn] & 15
+        old_mt = self.get_pageblock_migratetype(pfn)
+        if current >= PAGEBLOCK_ORDER:  # Take ownership for orders >= pageblock_order
+            for block in range(pfn >> PAGEBLOCK_ORDER, (pfn + (1 << current)) >> PAGEBLOCK_ORDER):
+                self.set_pageblock_migratetype(block << PAGEBLOCK_ORDER, start_mt)
+            self._move(pfn, start_mt)
+            return
+        if not whole_block:
+            self._move(pfn, start_mt)
+            return
+        free, movable = self.move_freepages_block(pfn, start_mt)
+        if start_mt == MIGRATE_MOVABLE:
+            alike = movable
+        elif old_mt == MIGRATE_MOVABLE:
+            alike = PAGEBLOCK_NR_PAGES - (free + movable)
+        else:
+            alike = 0
+        if free + alike >= PAGEBLOCK_NR_PAGES // 2:
+            self.set_pageblock_migratetype(pfn, start_mt)
+
+    def _move(self, pfn: int, mt: int) -> None:
+        """move_to_free_list(): relink a free block onto another migratetype's list."""
+        order, _ = self._del(pfn)
+        self._add(pfn, order, mt)
+
+    def move_freepages_block(self, pfn: int, mt: int) -> tuple[int, int]:
+        """move_freepages_block(): move every free block of the pageblock to ``mt``'s lists.
+
+        Returns (free pages moved, movable pages in use in the block).
+        """
+        start = pfn >> PAGEBLOCK_ORDER << PAGEBLOCK_ORDER
+        end = start + PAGEBLOCK_NR_PAGES
+        if start < self.start_pfn or end > self.end_pfn:
+            return 0, 0
+        self.materialise(start)
+        moved = 0
+        cur = start
+        while cur < end:
+            info = self.buddy.get(cur)
+            if info is None:
+                cur += 1
+                continue
+            order = info & 15
+            self._move(cur, mt)
+            moved += 1 << order
+            cur += 1 << order
+        return moved, self.movable_used.get(start >> PAGEBLOCK_ORDER, 0)
+
+    def add_migratetype(self) -> int:
+        """Extension point: give every order a free list for one more migratetype."""
+        for area in self.free_area:
+            area.append(OrderedDict())
+        return len(self.free_area[0]) - 1
+
+    # -- pageblocks ---------------------------------------------------------------------
+    def get_pageblock_migratetype(self, pfn: int) -> int:
+        """get_pageblock_migratetype(); untouched blocks are MIGRATE_MOVABLE from boot."""
+        return self.pageblock_mt.get(pfn >> PAGEBLOCK_ORDER, MIGRATE_MOVABLE)
+
+    def set_pageblock_migratetype(self, pfn: int, mt: int) -> None:
+        """set_pageblock_migratetype()."""
+        block = pfn >> PAGEBLOCK_ORDER
+        if mt == MIGRATE_MOVABLE:
+            self.pageblock_mt.pop(block, None)
+        else:
+            self.pageblock_mt[block] = mt
+
+    # -- freeing ------------------------------------------------------------------------
+    def free_one_page(self, pfn: int, order: int, mt: int, to_tail: bool = False) -> None:
+        """__free_one_page(): merge with free buddies up to MAX_ORDER - 1, then list it."""
+        buddy = self.buddy
+        self.ledger.charge("buddy", self.c_op)
+        merged = 0
+        while order < TOP:
+            buddy_pfn = pfn ^ (1 << order)  # __find_buddy_pfn()
+            info = buddy.get(buddy_pfn)
+            if info is None or info & 15 != order:  # page_is_buddy()
+                break
+            self._del(buddy_pfn)
+            pfn &= buddy_pfn
+            order += 1
+            merged += 1
+        if merged:
+            self.ledger.charge("buddy", self.c_step * merged)
+        if not to_tail:  # FPI_TO_TAIL, else buddy_merge_likely()
+            to_tail = self._buddy_merge_likely(pfn, order)
+        self._add(pfn, order, mt, tail=to_tail)
+
+    def _buddy_merge_likely(self, pfn: int, order: int) -> bool:
+        """buddy_merge_likely(): is the next-higher buddy free? Then list at the tail."""
+        if order >= MAX_ORDER - 2:
+            return False
+        higher = (pfn & ~((2 << order) - 1)) ^ (2 << order)
+        info = self.buddy.get(higher)
+        return info is not None and info & 15 == order + 1
+
+    def block_is_free(self, pfn: int) -> bool:
+        """Is ``pfn`` inside a free block (PageBuddy on its head at some order)?"""
+        buddy = self.buddy
+        for order in range(MAX_ORDER):
+            info = buddy.get(pfn >> order << order)
+            if info is not None and info & 15 >= order:
+                return True
+        head = pfn >> TOP << TOP
+        return (
+            self.pristine_next <= head < self.pristine_end and head not in self.pristine_gone
+        )

@@ -1,0 +1,45 @@
+"""Kernel constants of x86-64 Linux v6.3 used by the model (values, not policy)."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+MAX_ORDER = 11  # include/linux/mmzone.h (v6.3: exclusive, orders 0..10)
+PAGEBLOCK_ORDER = 9  # include/linux/pageblock-flags.h: min(HUGETLB_PAGE_ORDER, MAX_ORDER - 1)
+PAGEBLOCK_NR_PAGES = 1 << PAGEBLOCK_ORDER
+PMD_ORDER = 9  # 2 MiB
+PUD_ORDER = 18  # 1 GiB
+PTRS_PER_TABLE = 512
+NR_PAGEBLOCK_BITS = 4  # include/linux/pageblock-flags.h: 3 migratetype bits + PB_migrate_skip
+TLB_SINGLE_PAGE_FLUSH_CEILING = 33  # arch/x86/mm/tlb.c tlb_single_page_flush_ceiling
+MODULES_LEN_PAGES = (1008 << 20) >> PAGE_SHIFT  # pgtable_64_types.h with KASLR: 1008 MiB
+
+# Page protection bits of the model (arch/x86/include/asm/pgtable_types.h names).
+_PAGE_PRESENT = 1
+_PAGE_RW = 2
+_PAGE_NX = 4
+_PAGE_GLOBAL = 8
+_PAGE_PKEY = 16  # a non-zero PKS key on the entry (PKS page tables)
+PAGE_KERNEL = _PAGE_PRESENT | _PAGE_RW | _PAGE_NX | _PAGE_GLOBAL
+
+
+class MigrateType(IntEnum):
+    """include/linux/mmzone.h migratetypes the model keeps (plugins may add more)."""
+
+    MIGRATE_UNMOVABLE = 0
+    MIGRATE_MOVABLE = 1
+    MIGRATE_RECLAIMABLE = 2
+
+
+MIGRATE_UNMOVABLE = MigrateType.MIGRATE_UNMOVABLE
+MIGRATE_MOVABLE = MigrateType.MIGRATE_MOVABLE
+MIGRATE_RECLAIMABLE = MigrateType.MIGRATE_RECLAIMABLE
+
+# mm/page_alloc.c fallbacks[MIGRATE_TYPES][3] (v6.3), without the MIGRATE_TYPES sentinel.
+FALLBACKS: dict[int, tuple[int, ...]] = {
+    MIGRATE_UNMOVABLE: (MIGRATE_RECLAIMABLE, MIGRATE_MOVABLE),
+    MIGRATE_MOVABLE: (MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE),
+    MIGRATE_RECLAIMABLE: (MIGRATE_UNMOVABLE, MIGRATE_MOVABLE),
+}

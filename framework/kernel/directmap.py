@@ -1,0 +1,307 @@
+"""The x86-64 direct map: PUD (1 GiB), PMD (2 MiB) and PTE (4 KiB) entries with protections.
+
+Only what differs from the boot layout is stored: the set of split PUDs and PMDs and the
+entries whose protection is not ``PAGE_KERNEL``. Memory is proportional to what was split or
+changed, never to the machine's size.
+
+Boot layout (arch/x86/mm/init.c ``init_mem_mapping`` / ``split_mem_range``, RAM from pfn 0):
+the ISA range and the rest of the first 2 MiB are mapped with 4 KiB pages, the rest of the
+first GiB with 2 MiB pages, everything above with 1 GiB pages when ``gbpages`` (else 2 MiB).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from framework.kernel.consts import (
+    _PAGE_GLOBAL,
+    _PAGE_PRESENT,
+    _PAGE_RW,
+    PAGE_KERNEL,
+    PMD_ORDER,
+    PTRS_PER_TABLE,
+    PUD_ORDER,
+)
+from framework.kernel.ledger import Ledger
+
+PMD_PAGES = 1 << PMD_ORDER
+PUD_PAGES = 1 << PUD_ORDER
+ENOMEM = -12
+
+LEVEL_4K, LEVEL_2M, LEVEL_1G = 1, 2, 3
+
+
+def new_prot(old: int, set_mask: int, clr_mask: int) -> int:
+    """Apply a CPA request to one entry's protection.
+
+    set_memory.c: ``(old & ~clr) | set`` then ``pgprot_clear_protnone_bits()``, which drops
+    ``_PAGE_GLOBAL`` from a non-present entry (and nothing puts it back on restore).
+    """
+    prot = (old & ~clr_mask) | set_mask
+    if not prot & _PAGE_PRESENT:
+        prot &= ~_PAGE_GLOBAL
+    return prot
+
+
+class DirectMap:
+    """The direct-map page tables and their ``/proc/meminfo`` / ``/proc/vmstat`` counters.
+
+    ``nr_4k``, ``nr_2m``, ``nr_1g`` count entries of each size (``direct_pages_count``);
+    :meth:`meminfo` turns them into ``DirectMap4k/2M/1G`` in kB.
+    """
+
+    __slots__ = (
+        "mem_pages", "gbpages", "split_pud", "split_pmd", "pud_prot", "pmd_prot", "pte_prot",
+        "nr_4k", "nr_2m", "nr_1g", "pt_pages", "boot_pt_pages", "ledger", "alloc_pt_page",
+        "free_pt_page", "flush_tlb_all", "exec_pfns", "on_wx", "c_pte", "c_split",
+    )
+
+    def __init__(
+        self, mem_pages: int, gbpages: bool, ledger: Ledger, costs: dict[str, float],
+        alloc_pt_page: Callable[[], int], free_pt_page: Callable[[int], None],
+        flush_tlb_all: Callable[[], None],
+    ) -> None:
+        self.mem_pages = mem_pages
+        self.gbpages = gbpages
+        self.split_pud: set[int] = {0}
+        self.split_pmd: set[int] = {0}
+        self.pud_prot: dict[int, int] = {}
+        self.pmd_prot: dict[int, int] = {}
+        self.pte_prot: dict[int, int] = {}
+        nr_gib = mem_pages >> PUD_ORDER
+        self.nr_4k = PTRS_PER_TABLE
+        self.nr_2m = (PTRS_PER_TABLE - 1) + (0 if gbpages else (nr_gib - 1) * PTRS_PER_TABLE)
+        self.nr_1g = nr_gib - 1 if gbpages else 0
+        self.boot_pt_pages = 1 + (1 if gbpages else nr_gib)  # one PTE table + PMD tables
+        self.pt_pages: dict[tuple[int, int], int] = {}
+        self.ledger = ledger
+        self.alloc_pt_page = alloc_pt_page
+        self.free_pt_page = free_pt_page
+        self.flush_tlb_all = flush_tlb_all
+        self.exec_pfns: set[int] = set()
+        self.on_wx: Callable[[int], None] | None = None
+        self.c_pte = costs["cpa_pte"]
+        self.c_split = costs["split_large_page"]
+
+    # -- lookups (set_memory.c lookup_address) -------------------------------------------
+    def is_1g(self, pfn: int) -> bool:
+        """Is ``pfn`` mapped by a PUD (1 GiB) entry?"""
+        return self.gbpages and (pfn >> PUD_ORDER) not in self.split_pud
+
+    def level(self, pfn: int) -> int:
+        """LEVEL_1G, LEVEL_2M or LEVEL_4K: the size of the entry mapping ``pfn``."""
+        if self.is_1g(pfn):
+            return LEVEL_1G
+        return LEVEL_4K if (pfn >> PMD_ORDER) in self.split_pmd else LEVEL_2M
+
+    def prot(self, pfn: int) -> int:
+        """The protection bits of the entry mapping ``pfn``."""
+        if self.is_1g(pfn):
+            return self.pud_prot.get(pfn >> PUD_ORDER, PAGE_KERNEL)
+        m = pfn >> PMD_ORDER
+        if m in self.split_pmd:
+            return self.pte_prot.get(pfn, PAGE_KERNEL)
+        return self.pmd_prot.get(m, PAGE_KERNEL)
+
+    def is_present(self, pfn: int) -> bool:
+        """Is ``pfn`` present (readable through the direct map)?"""
+        return bool(self.prot(pfn) & _PAGE_PRESENT)
+
+    def meminfo(self) -> dict[str, int]:
+        """``DirectMap4k/2M/1G`` in kB as arch/x86/mm/pat/set_memory.c arch_report_meminfo."""
+        return {
+            "DirectMap4k": self.nr_4k * 4,
+            "DirectMap2M": self.nr_2m * 2048,
+            "DirectMap1G": self.nr_1g * 1048576,
+        }
+
+    # -- change_page_attr ----------------------------------------------------------------
+    def change(self, pfn: int, numpages: int, set_mask: int, clr_mask: int) -> tuple[bool, int]:
+        """__change_page_attr_set_clr() over ``numpages`` direct-map pages from ``pfn``.
+
+        Returns (something changed, so CPA_FLUSHTLB; error: 0 or ENOMEM when a split could
+        not get its page-table page). As in the kernel, entries changed before a failure stay
+        changed.
+        """
+        end = pfn + numpages
+        changed = 0
+        while pfn < end:
+            if self.gbpages and (pfn >> PUD_ORDER) not in self.split_pud:
+                step = self._change_large(pfn, end, set_mask, clr_mask, PUD_ORDER)
+            elif (pfn >> PMD_ORDER) not in self.split_pmd:
+                step = self._change_large(pfn, end, set_mask, clr_mask, PMD_ORDER)
+            else:
+                step = self._change_pte(pfn, set_mask, clr_mask)
+            if step == ENOMEM:
+                return bool(changed), ENOMEM
+            if step > 0:
+                changed += 1
+                pfn += step
+            elif step < 0:
+                pfn -= step  # same protection: skipped, nothing changed
+        return bool(changed), 0
+
+    def _change_pte(self, pfn: int, set_mask: int, clr_mask: int) -> int:
+        """__change_page_attr() on a 4 KiB entry. Returns 1 if changed, -1 if unchanged."""
+        old = self.pte_prot.get(pfn, PAGE_KERNEL)
+        new = new_prot(old, set_mask, clr_mask)
+        if new == old:
+            return -1
+        if new == PAGE_KERNEL:
+            del self.pte_prot[pfn]
+        else:
+            self.pte_prot[pfn] = new
+        self.ledger.charge("cpa", self.c_pte)
+        if self.exec_pfns and new & _PAGE_RW and new & _PAGE_PRESENT and pfn in self.exec_pfns:
+            self._wx(pfn, 1)
+        return 1
+
+    def _change_large(self, pfn: int, end: int, set_mask: int, clr_mask: int, order: int) -> int:
+        """__should_split_large_page(): in place when fully covered, skip when same, else split.
+
+        Returns the pages advanced (> 0 changed, < 0 unchanged), 0 after a split (the caller
+        looks the address up again), or ENOMEM.
+        """
+        size = 1 << order
+        index = pfn >> order
+        table = self.pud_prot if order == PUD_ORDER else self.pmd_prot
+        old = table.get(index, PAGE_KERNEL)
+        new = new_prot(old, set_mask, clr_mask)
+        span = min(size - (pfn & (size - 1)), end - pfn)
+        if new == old:
+            return -span
+        if pfn & (size - 1) == 0 and span == size:  # whole large page: update it in place
+            if new == PAGE_KERNEL:
+                table.pop(index, None)
+            else:
+                table[index] = new
+            self.ledger.charge("cpa", self.c_pte)
+            if self.exec_pfns and new & _PAGE_RW and new & _PAGE_PRESENT:
+                self._wx(pfn, size)
+            return size
+        return ENOMEM if not self.split(pfn, order) else 0
+
+    def _wx(self, pfn: int, numpages: int) -> None:
+        if self.on_wx is None:
+            return
+        for p in sorted(self.exec_pfns):
+            if pfn <= p < pfn + numpages:
+                self.on_wx(p)
+
+    # -- split and collapse --------------------------------------------------------------
+    def split(self, pfn: int, order: int) -> bool:
+        """split_large_page() + __split_large_page(): 512 entries of the next level.
+
+        Takes one page-table page from the buddy (``GFP_KERNEL``, may fail), moves the
+        DirectMap counters as ``split_page_count()``, bumps the vmstat split counter and does
+        the ``flush_tlb_all()`` the kernel does before the change proceeds.
+        """
+        pt = self.alloc_pt_page()
+        if pt < 0:
+            return False
+        self.ledger.charge("split", self.c_split)
+        if order == PUD_ORDER:
+            g = pfn >> PUD_ORDER
+            prot = self.pud_prot.pop(g, PAGE_KERNEL)
+            if prot != PAGE_KERNEL:
+                base = g << (PUD_ORDER - PMD_ORDER)
+                for m in range(base, base + PTRS_PER_TABLE):
+                    self.pmd_prot[m] = prot
+            self.split_pud.add(g)
+            self.pt_pages[(LEVEL_1G, g)] = pt
+            self.nr_1g -= 1
+            self.nr_2m += PTRS_PER_TABLE
+            self.ledger.direct_map_level3_splits += 1
+        else:
+            m = pfn >> PMD_ORDER
+            prot = self.pmd_prot.pop(m, PAGE_KERNEL)
+            if prot != PAGE_KERNEL:
+                base = m << PMD_ORDER
+                for p in range(base, base + PMD_PAGES):
+                    self.pte_prot[p] = prot
+            self.split_pmd.add(m)
+            self.pt_pages[(LEVEL_2M, m)] = pt
+            self.nr_2m -= 1
+            self.nr_4k += PTRS_PER_TABLE
+            self.ledger.direct_map_level2_splits += 1
+        self.flush_tlb_all()
+        return True
+
+    def collapse(self, pfns: list[int]) -> int:
+        """cpa_collapse_large_pages() (2025, 41d88484c71c): re-merge uniform page tables.
+
+        For every PMD that ``pfns`` touch: collapse when all 512 PTEs are present and equal
+        (they are contiguous by construction); then every PUD whose 512 PMDs are large,
+        present and equal. Only tables a split created are collapsed (boot tables keep their
+        ``_PAGE_KERNEL_4K`` layout). Frees the page-table pages; one ``flush_tlb_all`` if
+        anything collapsed. Returns the number of collapses.
+        """
+        done = 0
+        for m in sorted({p >> PMD_ORDER for p in pfns}):
+            done += self._collapse_pmd(m)
+        if self.gbpages:
+            for g in sorted({p >> PUD_ORDER for p in pfns}):
+                done += self._collapse_pud(g)
+        if done:
+            self.flush_tlb_all()
+        return done
+
+    def _collapse_pmd(self, m: int) -> int:
+        pt = self.pt_pages.get((LEVEL_2M, m))
+        if pt is None:
+            return 0
+        base = m << PMD_ORDER
+        first = self.pte_prot.get(base, PAGE_KERNEL)
+        if not first & _PAGE_PRESENT:
+            return 0
+        for p in range(base + 1, base + PMD_PAGES):
+            if self.pte_prot.get(p, PAGE_KERNEL) != first:
+                return 0
+        for p in range(base, base + PMD_PAGES):
+            self.pte_prot.pop(p, None)
+        if first != PAGE_KERNEL:
+            self.pmd_prot[m] = first
+        self.split_pmd.discard(m)
+        del self.pt_pages[(LEVEL_2M, m)]
+        self.free_pt_page(pt)
+        self.nr_4k -= PTRS_PER_TABLE
+        self.nr_2m += 1
+        self.ledger.direct_map_level2_collapses += 1
+        return 1
+
+    def _collapse_pud(self, g: int) -> int:
+        pt = self.pt_pages.get((LEVEL_1G, g))
+        if pt is None:
+            return 0
+        base = g << (PUD_ORDER - PMD_ORDER)
+        first = self.pmd_prot.get(base, PAGE_KERNEL)
+        if not first & _PAGE_PRESENT:
+            return 0
+        for m in range(base, base + PTRS_PER_TABLE):
+            if m in self.split_pmd or self.pmd_prot.get(m, PAGE_KERNEL) != first:
+                return 0
+        for m in range(base, base + PTRS_PER_TABLE):
+            self.pmd_prot.pop(m, None)
+        if first != PAGE_KERNEL:
+            self.pud_prot[g] = first
+        self.split_pud.discard(g)
+        del self.pt_pages[(LEVEL_1G, g)]
+        self.free_pt_page(pt)
+        self.nr_2m -= PTRS_PER_TABLE
+        self.nr_1g += 1
+        self.ledger.direct_map_level3_collapses += 1
+        return 1
+
+    # -- consistency ---------------------------------------------------------------------
+    def recount(self) -> tuple[int, int, int]:
+        """Count entries of each size from the tables themselves (for the ``counters`` check)."""
+        nr_gib = self.mem_pages >> PUD_ORDER
+        split_g = nr_gib if not self.gbpages else len(self.split_pud)
+        nr_1g = nr_gib - split_g
+        nr_4k = len(self.split_pmd) * PTRS_PER_TABLE
+        nr_2m = split_g * PTRS_PER_TABLE - len(self.split_pmd)
+        return nr_4k, nr_2m, nr_1g
+
+    def pagetable_pages(self) -> int:
+        """Page-table pages below the PUD level: boot ones plus one per split."""
+        return self.boot_pt_pages + len(self.pt_pages)
