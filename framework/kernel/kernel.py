@@ -82,6 +82,7 @@ class Kernel:
         self.faults = faults or Faults()
         self.violations: list[tuple[str, int, str]] = []
         self.allocated: dict[int, int] = {}
+        self.nr_allocated = 0
         self.pt_pfns: set[int] = set()
         self.dirty: set[int] = set()
         self.current_node = 0
@@ -204,6 +205,7 @@ class Kernel:
             else:
                 return NO_PAGE
         self.allocated[pfn] = order
+        self.nr_allocated += 1 << order
         if mt == MIGRATE_MOVABLE:
             self._count_movable(pfn, 1 << order)
         if zero:
@@ -237,18 +239,65 @@ class Kernel:
 
         ``free_pages_prepare()`` first offers pages of a pageblock with a hooked flag bit to
         the plugin's hook (the v3 ``PB_unmapped`` diversion); otherwise the block goes back
-        to the buddy on its pageblock's migratetype list.
+        to the buddy on its pageblock's migratetype list. Freeing pages the buddy does not
+        consider handed out is recorded as ``bad_free`` and ignored.
         """
-        if self.allocated.get(pfn) != order:
-            self.violation("bad_free", pfn, f"order-{order} free of a page the buddy did not "
-                           "hand out (or already freed)")
+        if not self._take_range(pfn, order):
+            self.violation("bad_free", pfn, f"order-{order} free of pages that are not "
+                           "allocated (double free, or never handed out)")
             return
-        del self.allocated[pfn]
         if movable:
             self._count_movable(pfn, -(1 << order))
         if self.free_hook_mask and self._divert(pfn, order):
+            self.allocated[pfn] = order  # now held by the plugin's cache
+            self.nr_allocated += 1 << order
             return
         self._free_to_buddy(pfn, order, False)
+
+    def _take_range(self, pfn: int, order: int) -> bool:
+        """Remove ``[pfn, pfn + 2^order)`` from :attr:`allocated`.
+
+        The range may be a whole allocated block, part of a bigger one (a page of a block a
+        plugin split up, as ``split_page`` / ``post_alloc_hook`` allow), or several smaller
+        ones (a plugin that merged its cached pages). Returns False, changing nothing, when
+        any page of the range is not allocated.
+        """
+        alloc = self.allocated
+        if alloc.get(pfn) == order:
+            del alloc[pfn]
+            self.nr_allocated -= 1 << order
+            return True
+        for big in range(order + 1, MAX_ORDER):
+            head = pfn >> big << big
+            if alloc.get(head) == big:
+                del alloc[head]
+                while big > order:  # keep the rest of the block allocated
+                    big -= 1
+                    half = head + (1 << big)
+                    if pfn >= half:
+                        alloc[head] = big
+                        head = half
+                    else:
+                        alloc[half] = big
+                self.nr_allocated -= 1 << order
+                return True
+        return self._take_parts(pfn, order)
+
+    def _take_parts(self, pfn: int, order: int) -> bool:
+        alloc = self.allocated
+        end = pfn + (1 << order)
+        parts = []
+        p = pfn
+        while p < end:
+            o = alloc.get(p)
+            if o is None or p + (1 << o) > end:
+                return False
+            parts.append(p)
+            p += 1 << o
+        for p in parts:
+            del alloc[p]
+        self.nr_allocated -= 1 << order
+        return True
 
     def _divert(self, pfn: int, order: int) -> bool:
         zone = self.zone_of(pfn)
@@ -263,9 +312,12 @@ class Kernel:
     def free_pages_ok(self, pfn: int, order: int, to_tail: bool = False) -> None:
         """__free_pages_ok(FPI_UNMAPPED [| FPI_TO_TAIL]): back to the buddy, no hooks.
 
-        For a plugin returning pages it owns (e.g. a shrinker); they must have come from
-        :meth:`alloc_pages` or a free hook.
+        For a plugin returning pages it holds (e.g. a shrinker); they must have come from
+        :meth:`alloc_pages` or a free hook, else ``bad_free`` is recorded.
         """
+        if not self._take_range(pfn, order):
+            self.violation("bad_free", pfn, f"order-{order} return of pages not held")
+            return
         self._free_to_buddy(pfn, order, to_tail)
 
     def _free_to_buddy(self, pfn: int, order: int, to_tail: bool) -> None:
@@ -596,7 +648,7 @@ class Kernel:
 
     # -- accounting ----------------------------------------------------------------------
     def allocated_pages(self) -> int:
-        """Pages handed out by the buddy and not freed (page tables included)."""
+        """Pages handed out by the buddy and not freed (page tables included), recounted."""
         return sum(1 << order for order in self.allocated.values())
 
     def check_conservation(self) -> int:

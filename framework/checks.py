@@ -1,0 +1,153 @@
+"""The promises each design makes, checked while a run goes on (DESIGN section 9).
+
+Rules (names are a contract): ``conservation``, ``double_alloc``, ``bad_free``,
+``unmapped_present``, ``wx_mapping``, ``not_zeroed``, ``counters``. A violation records the
+rule, the pfn or address, the event index and a detail; the run goes on. ``bad_free`` and
+``wx_mapping`` are detected inside the kernel model (freeing pages that are not allocated; a
+page executable in the module area with a writable mapping); the others here.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+import attrs
+
+from framework.kernel.kernel import Kernel
+from framework.request import Allocation, Request
+
+RULES: tuple[str, ...] = (
+    "conservation", "double_alloc", "bad_free", "unmapped_present", "wx_mapping",
+    "not_zeroed", "counters",
+)
+KEEP_PER_RULE = 20  # violations kept in detail per rule; all are counted
+
+
+@attrs.frozen(slots=True)
+class Violation:
+    """One broken promise."""
+
+    rule: str
+    where: int
+    event: int
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form; ``where`` in hex as the kernel prints pfns and addresses."""
+        return {"rule": self.rule, "where": hex(self.where), "event": self.event,
+                "detail": self.detail}
+
+
+class Checker:
+    """Keeps the owner of every handed-out page and byte range and judges each event."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.owner: dict[int, int] = {}
+        self.range_starts: list[int] = []
+        self.range_ends: dict[int, int] = {}
+        self.counts: dict[str, int] = dict.fromkeys(RULES, 0)
+        self.kept: list[Violation] = []
+        self.event = 0
+        self._seen = 0
+
+    def record(self, rule: str, where: int, detail: str) -> None:
+        """Count a violation; keep the first few of each rule in detail."""
+        self.counts[rule] += 1
+        if self.counts[rule] <= KEEP_PER_RULE:
+            self.kept.append(Violation(rule, where, self.event, detail))
+
+    def drain_kernel(self) -> None:
+        """Move violations the kernel model recorded into the checker, with the event index."""
+        found = self.kernel.violations
+        while self._seen < len(found):
+            rule, where, detail = found[self._seen]
+            self._seen += 1
+            self.record(rule, where, detail)
+
+    # -- per event -----------------------------------------------------------------------
+    def on_alloc(self, aid: int, alloc: Allocation, request: Request) -> None:
+        """Rules 1, 2, 3 and 5 for memory just handed out."""
+        if alloc.blocks:
+            self._own_blocks(aid, alloc)
+            if alloc.unmapped:
+                self.check_unmapped(alloc)
+            if request.zero and self.kernel.dirty:
+                self._check_zero(alloc)
+        if alloc.vaddr and not alloc.blocks:
+            self._own_range(alloc.vaddr, alloc.vaddr + max(alloc.size, 1))
+
+    def _own_blocks(self, aid: int, alloc: Allocation) -> None:
+        owner = self.owner
+        kernel = self.kernel
+        allocated = kernel.allocated
+        for pfn, order in alloc.blocks:
+            for p in range(pfn, pfn + (1 << order)):
+                if p in owner:
+                    self.record("double_alloc", p, f"already owned by allocation {owner[p]}")
+                elif p not in allocated and kernel.zone_of(p).block_is_free(p):
+                    self.record("conservation", p, "handed out a page that is buddy-free")
+                owner[p] = aid
+
+    def _own_range(self, start: int, end: int) -> None:
+        starts = self.range_starts
+        i = bisect.bisect_right(starts, start)
+        if i and self.range_ends[starts[i - 1]] > start:
+            self.record("double_alloc", start, "overlaps a live object")
+        elif i < len(starts) and starts[i] < end:
+            self.record("double_alloc", start, "overlaps a live object")
+        starts.insert(i, start)
+        self.range_ends[start] = end
+
+    def check_unmapped(self, alloc: Allocation) -> None:
+        """Rule 3: memory handed out as unmapped is not present in the direct map."""
+        dm = self.kernel.directmap
+        for pfn, order in alloc.blocks:
+            for p in range(pfn, pfn + (1 << order)):
+                if dm.is_present(p):
+                    self.record("unmapped_present", p, "unmapped allocation present in the "
+                                "direct map")
+
+    def _check_zero(self, alloc: Allocation) -> None:
+        dirty = self.kernel.dirty
+        for pfn, order in alloc.blocks:
+            for p in range(pfn, pfn + (1 << order)):
+                if p in dirty:
+                    self.record("not_zeroed", p, "zero requested but the page holds data "
+                                "written by an earlier owner")
+
+    def on_free(self, alloc: Allocation) -> None:
+        """Rule 3 once more (while still owned), then forget the owner."""
+        if alloc.unmapped:
+            self.check_unmapped(alloc)
+        owner = self.owner
+        for pfn, order in alloc.blocks:
+            for p in range(pfn, pfn + (1 << order)):
+                owner.pop(p, None)
+        if alloc.vaddr and not alloc.blocks:
+            i = bisect.bisect_left(self.range_starts, alloc.vaddr)
+            if i < len(self.range_starts) and self.range_starts[i] == alloc.vaddr:
+                del self.range_starts[i]
+                del self.range_ends[alloc.vaddr]
+
+    # -- whole-state checks --------------------------------------------------------------
+    def check_state(self, held_pages: int) -> None:
+        """Rules 1 and 6 over the whole model (at ``sample`` events and at the end).
+
+        :param held_pages: pages the design and the status-quo path say they hold outside
+            live allocations (caches, packs, slabs).
+        """
+        kernel = self.kernel
+        gap = kernel.check_conservation()
+        if gap:
+            self.record("conservation", 0, f"free + allocated + reserved differs from RAM "
+                        f"by {gap} pages")
+        accounted = len(self.owner) + held_pages + len(kernel.pt_pfns)
+        if accounted != kernel.nr_allocated:
+            self.record("conservation", 0, f"{kernel.nr_allocated} pages allocated from the "
+                        f"buddy but {accounted} accounted for (live + cached + page tables)")
+        dm = kernel.directmap
+        if dm.recount() != (dm.nr_4k, dm.nr_2m, dm.nr_1g):
+            self.record("counters", 0, f"DirectMap counters {dm.nr_4k, dm.nr_2m, dm.nr_1g} "
+                        f"but page tables hold {dm.recount()}")

@@ -1,0 +1,246 @@
+"""The engine: one plugin x workload x machine x seed -> one result.
+
+The hot loop feeds each event to the design (or, for sites the design does not cover, to the
+v6.3 status-quo path), measures the cycles each alloc and free charged, and runs the checks.
+No pluggy call, no wall clock, no global random state: the same cell gives the same result.
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import Any
+
+import attrs
+import numpy as np
+
+from framework.allocator import Allocator
+from framework.checks import Checker
+from framework.errors import InputError, PluginError
+from framework.kernel.callsites import StatusQuo
+from framework.kernel.faults import FAULT_PARAMS, Faults
+from framework.kernel.kernel import Kernel
+from framework.machine.costs import resolve_costs
+from framework.machine.spec import MACHINE_PARAMS, configure
+from framework.metrics import build_metrics, snapshot
+from framework.params import resolve
+from framework.plugins import Registry
+from framework.request import ALLOC, FREE, PRESSURE, SAMPLE, WRITE, Allocation, Request
+
+VERSION = "0.1.0"
+
+
+@attrs.frozen(slots=True)
+class Cell:
+    """What one run is: names, the seed, and the user's ``--set`` values by scope."""
+
+    plugin: str
+    workload: str
+    machine: str
+    seed: int
+    sets: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+
+    def scope(self, name: str) -> dict[str, str]:
+        """The ``--set`` values given for one scope."""
+        for scope, items in self.sets:
+            if scope == name:
+                return dict(items)
+        return {}
+
+
+def freeze_sets(sets: dict[str, dict[str, str]]) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    """Make ``--set`` values hashable and ordered for a :class:`Cell`."""
+    return tuple(sorted((s, tuple(sorted(kv.items()))) for s, kv in sets.items()))
+
+
+@attrs.define(slots=True)
+class Setup:
+    """Everything resolved for one cell, before it runs."""
+
+    cell: Cell
+    params: dict[str, dict[str, Any]]
+    kernel: Kernel
+    allocator: Allocator
+    events: Any
+
+
+def prepare(cell: Cell, reg: Registry) -> Setup:
+    """Resolve names and parameters, boot the kernel model and attach the design.
+
+    :raises UnknownName, BadParameter, InputError: for the user's bad input.
+    """
+    spec = configure(reg.machine(cell.machine), cell.scope("machine"))
+    costs = resolve_costs(cell.scope("costs"))
+    faults_p = resolve("faults", FAULT_PARAMS, cell.scope("faults"))
+    alloc_cls = reg.allocator(cell.plugin)
+    work_cls = reg.workload(cell.workload)
+    plugin_p = resolve(cell.plugin, alloc_cls.params, cell.scope(cell.plugin))
+    work_p = resolve(cell.workload, work_cls.params, cell.scope(cell.workload))
+    kernel = Kernel(spec, costs, Faults.from_params(faults_p, cell.seed))
+    workload = work_cls(work_p, spec)
+    allocator = alloc_cls(kernel, plugin_p)
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(cell.seed)))
+    params = {
+        "machine": {p.name: getattr(spec, p.name) for p in MACHINE_PARAMS},
+        "costs": costs, "faults": faults_p, "workload": work_p, "plugin": plugin_p,
+    }
+    return Setup(cell, params, kernel, allocator, workload.events(rng))
+
+
+class Runner:
+    """Runs one prepared cell's events through its design."""
+
+    def __init__(self, setup: Setup) -> None:
+        self.setup = setup
+        self.kernel = setup.kernel
+        self.allocator = setup.allocator
+        self.statusquo = StatusQuo(setup.kernel)
+        self.checker = Checker(setup.kernel)
+        self.live: dict[int, tuple[Allocation, bool, Request]] = {}
+        self.alloc_lat = array("d")
+        self.free_lat = array("d")
+        self.series: list[dict[str, Any]] = []
+        self.totals = {"alloc_failures": 0, "allocs": 0, "frees": 0, "writes": 0,
+                       "pressure_freed": 0, "live_bytes": 0, "peak_requested_bytes": 0,
+                       "peak_footprint_pages": 0, "unmapped_served_mapped_bytes": 0}
+        self.events = 0
+
+    def run(self) -> dict[str, Any]:
+        """Feed every event, then check the final state; return the result record."""
+        handlers = {ALLOC: self.on_alloc, FREE: self.on_free, WRITE: self.on_write,
+                    PRESSURE: self.on_pressure, SAMPLE: self.on_sample}
+        checker = self.checker
+        kernel_violations = self.kernel.violations
+        index = -1
+        for index, event in enumerate(self.setup.events):  # noqa: B007 - index used after
+            checker.event = index
+            handler = handlers.get(event.op)
+            if handler is None:
+                raise InputError(f"event {index}: unknown op {event.op!r}: "
+                                 f"expected one of {', '.join(handlers)}")
+            handler(event)
+            if kernel_violations:
+                checker.drain_kernel()
+        self.events = index + 1
+        return self.finish()
+
+    # -- handlers ------------------------------------------------------------------------
+    def on_alloc(self, event: Any) -> None:
+        req: Request = event.request
+        if event.id in self.live:
+            raise InputError(f"event {self.checker.event}: id {event.id} allocated while live")
+        mine = req.site in self.allocator.covers
+        ledger = self.kernel.ledger
+        before = ledger.total_cycles
+        self.kernel.current_node = req.node or 0
+        try:
+            alloc = (self.allocator.alloc if mine else self.statusquo.alloc)(req)
+        except Exception as exc:
+            raise _plugin_failure(self.setup.cell.plugin, "alloc", exc) from exc
+        self.alloc_lat.append(ledger.total_cycles - before)
+        totals = self.totals
+        if alloc is None:
+            totals["alloc_failures"] += 1
+            return
+        if not isinstance(alloc, Allocation):
+            raise PluginError(f"plugin {self.setup.cell.plugin}: alloc returned "
+                              f"{type(alloc).__name__}, expected Allocation or None")
+        self.live[event.id] = (alloc, mine, req)
+        totals["allocs"] += 1
+        totals["live_bytes"] += req.size
+        if req.perm == "UNMAPPED" and not alloc.unmapped:
+            totals["unmapped_served_mapped_bytes"] += req.size
+        self.checker.on_alloc(event.id, alloc, req)
+        self._peaks()
+
+    def _peaks(self) -> None:
+        totals = self.totals
+        live_bytes = totals["live_bytes"]
+        if live_bytes > totals["peak_requested_bytes"]:
+            totals["peak_requested_bytes"] = live_bytes
+        used = self.kernel.nr_allocated - len(self.kernel.pt_pfns)
+        if used > totals["peak_footprint_pages"]:
+            totals["peak_footprint_pages"] = used
+
+    def on_free(self, event: Any) -> None:
+        entry = self.live.pop(event.id, None)
+        if entry is None:
+            raise InputError(f"event {self.checker.event}: free of id {event.id}, "
+                             "which is not live")
+        alloc, mine, req = entry
+        self.checker.on_free(alloc)
+        owner = self.allocator if mine else self.statusquo
+        ledger = self.kernel.ledger
+        before = ledger.total_cycles
+        try:
+            if req.freed_by == "GENERIC":
+                owner.free_generic(alloc)
+            else:
+                owner.free(alloc)
+        except Exception as exc:
+            raise _plugin_failure(self.setup.cell.plugin, "free", exc) from exc
+        self.free_lat.append(ledger.total_cycles - before)
+        self.totals["frees"] += 1
+        self.totals["live_bytes"] -= req.size
+
+    def on_write(self, event: Any) -> None:
+        entry = self.live.get(event.id)
+        if entry is None:
+            raise InputError(f"event {self.checker.event}: write to id {event.id}, "
+                             "which is not live")
+        alloc, mine, _ = entry
+        try:
+            (self.allocator if mine else self.statusquo).write(alloc, event.arg)
+        except Exception as exc:
+            raise _plugin_failure(self.setup.cell.plugin, "write", exc) from exc
+        self.totals["writes"] += 1
+
+    def on_pressure(self, event: Any) -> None:
+        try:
+            self.totals["pressure_freed"] += self.kernel.shrink(event.arg)
+        except Exception as exc:
+            raise _plugin_failure(self.setup.cell.plugin, "shrink", exc) from exc
+
+    def on_sample(self, event: Any) -> None:
+        self.checker.check_state(self.held_pages())
+        self.series.append({"event": self.checker.event, **snapshot(self.kernel)})
+
+    def held_pages(self) -> int:
+        """Pages the design and the status-quo path hold outside live allocations."""
+        return self.allocator.cache_pages() + self.statusquo.cache_pages()
+
+    # -- the end -------------------------------------------------------------------------
+    def finish(self) -> dict[str, Any]:
+        """Final checks and the result record (DESIGN section 8)."""
+        self.checker.drain_kernel()
+        self.checker.check_state(self.held_pages())
+        cell = self.setup.cell
+        metrics = build_metrics(self)
+        return {
+            "plugin": cell.plugin, "workload": cell.workload, "machine": cell.machine,
+            "seed": cell.seed, "params": self.setup.params, "metrics": metrics,
+            "violations": [v.to_json() for v in self.checker.kept],
+            "violation_counts": {k: v for k, v in self.checker.counts.items() if v},
+            "stats": _jsonable(self.allocator.stats()),
+            "series": self.series, "framework_version": VERSION,
+        }
+
+
+def _plugin_failure(plugin: str, what: str, exc: Exception) -> PluginError:
+    if isinstance(exc, InputError):
+        return exc  # type: ignore[return-value]
+    return PluginError(f"plugin {plugin} raised in {what}: {type(exc).__name__}: {exc}")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    return value
+
+
+def run_cell(cell: Cell, reg: Registry) -> dict[str, Any]:
+    """Prepare and run one cell. The result is a plain JSON-ready dict."""
+    return Runner(prepare(cell, reg)).run()

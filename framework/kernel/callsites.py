@@ -1,0 +1,344 @@
+"""The v6.3 status-quo call sites: how today's kernel serves each request site.
+
+:class:`StatusQuo` is the ``baseline`` design and the fallback of every other design for the
+sites it does not cover. Per site:
+
+- ``secretmem``: mm/secretmem.c ``secretmem_fault`` (``alloc_page(__GFP_ZERO)``, invalid in
+  the direct map, 1-page ``flush_tlb_kernel_range``) and ``secretmem_free_folio`` (default,
+  then zero) before the page-cache page is freed through the generic path.
+- ``module_*``, ``trampoline``: ``module_alloc`` (4 KiB pages, ``VM_FLUSH_RESET_PERMS``); the
+  loader's copy is a plain store, then the STRICT_MODULE_RWX calls of
+  kernel/module/strict_rwx.c (text: ``set_memory_ro`` + ``set_memory_x``; rodata and
+  ro_after_init: ``set_memory_ro`` + ``set_memory_nx``; data: ``set_memory_nx``). Later
+  writes to read-only text go through ``text_poke``. Each section type is its own
+  ``module_alloc``, as the ``module_memory`` layout of v6.4 (ac3b43283923) does; v6.3 put the
+  core sections in one allocation, which the thread's designs all split. Trampolines are
+  sealed with one ``set_memory_rox`` (kernel/bpf/trampoline.c, kernel/kprobes.c).
+- ``bpf_prog``: kernel/bpf/core.c ``bpf_prog_pack_alloc``: packs of 2 MiB x nodes from
+  ``module_alloc`` made RO then X once, 64 B chunks in a bitmap, first fit over the packs in
+  list order; bigger programs get their own ``module_alloc``. The JIT image is written with
+  ``text_poke_copy``; a free invalidates with ``text_poke_set`` and frees an empty pack.
+- ``pagetable``: ``__get_free_page(GFP_PGTABLE_KERNEL)``. With ``perm=PKS`` the page's
+  direct-map entry gets the PKS key per page (``set_memory_pks`` of Rick Edgecombe's 2021
+  RFC, the path a PKS user has without a grouping cache), cleared at free.
+- ``guest``, ``dma_nokmap``: v6.3 leaves these in the direct map: guest memory is ordinary
+  (zeroed) user memory in up to 2 MiB folios; ``DMA_ATTR_NO_KERNEL_MAPPING`` buffers are
+  ``alloc_pages(get_order(size))`` without zeroing. The allocation says ``unmapped=False``.
+- ``kernel``, ``user`` and anything else: ``alloc_pages(get_order(size))`` of
+  ``MIGRATE_UNMOVABLE`` or (``user``) ``MIGRATE_MOVABLE``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from framework.kernel.buddy import NO_PAGE
+from framework.kernel.consts import (
+    MAX_ORDER,
+    MIGRATE_MOVABLE,
+    MIGRATE_UNMOVABLE,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    PMD_ORDER,
+)
+from framework.kernel.kernel import Kernel
+from framework.kernel.vmalloc import VmStruct
+from framework.request import Allocation, Request
+
+BPF_PROG_CHUNK_SHIFT = 6  # kernel/bpf/core.c
+BPF_PROG_CHUNK_SIZE = 1 << BPF_PROG_CHUNK_SHIFT
+PACK_PAGES = 1 << PMD_ORDER  # SZ_2M per possible node
+MODULE_SITES = frozenset({
+    "module_text", "module_rodata", "module_ro_after_init", "module_data",
+    "module_init_text", "module_init_rodata", "module_init_data", "trampoline",
+})
+
+
+def get_order(size: int) -> int:
+    """include/asm-generic/getorder.h get_order()."""
+    pages = max(1, -(-size // PAGE_SIZE))
+    return (pages - 1).bit_length()
+
+
+@attrs.define(slots=True, eq=False)
+class ModuleMem:
+    """A module section (or trampoline) allocation and whether it has been sealed."""
+
+    area: VmStruct
+    perm: str
+    site: str
+    sealed: bool = False
+
+
+@attrs.define(slots=True, eq=False)
+class BpfPack:
+    """kernel/bpf/core.c ``struct bpf_prog_pack``: a pack and its chunk bitmap."""
+
+    area: VmStruct
+    chunks: int
+    used: bytearray
+
+
+@attrs.define(slots=True, eq=False)
+class BpfProg:
+    """A program image in a pack (``pack`` set) or in its own module_alloc (``area`` set)."""
+
+    size: int
+    pack: BpfPack | None = None
+    pos: int = 0
+    area: VmStruct | None = None
+
+
+class StatusQuo:
+    """The v6.3 paths for every site. ``alloc``/``free``/``write`` dispatch on the site."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.packs: list[BpfPack] = []
+
+    def cache_pages(self) -> int:
+        """Pages in BPF program packs (held whether or not programs live in them)."""
+        return sum(pack.area.nr_pages for pack in self.packs)
+
+    # -- dispatch ------------------------------------------------------------------------
+    def alloc(self, request: Request) -> Allocation | None:
+        """Serve ``request`` as v6.3 does; None is the kernel's NULL."""
+        site = request.site
+        if site == "secretmem":
+            return self.secretmem_alloc(request)
+        if site in MODULE_SITES:
+            return self.module_mem_alloc(request)
+        if site == "bpf_prog":
+            return self.bpf_prog_pack_alloc(request)
+        if site == "pagetable":
+            return self.pagetable_alloc(request)
+        if site == "guest":
+            return self.guest_alloc(request)
+        return self.pages_alloc(request)
+
+    def free(self, allocation: Allocation) -> None:
+        """Free an allocation this path made."""
+        handle = allocation.handle
+        if isinstance(handle, ModuleMem):
+            self.kernel.vfree(handle.area)
+        elif isinstance(handle, BpfProg):
+            self.bpf_prog_pack_free(handle)
+        elif handle == "secretmem":
+            self.free_generic(allocation)
+        else:
+            self._free_blocks(allocation)
+
+    def free_generic(self, allocation: Allocation) -> None:
+        """The generic free path; secretmem's ``free_folio`` runs first."""
+        if allocation.handle == "secretmem":
+            for pfn, _ in allocation.blocks:
+                self.secretmem_free_folio(pfn)
+        self._free_blocks(allocation)
+
+    def write(self, allocation: Allocation, length: int) -> None:
+        """A store by the owner: loader copy then seal, text_poke on sealed text, or plain."""
+        handle = allocation.handle
+        kernel = self.kernel
+        if isinstance(handle, ModuleMem):
+            if not handle.sealed:
+                kernel.dirty.update(handle.area.pages)
+                self.module_seal(handle)
+            elif handle.perm in ("ROX", "RO"):
+                kernel.text_poke(handle.area.addr, 0, length or allocation.size)
+            else:
+                kernel.dirty.update(handle.area.pages)
+        elif isinstance(handle, BpfProg):
+            self.bpf_text_poke(allocation, length)
+        else:
+            kernel.dirty.update(allocation.pfns())
+
+    # -- secretmem (mm/secretmem.c) ------------------------------------------------------
+    def secretmem_alloc(self, request: Request) -> Allocation | None:
+        """secretmem_fault() once per page of the request."""
+        blocks = []
+        for _ in range(max(1, -(-request.size // PAGE_SIZE))):
+            pfn = self.secretmem_fault(request.node)
+            if pfn == NO_PAGE:
+                for done, _ in blocks:
+                    self.secretmem_free_folio(done)
+                    self.kernel.free_pages(done, 0)
+                return None
+            blocks.append((pfn, 0))
+        return Allocation(tuple(blocks), 0, request.size, True, "secretmem")
+
+    def secretmem_fault(self, node: int | None) -> int:
+        """secretmem_fault(): zeroed page, set_direct_map_invalid_noflush, 1-page flush."""
+        kernel = self.kernel
+        pfn = kernel.alloc_pages(0, MIGRATE_UNMOVABLE, node, zero=True)
+        if pfn == NO_PAGE:
+            return NO_PAGE
+        if kernel.set_direct_map_invalid_noflush(pfn):
+            kernel.free_pages(pfn, 0)  # put_page() on error
+            return NO_PAGE
+        kernel.flush_tlb_kernel_range(1)
+        return pfn
+
+    def secretmem_free_folio(self, pfn: int) -> None:
+        """secretmem_free_folio(): set_direct_map_default_noflush, then zero the page."""
+        self.kernel.set_direct_map_default_noflush(pfn)
+        self.kernel.clear_pages(pfn, 1)
+
+    # -- modules and trampolines ---------------------------------------------------------
+    def module_mem_alloc(self, request: Request) -> Allocation | None:
+        """module_alloc() of one section type; sealed at the loader's first write."""
+        area = self.kernel.module_alloc(request.size)
+        if area is None:
+            return None
+        mem = ModuleMem(area, request.perm, request.site)
+        blocks = tuple((pfn, 0) for pfn in area.pages)
+        return Allocation(blocks, area.addr << PAGE_SHIFT, request.size, False, mem)
+
+    def module_seal(self, mem: ModuleMem) -> None:
+        """module_enable_ro / _nx / _x (kernel/module/strict_rwx.c) for one section type."""
+        kernel, addr, nr = self.kernel, mem.area.addr, mem.area.nr_pages
+        if mem.site == "trampoline":
+            kernel.set_memory_rox(addr, nr)  # kernel/bpf/trampoline.c bpf_trampoline_update
+        elif mem.perm == "ROX":
+            kernel.set_memory_ro(addr, nr)  # module_enable_ro: frob_text
+            kernel.set_memory_x(addr, nr)  # module_enable_x: frob_text
+        elif mem.perm == "RO":
+            kernel.set_memory_ro(addr, nr)  # module_enable_ro: frob_rodata / ro_after_init
+            kernel.set_memory_nx(addr, nr)  # module_enable_nx
+        else:
+            kernel.set_memory_nx(addr, nr)  # module_enable_nx: frob_writable_data
+        mem.sealed = True
+
+    # -- BPF programs (kernel/bpf/core.c) ------------------------------------------------
+    def pack_pages(self) -> int:
+        """BPF_PROG_PACK_SIZE in pages: SZ_2M * num_possible_nodes()."""
+        return PACK_PAGES * self.kernel.spec.nodes
+
+    def bpf_prog_pack_alloc(self, request: Request) -> Allocation | None:
+        """bpf_prog_pack_alloc(): first fit over the packs, new pack on a miss."""
+        size = -(-request.size // BPF_PROG_CHUNK_SIZE) * BPF_PROG_CHUNK_SIZE
+        if size > self.pack_pages() << PAGE_SHIFT:
+            return self._bpf_big_alloc(request, size)
+        nbits = size >> BPF_PROG_CHUNK_SHIFT
+        for pack in self.packs:
+            pos = pack.used.find(b"\0" * nbits)
+            if pos >= 0:
+                return self._bpf_place(pack, pos, nbits, request)
+        pack = self.alloc_new_pack()
+        if pack is None:
+            return None
+        return self._bpf_place(pack, 0, nbits, request)
+
+    def _bpf_place(self, pack: BpfPack, pos: int, nbits: int, request: Request) -> Allocation:
+        pack.used[pos:pos + nbits] = b"\1" * nbits
+        self.kernel.ledger.charge("slab", self.kernel.costs["slab_op"])
+        prog = BpfProg(nbits << BPF_PROG_CHUNK_SHIFT, pack, pos)
+        vaddr = (pack.area.addr << PAGE_SHIFT) + (pos << BPF_PROG_CHUNK_SHIFT)
+        return Allocation((), vaddr, request.size, False, prog)
+
+    def alloc_new_pack(self) -> BpfPack | None:
+        """alloc_new_pack(): module_alloc, fill with INT3, set_memory_ro then set_memory_x."""
+        kernel = self.kernel
+        nr = self.pack_pages()
+        area = kernel.module_alloc(nr << PAGE_SHIFT)
+        if area is None:
+            return None
+        kernel.set_memory_ro(area.addr, nr)
+        kernel.set_memory_x(area.addr, nr)
+        chunks = (nr << PAGE_SHIFT) >> BPF_PROG_CHUNK_SHIFT
+        pack = BpfPack(area, chunks, bytearray(chunks))
+        self.packs.append(pack)
+        return pack
+
+    def _bpf_big_alloc(self, request: Request, size: int) -> Allocation | None:
+        kernel = self.kernel
+        area = kernel.module_alloc(size)
+        if area is None:
+            return None
+        kernel.set_memory_ro(area.addr, area.nr_pages)
+        kernel.set_memory_x(area.addr, area.nr_pages)
+        blocks = tuple((pfn, 0) for pfn in area.pages)
+        return Allocation(blocks, area.addr << PAGE_SHIFT, request.size, False,
+                          BpfProg(size, None, 0, area))
+
+    def bpf_text_poke(self, allocation: Allocation, length: int) -> None:
+        """bpf_arch_text_copy() = text_poke_copy() of the JIT image into the pack."""
+        vaddr = allocation.vaddr
+        self.kernel.text_poke(vaddr >> PAGE_SHIFT, vaddr & (PAGE_SIZE - 1),
+                              length or allocation.size)
+
+    def bpf_prog_pack_free(self, prog: BpfProg) -> None:
+        """bpf_prog_pack_free(): text_poke_set over the image, clear bits, free empty packs."""
+        kernel = self.kernel
+        if prog.area is not None:
+            kernel.vfree(prog.area)
+            return
+        pack = prog.pack
+        assert pack is not None
+        addr = pack.area.addr + ((prog.pos << BPF_PROG_CHUNK_SHIFT) >> PAGE_SHIFT)
+        kernel.text_poke(addr, (prog.pos << BPF_PROG_CHUNK_SHIFT) & (PAGE_SIZE - 1), prog.size)
+        nbits = prog.size >> BPF_PROG_CHUNK_SHIFT
+        pack.used[prog.pos:prog.pos + nbits] = bytes(nbits)
+        kernel.ledger.charge("slab", kernel.costs["slab_op"])
+        if not any(pack.used):
+            self.packs.remove(pack)
+            kernel.vfree(pack.area)
+
+    # -- page-table pages, guest and DMA memory, plain pages -----------------------------
+    def pagetable_alloc(self, request: Request) -> Allocation | None:
+        """__get_free_page(GFP_PGTABLE_KERNEL); with PKS, set the key on the alias."""
+        kernel = self.kernel
+        pfn = kernel.alloc_pages(0, MIGRATE_UNMOVABLE, request.node, zero=True)
+        if pfn == NO_PAGE:
+            return None
+        if request.perm == "PKS" and kernel.set_pages_pkey(pfn, 1, True):
+            kernel.free_pages(pfn, 0)
+            return None
+        return Allocation(((pfn, 0),), 0, request.size, False, ("pagetable", request.perm))
+
+    def guest_alloc(self, request: Request) -> Allocation | None:
+        """Guest memory as v6.3 has it: zeroed user folios of up to 2 MiB, left mapped."""
+        return self._chunked(request, MIGRATE_MOVABLE, zero=True, handle="guest")
+
+    def pages_alloc(self, request: Request) -> Allocation | None:
+        """alloc_pages(get_order(size)) for the remaining sites."""
+        mt = MIGRATE_MOVABLE if request.site == "user" else MIGRATE_UNMOVABLE
+        order = get_order(request.size)
+        if order >= MAX_ORDER:
+            return self._chunked(request, mt, request.zero, request.site)
+        zero = request.zero and request.site != "dma_nokmap"
+        pfn = self.kernel.alloc_pages(order, mt, request.node, zero=zero)
+        if pfn == NO_PAGE:
+            return None
+        return Allocation(((pfn, order),), 0, request.size, False, (request.site, mt))
+
+    def _chunked(self, request: Request, mt: int, zero: bool, handle: Any) -> Allocation | None:
+        """Largest blocks first, at most order 9 (a THP-sized folio), smaller on failure."""
+        kernel = self.kernel
+        left = -(-request.size // PAGE_SIZE)
+        blocks: list[tuple[int, int]] = []
+        order = PMD_ORDER
+        while left > 0:
+            order = min(order, (left.bit_length() - 1))
+            pfn = kernel.alloc_pages(order, mt, request.node, zero=zero)
+            if pfn == NO_PAGE:
+                if order == 0:
+                    for done, o in blocks:
+                        kernel.free_pages(done, o, movable=mt == MIGRATE_MOVABLE)
+                    return None
+                order -= 1
+                continue
+            blocks.append((pfn, order))
+            left -= 1 << order
+        return Allocation(tuple(blocks), 0, request.size, False, (handle, mt))
+
+    def _free_blocks(self, allocation: Allocation) -> None:
+        kernel = self.kernel
+        handle = allocation.handle
+        movable = isinstance(handle, tuple) and handle[1] == MIGRATE_MOVABLE
+        if handle == ("pagetable", "PKS"):
+            for pfn, _ in allocation.blocks:
+                kernel.set_pages_pkey(pfn, 1, False)
+        for pfn, order in allocation.blocks:
+            kernel.free_pages(pfn, order, movable=movable)
