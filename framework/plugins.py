@@ -73,12 +73,20 @@ def _lookup(kind: str, table: dict[str, Any], name: str) -> Any:
     return table[name]
 
 
-def plugin_manager() -> pluggy.PluginManager:
-    """A manager with the hookspecs, the built-ins and (unless disabled) the entry points."""
+def plugin_manager(failed: dict[str, str] | None = None) -> pluggy.PluginManager:
+    """A manager with the hookspecs and the built-in plugin modules.
+
+    A built-in module that fails to import is recorded in ``failed`` (like a broken
+    third-party plugin) instead of taking the command down.
+    """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     for name in DEFAULT_PLUGINS:
-        pm.register(importlib.import_module(name), name)
+        try:
+            pm.register(importlib.import_module(name), name)
+        except Exception as exc:  # noqa: BLE001 - listed by `framework list`
+            if failed is not None:
+                failed[name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
     return pm
 
 
@@ -115,7 +123,7 @@ def build_registry(pm: pluggy.PluginManager | None = None) -> Registry:
     marks that plugin as failed and the others stay.
     """
     reg = Registry()
-    manager = pm or plugin_manager()
+    manager = pm or plugin_manager(reg.failed)
     ep_origins = load_entry_points(manager, reg.failed) if pm is None else {}
     tables: list[tuple[str, dict[str, Any]]] = [
         ("register_machines", reg.machines),

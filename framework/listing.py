@@ -1,0 +1,60 @@
+"""Text for ``framework list``: what is registered, its parameters and where it comes from."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tabulate import tabulate
+
+from framework.kernel.faults import FAULT_PARAMS
+from framework.machine.costs import DEFAULT_COSTS
+from framework.machine.spec import MACHINE_PARAMS
+from framework.params import Param
+from framework.plugins import Registry
+
+
+def _params(scope: str, params: Iterable[Param]) -> list[str]:
+    return [f"    --set {scope}.{p.name}={p.default!s}  ({p.allowed()}) {p.help}" for p in params]
+
+
+def _origin(reg: Registry, name: str) -> str:
+    origin = reg.origins.get(name)
+    if origin is None or origin.package == "builtin":
+        return "builtin"
+    return f"{origin.package} {origin.version}".strip()
+
+
+def list_registry(reg: Registry) -> str:
+    """Plugins, workloads, machines (with parameters and origins), then failed plugins."""
+    lines = ["Allocator plugins:"]
+    for name, cls in reg.allocators.items():
+        lines.append(f"  {name} [{_origin(reg, name)}]: {cls.summary}")
+        lines.append(f"    source: {cls.source}")
+        lines.extend(_params(name, cls.params))
+    lines.append("Workloads:")
+    for name, cls in reg.workloads.items():
+        suite = "" if cls.default else " (not in the default suite)"
+        lines.append(f"  {name} [{_origin(reg, name)}]{suite}: {cls.summary}")
+        lines.append(f"    source: {cls.source}")
+        lines.extend(_params(name, cls.params))
+    lines.append("Machines:")
+    for name, spec in reg.machines.items():
+        lines.append(f"  {name} [{_origin(reg, name)}]: {spec.summary}")
+        lines.append(f"    source: {spec.source}")
+    lines.append("Machine parameters (override any preset):")
+    lines.extend(_params("machine", MACHINE_PARAMS))
+    lines.append("Fault injection:")
+    lines.extend(_params("faults", FAULT_PARAMS))
+    if reg.failed:
+        lines.append("Failed plugins:")
+        lines.extend(f"  {name}: {error}" for name, error in reg.failed.items())
+    return "\n".join(lines) + "\n"
+
+
+def list_costs() -> str:
+    """The cost table: name, cycles, category, unit and source of every constant."""
+    rows = [(e.name, f"{e.cycles:g}", e.category, e.unit, e.source)
+            for e in DEFAULT_COSTS.values()]
+    table = tabulate(rows, headers=["cost", "cycles", "category", "per", "source"],
+                     tablefmt="simple", disable_numparse=True)
+    return table + "\n\nOverride with --set costs.NAME=CYCLES. [V] source read, [E] estimate.\n"
