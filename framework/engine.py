@@ -47,7 +47,10 @@ class Cell:
         return {}
 
 
-def freeze_sets(sets: dict[str, dict[str, str]]) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+SetsKey = tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+
+
+def freeze_sets(sets: dict[str, dict[str, str]]) -> SetsKey:
     """Make ``--set`` values hashable and ordered for a :class:`Cell`."""
     return tuple(sorted((s, tuple(sorted(kv.items()))) for s, kv in sets.items()))
 
@@ -111,7 +114,7 @@ class Runner:
         checker = self.checker
         kernel_violations = self.kernel.violations
         index = -1
-        for index, event in enumerate(self.setup.events):  # noqa: B007 - index used after
+        for index, event in enumerate(self.setup.events):
             checker.event = index
             handler = handlers.get(event.op)
             if handler is None:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 
 class FrameworkError(Exception):
-    """Base class: a problem the user can fix. The message names the bad value and what is allowed."""
+    """Base class: a problem the user can fix.
+
+    The message names the bad value and what is allowed.
+    """
 
 
 class UnknownName(FrameworkError):

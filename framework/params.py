@@ -99,7 +99,10 @@ class Param:
 
 
 def resolve(
-    scope: str, params: Iterable[Param], given: Mapping[str, Any], base: Mapping[str, Any] | None = None
+    scope: str,
+    params: Iterable[Param],
+    given: Mapping[str, Any],
+    base: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Resolve ``given`` against ``params``: defaults (or ``base``) for what is unset.
 

@@ -84,7 +84,7 @@ def plugin_manager(failed: dict[str, str] | None = None) -> pluggy.PluginManager
     for name in DEFAULT_PLUGINS:
         try:
             pm.register(importlib.import_module(name), name)
-        except Exception as exc:  # noqa: BLE001 - listed by `framework list`
+        except Exception as exc:
             if failed is not None:
                 failed[name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
     return pm
@@ -100,7 +100,7 @@ def load_entry_points(pm: pluggy.PluginManager, failed: dict[str, str]) -> dict[
             module = ep.load()
             pm.register(module, ep.name)
             pm.check_pending()
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the CLI down
+        except Exception as exc:
             failed[ep.name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
             _unregister(pm, ep.name)
             continue
@@ -136,7 +136,7 @@ def build_registry(pm: pluggy.PluginManager | None = None) -> Registry:
             origin = ep_origins.get(name, Origin("builtin"))
             try:
                 impl.function(_registrar(table, name, origin, reg))
-            except Exception as exc:  # noqa: BLE001 - report against this plugin only
+            except Exception as exc:
                 reg.failed[name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
     return reg
 

@@ -30,7 +30,8 @@ class Baseline(Allocator):
     """
 
     name = "baseline"
-    summary = "v6.3 status quo: per-page CPA for secretmem, module_alloc + STRICT_MODULE_RWX, bpf_prog_pack"
+    summary = ("v6.3 status quo: per-page CPA for secretmem, module_alloc + STRICT_MODULE_RWX, "
+               "bpf_prog_pack")
     source = "Linux v6.3 (base of 20230308094106.227365-1-rppt@kernel.org)"
 
     def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:

@@ -77,7 +77,7 @@ class Secretmem(Workload):
                ) -> tuple[list[int], int, list[Event]]:
         mean, sigma = self.config["mean_pages"], self.config["sigma"]
         mu = np.log(mean) - sigma * sigma / 2  # so that the mean is mean_pages
-        pages = max(1, int(round(rng.lognormal(mu, sigma))))
+        pages = max(1, round(float(rng.lognormal(mu, sigma))))
         req = Request("secretmem", 4096, "UNMAPPED", True, node, "GENERIC")
         ids = list(range(next_id, next_id + pages))
         evs = []

@@ -45,9 +45,24 @@ class Zone:
     """
 
     __slots__ = (
-        "node", "start_pfn", "end_pfn", "free_area", "nr_free", "buddy", "pageblock_mt",
-        "pageblock_flags", "pristine_next", "pristine_end", "pristine_gone", "after_pristine",
-        "movable_used", "fallbacks", "steal_policy", "ledger", "c_op", "c_step",
+        "after_pristine",
+        "buddy",
+        "c_op",
+        "c_step",
+        "end_pfn",
+        "fallbacks",
+        "free_area",
+        "ledger",
+        "movable_used",
+        "node",
+        "nr_free",
+        "pageblock_flags",
+        "pageblock_mt",
+        "pristine_end",
+        "pristine_gone",
+        "pristine_next",
+        "start_pfn",
+        "steal_policy",
     )
 
     def __init__(
@@ -193,13 +208,21 @@ class Zone:
 
     def rmqueue_smallest(self, order: int, mt: int) -> int:
         """__rmqueue_smallest(): first block of the smallest order >= ``order`` on ``mt``."""
+        area = self.free_area
         for current in range(order, MAX_ORDER):
-            pfn = self._first(current, mt)
-            if pfn == NO_PAGE:
-                continue
-            self._del(pfn)
-            self.expand(pfn, order, current, mt)
-            self.ledger.charge("buddy", self.c_step * (current - order))
+            lst = area[current][mt]
+            if lst:  # get_page_from_free_area() + del_page_from_free_list()
+                pfn = lst.popitem()[0]
+                del self.buddy[pfn]
+                self.nr_free[current] -= 1
+            else:
+                pfn = self._first(current, mt)
+                if pfn == NO_PAGE:
+                    continue
+                self._del(pfn)
+            if current > order:
+                self.expand(pfn, order, current, mt)
+                self.ledger.charge("buddy", self.c_step * (current - order))
             return pfn
         return NO_PAGE
 

@@ -51,9 +51,26 @@ class DirectMap:
     """
 
     __slots__ = (
-        "mem_pages", "gbpages", "split_pud", "split_pmd", "pud_prot", "pmd_prot", "pte_prot",
-        "nr_4k", "nr_2m", "nr_1g", "pt_pages", "boot_pt_pages", "ledger", "alloc_pt_page",
-        "free_pt_page", "flush_tlb_all", "exec_pfns", "on_wx", "c_pte", "c_split",
+        "alloc_pt_page",
+        "boot_pt_pages",
+        "c_pte",
+        "c_split",
+        "exec_pfns",
+        "flush_tlb_all",
+        "free_pt_page",
+        "gbpages",
+        "ledger",
+        "mem_pages",
+        "nr_1g",
+        "nr_2m",
+        "nr_4k",
+        "on_wx",
+        "pmd_prot",
+        "pt_pages",
+        "pte_prot",
+        "pud_prot",
+        "split_pmd",
+        "split_pud",
     )
 
     def __init__(
@@ -123,6 +140,8 @@ class DirectMap:
         not get its page-table page). As in the kernel, entries changed before a failure stay
         changed.
         """
+        if numpages == 1 and (pfn >> PMD_ORDER) in self.split_pmd:
+            return self._change_pte(pfn, set_mask, clr_mask) > 0, 0
         end = pfn + numpages
         changed = 0
         while pfn < end:
@@ -151,7 +170,9 @@ class DirectMap:
             del self.pte_prot[pfn]
         else:
             self.pte_prot[pfn] = new
-        self.ledger.charge("cpa", self.c_pte)
+        led = self.ledger
+        led.cycles["cpa"] += self.c_pte
+        led.total_cycles += self.c_pte
         if self.exec_pfns and new & _PAGE_RW and new & _PAGE_PRESENT and pfn in self.exec_pfns:
             self._wx(pfn, 1)
         return 1

@@ -225,8 +225,11 @@ class Kernel:
 
     def clear_pages(self, pfn: int, nr: int) -> None:
         """clear_page() over ``nr`` pages: charge zeroing and forget what was written."""
-        self.ledger.charge("zeroing", self.costs["zero_page"] * nr)
-        self.ledger.zeroed_pages += nr
+        led = self.ledger
+        cost = self.costs["zero_page"] * nr
+        led.cycles["zeroing"] += cost
+        led.total_cycles += cost
+        led.zeroed_pages += nr
         dirty = self.dirty
         if dirty:
             if nr == 1:
@@ -379,9 +382,12 @@ class Kernel:
 
     # -- CPA on the direct map -----------------------------------------------------------
     def _cpa_direct(self, pfn: int, nr: int, set_mask: int, clr_mask: int) -> tuple[bool, int]:
-        self.ledger.cpa_calls += 1
-        self.ledger.charge("cpa", self.costs["cpa_call"])
-        if self.faults.fail_cpa(self.rng):
+        led = self.ledger
+        led.cpa_calls += 1
+        cost = self.costs["cpa_call"]
+        led.cycles["cpa"] += cost
+        led.total_cycles += cost
+        if self.faults.cpa_fail_rate and self.faults.fail_cpa(self.rng):
             return False, ENOMEM
         return self.directmap.change(pfn, nr, set_mask, clr_mask)
 

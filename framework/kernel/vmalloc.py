@@ -42,7 +42,7 @@ class VmStruct:
 class VmapSpace:
     """Lowest-address-first allocator of one virtual range (e.g. the 1008 MiB module area)."""
 
-    __slots__ = ("base", "size", "starts", "ends")
+    __slots__ = ("base", "ends", "size", "starts")
 
     def __init__(self, base: int, size: int) -> None:
         self.base = base
@@ -86,4 +86,4 @@ class VmapSpace:
 
     def free_pages(self) -> int:
         """Pages not reserved."""
-        return sum(e - s for s, e in zip(self.starts, self.ends))
+        return sum(e - s for s, e in zip(self.starts, self.ends, strict=True))

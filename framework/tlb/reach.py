@@ -5,8 +5,10 @@ Pure functions of their arguments (no kernel-model dependency); one call costs w
 millisecond up to a 4 TiB direct map, so the engine calls it once per run.
 
 **Inputs.** The translations covering the memory the kernel accesses through the direct map:
-``entries_4k``, ``entries_2m``, ``entries_1g`` (e.g. ``DirectMap4k / 4`` etc. from the kernel
-model) and, optionally, how many bytes of each group are accessed (default: all they cover).
+``entries_4k``, ``entries_2m``, ``entries_1g`` (e.g. ``DirectMap4k // 4`` etc. from the kernel
+model) and, optionally, how many bytes under each group are accessed (default: all they map);
+accessed pages spread evenly over a group's entries (if fewer pages than entries, that many
+entries hold one page each and the others are never used).
 Accesses follow the independent reference model over the accessed 4 KiB pages, ``uniform`` or
 ``zipf`` with exponent ``s`` (default 1.0); see "Popularity" below for how page popularity
 becomes entry popularity.
@@ -48,9 +50,10 @@ distribution), and Che's approximation over those lines gives the cached fractio
 
 Upper page-table levels are taken as cached (paging-structure caches, hardware.md s1 note (c)).
 
-**Slowdown.** The reference is the same accessed bytes, with the same page popularity, mapped by
-``ceil(bytes / size)`` entries of the largest page size ``reference`` (``"1g"`` by default;
-``"2m"`` without gbpages) and evaluated with the same model. With ``mem_share`` the share of
+**Slowdown.** The reference maps the same span (``sum entries x page size``, e.g. all of RAM)
+with ``ceil(span / size)`` entries of the largest page size ``reference`` (``"1g"`` by default;
+``"2m"`` without gbpages), holding the same accessed pages with the same popularity law, and
+is evaluated with the same model. With ``mem_share`` the share of
 kernel time spent in the modelled accesses under the reference mapping and ``access_cycles``
 their mean cost without translation (both [E] estimates),
 
@@ -89,6 +92,7 @@ associative array on AMD, taken from ``l1d_unified``), then the STLB arrays scal
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 
@@ -131,10 +135,16 @@ def zipf_sum(n: IntArray | int, s: float) -> FloatArray:
     Exact up to ``n = 64``; beyond, the exact sum to 64 plus :func:`zipf_range_sum`.
     """
     n_arr = np.asarray(n, dtype=np.int64)
-    table = np.concatenate(([0.0], np.cumsum(np.arange(1, _EXACT + 1, dtype=np.float64) ** -s)))
-    head = table[np.minimum(n_arr, _EXACT)]
+    head = _zipf_table(s)[np.minimum(n_arr, _EXACT)]
     tail = _euler_maclaurin(np.full(n_arr.shape, _EXACT + 1.0), np.maximum(n_arr, _EXACT + 1), s)
     return np.where(n_arr > _EXACT, head + tail, head)
+
+
+@functools.lru_cache(maxsize=16)
+def _zipf_table(s: float) -> FloatArray:
+    """``Z(0..64)`` summed exactly (cached per exponent; never mutated)."""
+    terms = np.arange(1, _EXACT + 1, dtype=np.float64) ** -s
+    return np.concatenate(([0.0], np.cumsum(terms)))
 
 
 def zipf_range_sum(lo: IntArray, hi: IntArray, s: float) -> FloatArray:
@@ -291,11 +301,25 @@ Population = dict[str, tuple[FloatArray, FloatArray]]
 
 @attrs.frozen(slots=True)
 class PageClass:
-    """One page-size class of a mapping: ``entries`` translations covering ``pages`` 4K pages."""
+    """One page-size class of a mapping: ``entries`` translations, ``pages`` accessed 4K pages.
+
+    Accessed pages spread evenly over the entries: when there are fewer pages than entries,
+    ``pages`` entries hold one accessed page each and the rest are never used.
+    """
 
     name: str
     entries: int
     pages: int
+
+    @property
+    def touched(self) -> int:
+        """Entries that hold at least one accessed page."""
+        return min(self.entries, self.pages)
+
+    @property
+    def leaf_lines(self) -> int:
+        """64-byte lines of leaf entries that walks touch (8 entries a line)."""
+        return min(math.ceil(self.entries / ENTRIES_PER_LINE), self.touched)
 
 
 @attrs.frozen(slots=True)
@@ -311,9 +335,9 @@ class Translation:
 
 def population(classes: Iterable[PageClass], s: float) -> Population:
     """``{class: (counts, probs)}`` of entry groups; probabilities are per access (sum 1)."""
-    live = [c for c in classes if c.entries > 0]
+    live = [c for c in classes if c.touched > 0]
     total = sum(c.pages for c in live)
-    return {c.name: entry_groups(c.entries, c.pages, c.pages / total, s) for c in live}
+    return {c.name: entry_groups(c.touched, c.pages, c.pages / total, s) for c in live}
 
 
 def level_hits(pop: Population, arrays: Iterable[TlbArray]) -> dict[str, FloatArray]:
@@ -376,13 +400,13 @@ def leaf_cached_fractions(
 ) -> dict[str, float]:
     """Probability that a walk of each class finds its leaf entry's line in cache.
 
-    Class ``c`` has ``ceil(E_c / 8)`` leaf lines, each walked at rate ``w_c / lines``; the lines
-    share an LRU of ``pt_cache_bytes / 64`` lines (Che's approximation, fully associative).
+    Class ``c`` has ``L_c = min(ceil(E_c / 8), touched entries)`` leaf lines that walks touch,
+    each walked at rate ``w_c / L_c``; the lines share an LRU of ``pt_cache_bytes / 64`` lines
+    (Che's approximation, fully associative).
     """
-    names = [c.name for c in classes if c.entries > 0]
-    lines = np.array(
-        [math.ceil(c.entries / ENTRIES_PER_LINE) for c in classes if c.entries > 0], float
-    )
+    live = [c for c in classes if c.touched > 0]
+    names = [c.name for c in live]
+    lines = np.array([c.leaf_lines for c in live], dtype=np.float64)
     rates = np.array([walks[n] for n in names]) / lines
     hits = group_hit_probabilities(lines, rates, 1, pt_cache_bytes / CACHE_LINE)
     return {n: float(h) for n, h in zip(names, hits, strict=True)}
@@ -457,9 +481,11 @@ def dtlb_reach(
     """Translation cost of kernel data accesses through a direct map of the given page mix.
 
     :param geometry: the core's TLBs.
-    :param entries_4k: 4 KiB direct-map entries covering accessed memory (likewise 2m, 1g).
-    :param bytes_4k: accessed bytes under those entries (default: all they cover); must lie
-        between one page per entry and the entries' full size. Likewise ``bytes_2m/1g``.
+    :param entries_4k: 4 KiB direct-map entries of the region (likewise 2m, 1g), e.g.
+        ``DirectMap4k // 4`` for the whole direct map.
+    :param bytes_4k: bytes the kernel accesses under those entries (default: all they map),
+        ``0 <= bytes_4k <= entries_4k * 4096``; spread evenly over the entries (random
+        placement). Likewise ``bytes_2m``, ``bytes_1g``.
     :param distribution: ``"uniform"`` or ``"zipf"`` over the accessed 4 KiB pages.
     :param s: Zipf exponent (ignored for uniform), ``>= 0``.
     :param costs: cycles for ``stlb_hit``, ``walk_cached``, ``walk_dram`` (default: the cost
@@ -533,7 +559,7 @@ def itlb_reach(
     exponent = _exponent(distribution, s)
     cost = _costs(costs)
     levels = itlb_arrays(geometry, stlb_share)
-    ref_classes, ref_name = _reference(classes, "2m")
+    ref_classes, ref_name = _reference(classes, "2m", text_bytes_4k + text_bytes_2m)
     got = translate(classes, exponent, levels, cost, pt_cache_bytes)
     ref = translate(ref_classes, exponent, levels, cost, pt_cache_bytes)
     return ItlbReach(
@@ -566,26 +592,31 @@ def _classes(
         n, size = int(entries[name]), PAGE_SIZE[name]
         got = accessed[name]
         nbytes = n * size if got is None else int(got)
-        if n < 0 or nbytes < 0:
-            raise ValueError(f"entries_{name}={n}, bytes_{name}={nbytes}: expected >= 0")
-        pages = nbytes // PAGE_SIZE["4k"]
-        if nbytes > n * size or pages < n:
+        if n < 0 or not 0 <= nbytes <= n * size:
             raise ValueError(
-                f"bytes_{name}={nbytes} must lie between one 4 KiB page per entry and "
-                f"the {n} entries' {n * size} bytes"
+                f"entries_{name}={n}, bytes_{name}={nbytes}: expected entries >= 0 and "
+                f"0 <= bytes <= entries x {size}"
             )
-        out.append(PageClass(name, n, pages))
+        out.append(PageClass(name, n, nbytes // PAGE_SIZE["4k"]))
     return tuple(out)
 
 
-def _reference(classes: tuple[PageClass, ...], size: str) -> tuple[tuple[PageClass, ...], str]:
-    """The same accessed pages mapped by ``ceil(bytes / size)`` entries of ``size``."""
+def _reference(
+    classes: tuple[PageClass, ...], size: str, span: int | None = None
+) -> tuple[tuple[PageClass, ...], str]:
+    """The same accessed pages spread over ``ceil(span / size)`` entries of ``size``.
+
+    ``span`` defaults to the bytes the given entries map (``sum entries x page size``).
+    """
     if size not in PAGE_SIZE:
         raise ValueError(f"reference={size!r}: expected one of {', '.join(PAGE_SIZE)}")
+    if span is None:
+        span = sum(c.entries * PAGE_SIZE[c.name] for c in classes)
     pages = sum(c.pages for c in classes)
-    entries = -(-pages * PAGE_SIZE["4k"] // PAGE_SIZE[size])
-    ref = tuple(PageClass(n, entries if n == size else 0, pages if n == size else 0)
-                for n in CLASSES)
+    entries = -(-span // PAGE_SIZE[size])
+    ref = tuple(
+        PageClass(n, entries if n == size else 0, pages if n == size else 0) for n in CLASSES
+    )
     return ref, f"{entries} x {size.upper()}"
 
 

@@ -1,0 +1,115 @@
+"""Property tests of the buddy allocator and the direct map (hypothesis).
+
+Invariants checked after every step: free + allocated + reserved pages equal RAM; every free
+block is aligned to its order and lies inside its zone; free blocks never overlap each other
+or an allocated block; nr_free matches the lists. At teardown, freeing everything merges the
+zone back into MAX_ORDER - 1 blocks.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
+
+from framework.kernel.consts import MAX_ORDER, MIGRATE_MOVABLE, PAGE_KERNEL
+from framework.kernel.kernel import Kernel
+from framework.machine.costs import resolve_costs
+from tests.conftest import small_spec
+
+TOP = MAX_ORDER - 1
+
+
+def free_blocks(k: Kernel) -> list[tuple[int, int]]:
+    out = []
+    for zone in k.zones:
+        out.extend((pfn, info & 15) for pfn, info in zone.buddy.items())
+    return sorted(out)
+
+
+class BuddyMachine(RuleBasedStateMachine):
+    """Random alloc/free of any order and migratetype on a 1 GiB, 2-node-free model."""
+
+    blocks = Bundle("blocks")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.k = Kernel(small_spec(mem_gib=1), resolve_costs({}))
+
+    @rule(target=blocks, order=st.integers(0, TOP), mt=st.integers(0, 2))
+    def alloc(self, order: int, mt: int) -> tuple[int, int, int]:
+        pfn = self.k.alloc_pages(order, mt)
+        return (pfn, order, mt)
+
+    @rule(block=consumes(blocks))
+    def free(self, block: tuple[int, int, int]) -> None:
+        pfn, order, mt = block
+        if pfn >= 0:
+            self.k.free_pages(pfn, order, movable=mt == MIGRATE_MOVABLE)
+
+    @invariant()
+    def conserved(self) -> None:
+        assert self.k.check_conservation() == 0
+        assert self.k.violations == []
+
+    @invariant()
+    def aligned_and_disjoint(self) -> None:
+        k = self.k
+        spans = [(pfn, pfn + (1 << o), "free") for pfn, o in free_blocks(k)]
+        spans += [(pfn, pfn + (1 << o), "used") for pfn, o in k.allocated.items()]
+        for pfn, end, kind in spans:
+            if kind == "free":
+                assert pfn % (end - pfn) == 0
+        spans.sort()
+        for (_, a1, _), (b0, _, _) in itertools.pairwise(spans):
+            assert a1 <= b0, "overlapping blocks"
+        for zone in k.zones:
+            for order in range(MAX_ORDER):
+                listed = sum(len(lst) for lst in zone.free_area[order])
+                extra = len(zone.after_pristine) if order == TOP else 0
+                assert zone.nr_free[order] == listed + extra
+
+    def teardown(self) -> None:
+        k = self.k
+        for pfn, order in list(k.allocated.items()):
+            k.free_pages(pfn, order)
+        zone = k.zones[0]
+        for order in range(TOP):
+            assert zone.nr_free_at(order) == 0, f"order {order} left unmerged"
+        assert zone.free_pages() == (1 << 18) - 16384
+
+
+TestBuddy = BuddyMachine.TestCase
+TestBuddy.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(16384, (4 << 18) - 1), st.integers(1, 2048),
+                          st.booleans()), max_size=12))
+def test_direct_map_counters_agree(changes: list[tuple[int, int, bool]]) -> None:
+    """Any sequence of present/not-present changes keeps DirectMap counters equal to the
+    tables, never changes the total mapped size, and leaves exactly the requested pages
+    non-present (checked page by page against a plain model)."""
+    k = Kernel(small_spec(), resolve_costs({}))
+    absent: set[int] = set()
+    for pfn, n, clear in changes:
+        n = min(n, (4 << 18) - pfn)
+        if clear:
+            k.set_direct_map_invalid_noflush(pfn, n)
+            absent.update(range(pfn, pfn + n))
+        else:
+            k.set_direct_map_default_noflush(pfn, n)
+            absent.difference_update(range(pfn, pfn + n))
+    dm = k.directmap
+    assert dm.recount() == (dm.nr_4k, dm.nr_2m, dm.nr_1g)
+    info = dm.meminfo()
+    assert info["DirectMap4k"] + info["DirectMap2M"] + info["DirectMap1G"] == 4 << 20
+    for pfn in list(absent)[:200]:
+        assert not dm.is_present(pfn)
+    for pfn, n, _ in changes:
+        for p in (pfn, pfn + n - 1):
+            if p < 4 << 18:
+                assert dm.is_present(p) == (p not in absent)
+    assert dm.prot(0) == PAGE_KERNEL
