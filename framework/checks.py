@@ -137,6 +137,14 @@ class Checker:
 
     def on_free(self, alloc: Allocation) -> None:
         """Rule 3 once more (while still owned), then forget the owner."""
+        blocks = alloc.blocks
+        if len(blocks) == 1 and blocks[0][1] == 0:  # the single-page case, inline
+            p = blocks[0][0]
+            if alloc.unmapped and self.kernel.directmap.is_present(p):
+                self.record("unmapped_present", p, "unmapped allocation present in the "
+                            "direct map")
+            self.owner.pop(p, None)
+            return
         if alloc.unmapped:
             self.check_unmapped(alloc)
         owner = self.owner

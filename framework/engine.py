@@ -153,13 +153,8 @@ class Runner:
         if req.perm == "UNMAPPED" and not alloc.unmapped:
             totals["unmapped_served_mapped_bytes"] += req.size
         self.checker.on_alloc(event.id, alloc, req)
-        self._peaks()
-
-    def _peaks(self) -> None:
-        totals = self.totals
-        live_bytes = totals["live_bytes"]
-        if live_bytes > totals["peak_requested_bytes"]:
-            totals["peak_requested_bytes"] = live_bytes
+        if totals["live_bytes"] > totals["peak_requested_bytes"]:  # peaks, inline
+            totals["peak_requested_bytes"] = totals["live_bytes"]
         used = self.kernel.nr_allocated - len(self.kernel.pt_pfns)
         if used > totals["peak_footprint_pages"]:
             totals["peak_footprint_pages"] = used

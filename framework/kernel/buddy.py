@@ -228,7 +228,9 @@ class Zone:
 
     def rmqueue(self, order: int, mt: int, nofragment: bool) -> int:
         """__rmqueue(): smallest on ``mt``, else steal through the fallback table and retry."""
-        self.ledger.charge("buddy", self.c_op)
+        led = self.ledger
+        led.cycles["buddy"] += self.c_op  # Ledger.charge(), inlined on the hot path
+        led.total_cycles += self.c_op
         pfn = self.rmqueue_smallest(order, mt)
         if pfn != NO_PAGE:
             return pfn
@@ -358,7 +360,9 @@ class Zone:
     def free_one_page(self, pfn: int, order: int, mt: int, to_tail: bool = False) -> None:
         """__free_one_page(): merge with free buddies up to MAX_ORDER - 1, then list it."""
         buddy = self.buddy
-        self.ledger.charge("buddy", self.c_op)
+        led = self.ledger
+        led.cycles["buddy"] += self.c_op  # Ledger.charge(), inlined on the hot path
+        led.total_cycles += self.c_op
         merged = 0
         while order < TOP:
             buddy_pfn = pfn ^ (1 << order)  # __find_buddy_pfn()

@@ -121,12 +121,12 @@ class StatusQuo:
     def free(self, allocation: Allocation) -> None:
         """Free an allocation this path made."""
         handle = allocation.handle
-        if isinstance(handle, ModuleMem):
+        if handle == "secretmem":
+            self.free_generic(allocation)
+        elif isinstance(handle, ModuleMem):
             self.kernel.vfree(handle.area)
         elif isinstance(handle, BpfProg):
             self.bpf_prog_pack_free(handle)
-        elif handle == "secretmem":
-            self.free_generic(allocation)
         else:
             self._free_blocks(allocation)
 
@@ -141,7 +141,9 @@ class StatusQuo:
         """A store by the owner: loader copy then seal, text_poke on sealed text, or plain."""
         handle = allocation.handle
         kernel = self.kernel
-        if isinstance(handle, ModuleMem):
+        if handle == "secretmem":
+            kernel.dirty.update(p for p, _ in allocation.blocks)
+        elif isinstance(handle, ModuleMem):
             if not handle.sealed:
                 kernel.dirty.update(handle.area.pages)
                 self.module_seal(handle)
@@ -151,12 +153,19 @@ class StatusQuo:
                 kernel.dirty.update(handle.area.pages)
         elif isinstance(handle, BpfProg):
             self.bpf_text_poke(allocation, length)
+        elif len(allocation.blocks) == 1 and allocation.blocks[0][1] == 0:
+            kernel.dirty.add(allocation.blocks[0][0])
         else:
             kernel.dirty.update(allocation.pfns())
 
     # -- secretmem (mm/secretmem.c) ------------------------------------------------------
     def secretmem_alloc(self, request: Request) -> Allocation | None:
         """secretmem_fault() once per page of the request."""
+        if request.size <= PAGE_SIZE:  # one fault, the common case
+            pfn = self.secretmem_fault(request.node)
+            if pfn == NO_PAGE:
+                return None
+            return Allocation(((pfn, 0),), 0, request.size, True, "secretmem")
         blocks = []
         for _ in range(max(1, -(-request.size // PAGE_SIZE))):
             pfn = self.secretmem_fault(request.node)

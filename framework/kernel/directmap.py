@@ -121,8 +121,14 @@ class DirectMap:
         return self.pmd_prot.get(m, PAGE_KERNEL)
 
     def is_present(self, pfn: int) -> bool:
-        """Is ``pfn`` present (readable through the direct map)?"""
-        return bool(self.prot(pfn) & _PAGE_PRESENT)
+        """Is ``pfn`` present (readable through the direct map)? (:meth:`prot`, inlined)"""
+        if self.gbpages and (pfn >> PUD_ORDER) not in self.split_pud:
+            prot = self.pud_prot.get(pfn >> PUD_ORDER, PAGE_KERNEL)
+        elif (pfn >> PMD_ORDER) in self.split_pmd:
+            prot = self.pte_prot.get(pfn, PAGE_KERNEL)
+        else:
+            prot = self.pmd_prot.get(pfn >> PMD_ORDER, PAGE_KERNEL)
+        return bool(prot & _PAGE_PRESENT)
 
     def meminfo(self) -> dict[str, int]:
         """``DirectMap4k/2M/1G`` in kB as arch/x86/mm/pat/set_memory.c arch_report_meminfo."""
@@ -163,7 +169,9 @@ class DirectMap:
     def _change_pte(self, pfn: int, set_mask: int, clr_mask: int) -> int:
         """__change_page_attr() on a 4 KiB entry. Returns 1 if changed, -1 if unchanged."""
         old = self.pte_prot.get(pfn, PAGE_KERNEL)
-        new = new_prot(old, set_mask, clr_mask)
+        new = (old & ~clr_mask) | set_mask  # new_prot(), inlined on the hot path
+        if not new & _PAGE_PRESENT:
+            new &= ~_PAGE_GLOBAL
         if new == old:
             return -1
         if new == PAGE_KERNEL:

@@ -210,8 +210,9 @@ def _bracket(
     """
     mass = (counts * probs).sum(axis=1)
     p_min = np.where(counts > 0, probs, np.inf).min(axis=1)
-    lo = np.log(capacity / mass)
-    hi = np.log(-np.log1p(-capacity / n_live) / p_min)
+    with np.errstate(divide="ignore"):  # a denormal capacity can round the upper bound to 0
+        lo = np.log(capacity / mass)
+        hi = np.log(-np.log1p(-capacity / n_live) / p_min)
     return lo, np.maximum(hi, lo)
 
 

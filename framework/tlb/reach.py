@@ -1,8 +1,9 @@
 """The TLB reach model: what a direct map (or module text) of a given page-size mix costs in
 address translation, compared with the same memory mapped by the largest pages.
 
-Pure functions of their arguments (no kernel-model dependency); one call costs well under a
-millisecond up to a 4 TiB direct map, so the engine calls it once per run.
+Pure functions of their arguments (no kernel-model dependency); one call costs 1 to 4 ms of CPU
+for any direct map up to 4 TiB (``benchmarks/validate_che.py`` section 6), so the engine calls
+it once per run.
 
 **Inputs.** The translations covering the memory the kernel accesses through the direct map:
 ``entries_4k``, ``entries_2m``, ``entries_1g`` (e.g. ``DirectMap4k // 4`` etc. from the kernel
@@ -16,7 +17,12 @@ becomes entry popularity.
 **TLB arrays** (``reference/hardware.md`` s1 and its notes), built from a
 :class:`~framework.machine.tlb.TlbGeometry`; ``ways == 0`` or ``ways >= entries`` means fully
 associative, otherwise ``entries / ways`` sets solved per set with Che's approximation
-(:mod:`.che`), entries hottest-first hashed ``i mod sets`` (an even spread of hot entries):
+(:mod:`.che`), entries hottest-first hashed ``i mod sets`` (an even spread of hot entries).
+With that even spread per-set Che equals fully associative Che up to whole-entry rounding (with
+fractional counts ``sum_g (c_g/S)(1 - e^{-p_g T}) = W`` is the fully associative equation), so
+arrays of more than ``MAX_SOLVED_SETS`` (32) sets, the STLBs, are solved fully associative: the
+difference is below 0.001 in hit ratio (docs/validation.md section 4) and it saves 90% of the
+time. Conflict misses from an uneven spread are not modelled.
 
 * L1 dTLB: Intel keeps one array per page size (``l1d_4k``, ``l1d_2m``, ``l1d_1g``); AMD
   (``l1d_unified``) one fully associative array for every size, so 4K, 2M and 1G entries compete.
@@ -53,13 +59,19 @@ Upper page-table levels are taken as cached (paging-structure caches, hardware.m
 **Slowdown.** The reference maps the same span (``sum entries x page size``, e.g. all of RAM)
 with ``ceil(span / size)`` entries of the largest page size ``reference`` (``"1g"`` by default;
 ``"2m"`` without gbpages), holding the same accessed pages with the same popularity law, and
-is evaluated with the same model. With ``mem_share`` the share of
-kernel time spent in the modelled accesses under the reference mapping and ``access_cycles``
-their mean cost without translation (both [E] estimates),
+is evaluated with the same model. With ``mem_share`` the share of kernel time spent in the
+modelled accesses under the reference mapping and ``access_cycles`` their mean cost without
+translation (both [E] estimates, defaults 0.3 and 100 cycles),
 
 ``est_slowdown_pct = 100 * mem_share * (c - c_ref) / (access_cycles + c_ref)``
 
 where ``c`` and ``c_ref`` are translation cycles per access (Amdahl: only that share slows down).
+An "access" is one independent page pick of the reference model, not every load: real code
+touches a page many times in a row, which the popularity law does not capture. With the default
+estimates a direct map all in 4K costs tens of percent, far above what the published tests
+suggest (docs/validation.md section 5), while a partly fragmented map lands near Song Liu's
+"order of 1%"; read the figure as a ranking between designs, and raise ``access_cycles`` (the
+cycles of memory work per independent page pick) to scale it down.
 
 **Popularity (random placement).** Page ranks are scattered at random over the accessed memory:
 the hot pages of the direct map (slab, page cache, page tables) come from the buddy allocator
@@ -74,7 +86,8 @@ anywhere in RAM, not from one hot corner. Two stated approximations follow:
    below ``E``: ``q_e = f (e^-s + (Z(N_c) - Z(E)) / E) / Z(N_c)``, ``Z(n) = sum_{j<=n} j^-s``.
    This conserves mass, is exact for ``k = 1`` (4K entries) and for ``s = 0`` (uniform), and
    keeps the skew a large page inherits from the hottest page it holds. It ignores two hot
-   pages sharing an entry, which slightly understates the skew of large entries.
+   pages sharing an entry, which slightly understates the skew of large entries (hit ratios up
+   to 0.025 below a Monte Carlo placement: docs/validation.md section 3).
 
 "Mean mass times page count" would make every 2M/1G entry equally popular and lose the hot
 entries that decide hit ratios; "exact sum over ranks in address order" would put all hot pages
