@@ -36,6 +36,7 @@ from typing import Final, Literal
 import attrs
 
 from framework.errors import InputError
+from framework.kernel.consts import MAX_ORDER  # v6.3: exclusive, so orders 0..10
 
 __all__ = [
     "ALLOC",
@@ -56,7 +57,6 @@ FREE: Final = "mm_page_free"
 FREE_BATCHED: Final = "mm_page_free_batched"
 EVENTS: Final = (ALLOC, FREE, FREE_BATCHED)
 
-MAX_ORDER: Final = 11  # include/linux/mmzone.h v6.3: exclusive, so orders 0..10
 MAX_MIGRATETYPE: Final = 5  # MIGRATE_ISOLATE, the last of enum migratetype in v6.3
 PFN_LIMIT: Final = 1 << 52  # 64-bit physical addresses, 4 KiB pages
 KEEP_SKIPPED: Final = 10  # how many skipped line numbers (and reasons) ParseStats keeps
