@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from framework.errors import InputError
+from framework.kernel.consts import MAX_ORDER
 from workloads.ftrace_parse import (
     ALLOC,
     EVENTS,
@@ -25,7 +26,6 @@ from workloads.ftrace_parse import (
     FREE_BATCHED,
     KEEP_SKIPPED,
     MAX_MIGRATETYPE,
-    MAX_ORDER,
     PFN_LIMIT,
     Form,
     PageEvent,
