@@ -18,7 +18,16 @@ from framework.metrics import METRIC_BY_NAME
 from framework.params import parse_set
 from framework.plugins import Registry, get_registry
 from framework.report import FORMATS, metric_names, render, results_json
-from framework.sweep import Outcome, make_cells, pick, run_cells, validate_sets
+from framework.results import load_results
+from framework.sweep import (
+    Outcome,
+    dask_executor,
+    make_cells,
+    pick,
+    progress,
+    run_cells,
+    validate_sets,
+)
 
 EXIT_INPUT = 2
 
@@ -54,18 +63,31 @@ def cli() -> None:
               help="Write the JSON results here, updated as each run finishes.")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(1, 1024),
               help="Parallel processes.")
+@click.option("--baseline", "reference", default=None,
+              help="Reference column of the comparison (default: the first plugin).")
+@click.option("--executor", default="local", show_default=True,
+              type=click.Choice(["local", "dask"]),
+              help="Where cells run: local processes (--jobs) or a Dask cluster.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Dask scheduler address (tcp://host:8786) for --executor dask.")
 def bench(plugins_spec: str, workloads_spec: str, machine: str, seeds: int, seed: int,
           sets: Sequence[str], fmt: str, metrics_spec: str, show_stats: bool,
-          output: str | None, jobs: int) -> None:
+          output: str | None, jobs: int, reference: str | None, executor: str,
+          scheduler: str | None) -> None:
     """Run every chosen plugin on every chosen workload and print the comparison."""
     try:
         reg = get_registry()
         cells, metrics = _plan(reg, plugins_spec, workloads_spec, machine, seeds, seed, sets,
                                metrics_spec)
+        if reference is not None and reference not in {c.plugin for c in cells}:
+            raise FrameworkError(f"--baseline {reference!r} is not among the plugins run: "
+                                 f"{', '.join(dict.fromkeys(c.plugin for c in cells))}")
+        pool = dask_executor(scheduler) if executor == "dask" else None
     except FrameworkError as exc:
         _fail(str(exc))
-    outcomes = run_cells(cells, jobs, on_done=_writer(output))
-    _finish(outcomes, fmt, metrics, show_stats)
+    with progress(len(cells)) as bar:
+        outcomes = run_cells(cells, jobs, pool, on_done=_writer(output, bar))
+    _finish(outcomes, fmt, metrics, show_stats, reference)
 
 
 def _plan(reg: Registry, plugins_spec: str, workloads_spec: str, machine: str, seeds: int,
@@ -84,10 +106,11 @@ def _plan(reg: Registry, plugins_spec: str, workloads_spec: str, machine: str, s
     return make_cells(plugins, workloads, machine, seeds, seed, parsed), metrics
 
 
-def _writer(output: str | None) -> Any:
+def _writer(output: str | None, bar: Any) -> Any:
     done: list[dict[str, Any]] = []
 
     def on_done(outcome: Outcome) -> None:
+        bar.update(1)
         if outcome.error:
             click.echo(f"framework: error: {outcome.cell.plugin}/{outcome.cell.workload}: "
                        f"{outcome.error}", err=True)
@@ -100,12 +123,57 @@ def _writer(output: str | None) -> Any:
     return on_done
 
 
-def _finish(outcomes: list[Outcome], fmt: str, metrics: list[str], show_stats: bool) -> None:
+def _finish(outcomes: list[Outcome], fmt: str, metrics: list[str], show_stats: bool,
+            reference: str | None) -> None:
     runs = [o.result for o in outcomes if o.result is not None]
     if runs:
-        click.echo(render(runs, fmt, metrics, show_stats), nl=False)
+        click.echo(render(runs, fmt, metrics, show_stats, reference), nl=False)
     if any(o.error for o in outcomes):
         sys.exit(EXIT_INPUT)
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", default="plain", show_default=True,
+              type=click.Choice(FORMATS), help="Output format.")
+@click.option("--metrics", "metrics_spec", default="default", show_default=True,
+              help="'default', 'all' or a comma list of metrics.")
+def compare(files: Sequence[str], fmt: str, metrics_spec: str) -> None:
+    """Compare saved result files (e.g. two parameter settings); the first is the reference.
+
+    Columns are FILE:plugin; runs match by workload.
+    """
+    if len(files) < 2:
+        _fail(f"compare needs at least two result files, got {len(files)}")
+    try:
+        runs = []
+        for path in files:
+            label = os.path.basename(path)
+            runs.extend({**r, "_column": f"{label}:{r['plugin']}"} for r in load_results(path))
+        metrics = metric_names(metrics_spec)
+        for name in metrics:
+            if name not in METRIC_BY_NAME:
+                raise FrameworkError(f"unknown metric {name!r}: choose from "
+                                     f"{', '.join(METRIC_BY_NAME)}")
+    except FrameworkError as exc:
+        _fail(str(exc))
+    click.echo(render(runs, fmt, metrics, column=lambda r: r["_column"]), nl=False)
+
+
+@cli.command()
+@click.argument("results", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory for the PNG files.")
+def plot(results: str, out_dir: str) -> None:
+    """Write PNG plots of a results file (needs the 'plot' extra: matplotlib)."""
+    try:
+        from framework.plot import write_plots
+
+        written = write_plots(load_results(results), out_dir)
+    except FrameworkError as exc:
+        _fail(str(exc))
+    for path in written:
+        click.echo(path)
 
 
 @cli.command("list")

@@ -17,6 +17,7 @@ from framework.allocator import Allocator
 from framework.checks import Checker
 from framework.errors import InputError, PluginError
 from framework.kernel.callsites import StatusQuo
+from framework.kernel.directmap import region_map
 from framework.kernel.faults import FAULT_PARAMS, Faults
 from framework.kernel.kernel import Kernel
 from framework.machine.costs import resolve_costs
@@ -220,6 +221,7 @@ class Runner:
             "violation_counts": {k: v for k, v in self.checker.counts.items() if v},
             "stats": _jsonable(self.allocator.stats()),
             "series": self.series, "framework_version": VERSION,
+            "directmap_map": region_map(self.kernel.directmap),
         }
 
 

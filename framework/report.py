@@ -1,7 +1,12 @@
-"""Tables from results: one block per workload, one column per plugin, one row per metric.
+"""Comparison tables in the mmtests layout, rendered as plain, markdown, rst, csv or json.
 
-The same table model renders as ``plain`` (tabulate ``simple``), ``markdown`` (``github``),
-``rst``, ``csv`` and ``json``, so every format carries the same columns and numbers.
+One block per workload, one column per plugin (or per result file with ``framework compare``),
+one row per metric with its unit. The reference column (``--baseline``, default the first)
+comes first and reads ``0.00%``; every other cell is ``mean (+x.xx%)`` where ``+`` always means
+better for that metric (mmtests' pdiff/pndiff), ``*+x.xx*%`` when Welch's t-test finds the
+difference significant, and ``n/a`` where the reference is 0. With several seeds a cell shows
+``mean ±ci``. A ``Gmean`` row summarises each column as the geometric mean over metrics of
+the better-is-above-1 ratio to the reference. All formats carry the same columns and numbers.
 """
 
 from __future__ import annotations
@@ -9,12 +14,22 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
 from tabulate import tabulate
 
 from framework.metrics import METRIC_BY_NAME, METRICS
+from framework.stats import (
+    ALPHA,
+    CONFIDENCE,
+    gmean,
+    pct_better,
+    ratio_better,
+    summarize,
+    welch_significant,
+)
 
 DEFAULT_METRICS: tuple[str, ...] = (
     "DirectMap4k", "DirectMap2M", "DirectMap1G", "direct_map_level2_splits",
@@ -26,89 +41,226 @@ DEFAULT_METRICS: tuple[str, ...] = (
 )
 FORMATS: tuple[str, ...] = ("plain", "markdown", "rst", "csv", "json")
 _TABLEFMT = {"plain": "simple", "markdown": "github", "rst": "rst"}
+SCHEMA = "framework.results/1"
+Column = Callable[[dict[str, Any]], str]
 
 
 def metric_names(spec: str) -> list[str]:
-    """``default``, ``all`` or a comma list of metric names (checked by the CLI)."""
+    """``default``, ``all`` or a comma list of metric names (checked by the caller)."""
     if spec == "default":
-        return list(DEFAULT_METRICS)
+        return [m for m in DEFAULT_METRICS if m in METRIC_BY_NAME]
     if spec == "all":
         return [m.name for m in METRICS]
     return [s.strip() for s in spec.split(",") if s.strip()]
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.0f}" if value == int(value) else f"{value:.4g}"
-    return str(value)
+@attrs.frozen(slots=True)
+class Entry:
+    """One cell of the comparison: a column's summary of one metric against the reference."""
+
+    column: str
+    mean: float
+    ci: float
+    n: int
+    pct: float | None
+    significant: bool
 
 
-def workload_block(runs: Sequence[dict[str, Any]], workload: str, plugins: Sequence[str],
-                   metrics: Sequence[str]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows for one workload (first seed of each plugin; see stats for more)."""
-    by_plugin = {}
+@attrs.frozen(slots=True)
+class Row:
+    """One metric of one workload, across the columns."""
+
+    workload: str
+    metric: str
+    unit: str
+    entries: tuple[Entry, ...]
+
+
+@attrs.frozen(slots=True)
+class Block:
+    """One workload: its metric rows and each column's geometric-mean ratio."""
+
+    workload: str
+    columns: tuple[str, ...]
+    rows: tuple[Row, ...]
+    gmeans: tuple[float | None, ...]
+
+
+def _samples(runs: Sequence[dict[str, Any]], workload: str, column: Column
+             ) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         if run["workload"] == workload:
-            by_plugin.setdefault(run["plugin"], run)
-    cols = [p for p in plugins if p in by_plugin]
-    header = [f"{workload}", "unit", *cols]
-    rows = []
-    for name in metrics:
-        unit = METRIC_BY_NAME[name].unit if name in METRIC_BY_NAME else ""
-        rows.append([name, unit, *(_fmt(by_plugin[p]["metrics"].get(name, "")) for p in cols)])
-    return header, rows
-
-
-def stats_block(runs: Sequence[dict[str, Any]], workload: str, plugins: Sequence[str]
-                ) -> list[tuple[str, str]]:
-    """Each plugin's own ``stats()`` for the workload, as (plugin, text) pairs."""
-    out = []
-    for plugin in plugins:
-        for run in runs:
-            if run["workload"] == workload and run["plugin"] == plugin and run["stats"]:
-                out.append((plugin, json.dumps(run["stats"], sort_keys=True)))
-                break
+            out.setdefault(column(run), []).append(run["metrics"])
     return out
 
 
-def render(runs: Sequence[dict[str, Any]], fmt: str, metrics: Sequence[str],
-           show_stats: bool = False) -> str:
-    """Render ``runs`` in ``fmt``; JSON is the results document itself."""
-    if fmt == "json":
-        return results_json(runs)
-    workloads = list(dict.fromkeys(r["workload"] for r in runs))
-    plugins = list(dict.fromkeys(r["plugin"] for r in runs))
-    if fmt == "csv":
-        return _csv(runs, workloads, plugins, metrics)
+def build_blocks(runs: Sequence[dict[str, Any]], metrics: Sequence[str],
+                 column: Column = lambda r: r["plugin"], reference: str | None = None
+                 ) -> list[Block]:
+    """The comparison model for ``runs``: workloads and columns in first-seen order."""
     blocks = []
-    for workload in workloads:
-        header, rows = workload_block(runs, workload, plugins, metrics)
+    for workload in dict.fromkeys(r["workload"] for r in runs):
+        samples = _samples(runs, workload, column)
+        cols = list(samples)
+        if reference in samples:
+            cols.remove(reference)
+            cols.insert(0, reference)  # type: ignore[arg-type]
+        rows = [_row(workload, name, cols, samples) for name in metrics]
+        blocks.append(Block(workload, tuple(cols), tuple(rows), _gmeans(cols, rows)))
+    return blocks
+
+
+def _row(workload: str, name: str, cols: list[str],
+         samples: dict[str, list[dict[str, Any]]]) -> Row:
+    meta = METRIC_BY_NAME[name]
+    ref_vals = [float(m.get(name, 0.0)) for m in samples[cols[0]]]
+    ref = summarize(ref_vals)
+    entries = []
+    for col in cols:
+        vals = [float(m.get(name, 0.0)) for m in samples[col]]
+        s = summarize(vals)
+        pct = pct_better(s.mean, ref.mean, meta.lower_is_better)
+        sig = col != cols[0] and welch_significant(vals, ref_vals)
+        entries.append(Entry(col, s.mean, s.ci, s.n, pct, sig))
+    return Row(workload, name, meta.unit, tuple(entries))
+
+
+def _gmeans(cols: list[str], rows: Sequence[Row]) -> tuple[float | None, ...]:
+    out = []
+    for i in range(len(cols)):
+        ratios = []
+        for row in rows:
+            meta = METRIC_BY_NAME[row.metric]
+            r = ratio_better(row.entries[i].mean, row.entries[0].mean, meta.lower_is_better)
+            if r is not None:
+                ratios.append(r)
+        out.append(gmean(ratios))
+    return tuple(out)
+
+
+# -- text ------------------------------------------------------------------------------
+def _num(value: float) -> str:
+    if value != value:
+        return "nan"
+    if abs(value) >= 1e7 or value == int(value):
+        return f"{value:.0f}"
+    return f"{value:.2f}"
+
+
+def _cell(entry: Entry, is_ref: bool) -> str:
+    text = _num(entry.mean)
+    if entry.n > 1:
+        text += f" ±{_num(entry.ci)}"
+    if entry.pct is None:
+        return f"{text} (   n/a )"
+    if is_ref:
+        return f"{text} (  0.00%)"
+    pct = f"{entry.pct:+7.2f}%"
+    return f"{text} *{pct}*" if entry.significant else f"{text} ({pct})"
+
+
+def _table(block: Block) -> tuple[list[str], list[list[str]]]:
+    n = block.rows[0].entries[0].n if block.rows else 1
+    stat = "Amean" if n > 1 else "Value"
+    header = [block.workload, *block.columns]
+    rows = [[f"{stat} {row.metric} ({row.unit})",
+             *(_cell(e, i == 0) for i, e in enumerate(row.entries))] for row in block.rows]
+    rows.append(["Gmean ratio (higher is better)",
+                 *("n/a" if g is None else f"{g:.4f}" for g in block.gmeans)])
+    return header, rows
+
+
+def legend(reference: str, seeds: int) -> str:
+    """The legend printed under text tables."""
+    parts = [f"(+x.xx%): change against {reference}; + is better for every metric",
+             "n/a: the reference is 0"]
+    if seeds > 1:
+        parts.insert(0, f"Amean over {seeds} seeds, ±: {CONFIDENCE:.0%} confidence interval "
+                     "(Student t)")
+        parts.append(f"*+x.xx%*: significant by Welch's t-test, alpha = {ALPHA}")
+    else:
+        parts.append("one seed: no confidence interval or significance (use --seeds N)")
+    parts.append("Gmean ratio: geometric mean over the rows of the ratio to the reference, "
+                 "turned so that above 1 is better")
+    return "Legend: " + "; ".join(parts) + "."
+
+
+def render(runs: Sequence[dict[str, Any]], fmt: str, metrics: Sequence[str],
+           show_stats: bool = False, reference: str | None = None,
+           column: Column = lambda r: r["plugin"]) -> str:
+    """Render the comparison of ``runs`` in ``fmt``."""
+    blocks = build_blocks(runs, metrics, column, reference)
+    if fmt == "json":
+        return results_json(runs, blocks)
+    if fmt == "csv":
+        return _csv(blocks)
+    seeds = max((e.n for b in blocks for r in b.rows for e in r.entries), default=1)
+    ref = blocks[0].columns[0] if blocks else ""
+    out = []
+    for block in blocks:
+        header, rows = _table(block)
         text = tabulate(rows, headers=header, tablefmt=_TABLEFMT[fmt], disable_numparse=True,
-                        colalign=("left", "left", *(["right"] * (len(header) - 2))))
+                        colalign=("left", *(["right"] * (len(header) - 1))))
         if show_stats:
-            text += "".join(f"\n  {p} stats: {s}" for p, s in stats_block(runs, workload, plugins))
-        blocks.append(text)
-    return "\n\n".join(blocks) + "\n"
+            text += _stats_text(runs, block.workload, fmt)
+        out.append(text)
+    return "\n\n".join(out) + "\n\n" + legend(ref, seeds) + "\n"
 
 
-def _csv(runs: Sequence[dict[str, Any]], workloads: list[str], plugins: list[str],
-         metrics: Sequence[str]) -> str:
+def _stats_text(runs: Sequence[dict[str, Any]], workload: str, fmt: str) -> str:
+    lines = []
+    seen = set()
+    for run in runs:
+        key = run["plugin"]
+        if run["workload"] == workload and run.get("stats") and key not in seen:
+            seen.add(key)
+            lines.append(f"{key} stats: {json.dumps(run['stats'], sort_keys=True)}")
+    if not lines:
+        return ""
+    sep = "\n\n" if fmt != "plain" else "\n"
+    return sep + sep.join(lines)
+
+
+def _csv(blocks: Sequence[Block]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["workload", "metric", "unit", *plugins])
-    for workload in workloads:
-        _, rows = workload_block(runs, workload, plugins, metrics)
-        for row in rows:
-            writer.writerow([workload, *row])
+    writer.writerow(["workload", "metric", "unit", "column", "mean", "ci", "n", "pct_better",
+                     "significant"])
+    for rec in comparison_records(blocks):
+        writer.writerow([rec[k] for k in ("workload", "metric", "unit", "column", "mean", "ci",
+                                          "n", "pct_better", "significant")])
     return out.getvalue()
 
 
-SCHEMA = "framework.results/1"
+def comparison_records(blocks: Sequence[Block]) -> list[dict[str, Any]]:
+    """The table's numbers as flat records (CSV rows, and the JSON ``comparison`` list)."""
+    recs = []
+    for block in blocks:
+        for row in block.rows:
+            for e in row.entries:
+                recs.append({"workload": row.workload, "metric": row.metric, "unit": row.unit,
+                             "column": e.column, "mean": e.mean, "ci": e.ci, "n": e.n,
+                             "pct_better": e.pct, "significant": e.significant})
+        for col, g in zip(block.columns, block.gmeans, strict=True):
+            recs.append({"workload": block.workload, "metric": "gmean_ratio", "unit": "ratio",
+                         "column": col, "mean": g, "ci": 0.0, "n": 1, "pct_better": None,
+                         "significant": False})
+    return recs
 
 
-def results_json(runs: Sequence[dict[str, Any]]) -> str:
-    """The results document: ``{"schema": "framework.results/1", "runs": [...]}``.
+def results_json(runs: Sequence[dict[str, Any]], blocks: Sequence[Block] | None = None) -> str:
+    """The results document ``{"schema": "framework.results/1", "runs": [...]}``.
 
-    Keys sorted, so the same runs give byte-identical text.
+    With ``blocks`` it also carries the comparison table's numbers. Keys are sorted, so the
+    same runs give byte-identical text.
     """
-    return json.dumps({"schema": SCHEMA, "runs": list(runs)}, sort_keys=True, indent=1) + "\n"
+    doc: dict[str, Any] = {"schema": SCHEMA, "runs": list(runs)}
+    if blocks is not None:
+        doc["comparison"] = comparison_records(blocks)
+    return json.dumps(doc, sort_keys=True, indent=1, allow_nan=False,
+                      default=_no_nan) + "\n"
+
+
+def _no_nan(value: Any) -> Any:
+    raise TypeError(f"not JSON-serialisable: {value!r}")

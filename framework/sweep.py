@@ -7,7 +7,9 @@ on the user's input or on a plugin's fault is reported and the other cells still
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
@@ -30,6 +32,38 @@ class Outcome:
     cell: Cell
     result: dict[str, Any] | None
     error: str = ""
+
+
+def dask_executor(scheduler: str | None) -> Executor:
+    """A ``concurrent.futures`` executor on an existing Dask cluster (extra ``dask``).
+
+    :raises FrameworkError: without ``--scheduler`` or without the dask extra installed.
+    """
+    if not scheduler:
+        raise FrameworkError("--executor dask needs --scheduler ADDRESS (e.g. tcp://host:8786)")
+    try:
+        from distributed import Client
+    except ImportError:
+        raise FrameworkError("--executor dask needs the dask extra: pip install "
+                             "'framework[dask]'") from None
+    try:
+        client = Client(scheduler, timeout=30)
+    except OSError as exc:
+        raise FrameworkError(f"--scheduler {scheduler!r}: cannot connect: {exc}") from None
+    return client.get_executor(pure=False)
+
+
+@contextlib.contextmanager
+def progress(total: int) -> Iterator[Any]:
+    """A tqdm bar on stderr when stderr is a terminal, else a silent stand-in."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="run", file=sys.stderr, disable=not sys.stderr.isatty(),
+               leave=False)
+    try:
+        yield bar
+    finally:
+        bar.close()
 
 
 def pick(spec: str, known: Sequence[str], kind: str, defaults: Sequence[str] | None = None
@@ -99,7 +133,9 @@ def _iterate(cells: Sequence[Cell], jobs: int, executor: Executor | None) -> Ite
     own = executor is None
     pool = executor or ProcessPoolExecutor(max_workers=min(jobs, os.cpu_count() or 1))
     try:
-        yield from pool.map(_run_safe, cells, chunksize=1)
+        futures = [pool.submit(_run_safe, cell) for cell in cells]
+        for future in futures:  # cell order, so output does not depend on timing
+            yield future.result()
     finally:
         if own:
-            pool.shutdown()
+            pool.shutdown(cancel_futures=True)

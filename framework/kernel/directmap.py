@@ -334,3 +334,42 @@ class DirectMap:
     def pagetable_pages(self) -> int:
         """Page-table pages below the PUD level: boot ones plus one per split."""
         return self.boot_pt_pages + len(self.pt_pages)
+
+
+MAP_1G, MAP_2M, MAP_4K, MAP_4K_NP, MAP_NP = range(5)
+MAP_STATES: tuple[str, ...] = ("1G", "2M", "4K", "4K, partly not present", "not present")
+
+
+def region_map(dm: DirectMap) -> list[list[int]]:
+    """How each 2 MiB region is mapped, run-length encoded as ``[[state, count], ...]``.
+
+    States index :data:`MAP_STATES`. Unsplit GiBs are one run each, so the cost follows what
+    was split, not the machine's size.
+    """
+    runs: list[list[int]] = []
+
+    def push(state: int, count: int) -> None:
+        if runs and runs[-1][0] == state:
+            runs[-1][1] += count
+        else:
+            runs.append([state, count])
+
+    for g in range(dm.mem_pages >> PUD_ORDER):
+        if dm.gbpages and g not in dm.split_pud:
+            present = dm.pud_prot.get(g, PAGE_KERNEL) & _PAGE_PRESENT
+            push(MAP_1G if present else MAP_NP, PTRS_PER_TABLE)
+            continue
+        for m in range(g << 9, (g + 1) << 9):
+            push(_pmd_state(dm, m), 1)
+    return runs
+
+
+def _pmd_state(dm: DirectMap, m: int) -> int:
+    if m not in dm.split_pmd:
+        return MAP_2M if dm.pmd_prot.get(m, PAGE_KERNEL) & _PAGE_PRESENT else MAP_NP
+    base = m << PMD_ORDER
+    get = dm.pte_prot.get
+    for p in range(base, base + PMD_PAGES):
+        if not get(p, PAGE_KERNEL) & _PAGE_PRESENT:
+            return MAP_4K_NP
+    return MAP_4K

@@ -1,0 +1,82 @@
+"""Statistics over seeds: mean, confidence interval, Welch's t-test, geometric means.
+
+A cell run with ``--seeds N`` gives N independent samples of every metric. Tables show the
+arithmetic mean and a two-sided Student-t confidence interval; a difference from the
+reference column is marked significant when Welch's unequal-variance t-test rejects equal
+means at :data:`ALPHA` (the legend says so). With one seed nothing is marked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import attrs
+from scipy import stats as sps
+
+ALPHA = 0.05
+CONFIDENCE = 0.95
+
+
+@attrs.frozen(slots=True)
+class Summary:
+    """Mean, sample standard deviation, CI half-width and sample count of one metric."""
+
+    mean: float
+    stddev: float
+    ci: float
+    n: int
+
+
+def summarize(values: Sequence[float]) -> Summary:
+    """Summarise samples; the CI half-width is 0 with fewer than two samples."""
+    n = len(values)
+    if n == 0:
+        return Summary(math.nan, math.nan, math.nan, 0)
+    mean = math.fsum(values) / n
+    if n < 2:
+        return Summary(mean, 0.0, 0.0, n)
+    var = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
+    sd = math.sqrt(var)
+    half = float(sps.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sd / math.sqrt(n)
+    return Summary(mean, sd, half, n)
+
+
+def welch_significant(a: Sequence[float], b: Sequence[float], alpha: float = ALPHA) -> bool:
+    """Welch's t-test: do ``a`` and ``b`` have different means at level ``alpha``?
+
+    Needs at least two samples on each side. Identical constant samples are not different;
+    different constants (zero variance on both sides) are.
+    """
+    if len(a) < 2 or len(b) < 2:
+        return False
+    sa, sb = summarize(a), summarize(b)
+    if sa.stddev == 0 and sb.stddev == 0:
+        return sa.mean != sb.mean
+    result = sps.ttest_ind(a, b, equal_var=False)
+    return bool(result.pvalue < alpha)
+
+
+def pct_better(value: float, ref: float, lower_is_better: bool) -> float | None:
+    """Percent change from ``ref`` where positive always means better (mmtests' pdiff/pndiff).
+
+    None when ``ref`` is 0 and ``value`` is not (no ratio exists).
+    """
+    if ref == 0:
+        return 0.0 if value == 0 else None
+    change = (value - ref) / abs(ref) * 100.0
+    return -change if lower_is_better else change
+
+
+def ratio_better(value: float, ref: float, lower_is_better: bool) -> float | None:
+    """``value / ref`` turned so that above 1 is better; None when either is not positive."""
+    if value <= 0 or ref <= 0:
+        return None
+    return ref / value if lower_is_better else value / ref
+
+
+def gmean(values: Sequence[float]) -> float | None:
+    """Geometric mean of positive values; None for none."""
+    if not values:
+        return None
+    return math.exp(math.fsum(math.log(v) for v in values) / len(values))
