@@ -87,7 +87,7 @@ anywhere in RAM, not from one hot corner. Two stated approximations follow:
    This conserves mass, is exact for ``k = 1`` (4K entries) and for ``s = 0`` (uniform), and
    keeps the skew a large page inherits from the hottest page it holds. It ignores two hot
    pages sharing an entry, which slightly understates the skew of large entries (hit ratios up
-   to 0.025 below a Monte Carlo placement: docs/validation.md section 3).
+   to 0.026 below a Monte Carlo placement: docs/validation.md section 3).
 
 "Mean mass times page count" would make every 2M/1G entry equally popular and lose the hot
 entries that decide hit ratios; "exact sum over ranks in address order" would put all hot pages
@@ -513,6 +513,7 @@ def dtlb_reach(
         {"4k": entries_4k, "2m": entries_2m, "1g": entries_1g},
         {"4k": bytes_4k, "2m": bytes_2m, "1g": bytes_1g},
     )
+    _check_ranges(mem_share=mem_share, access_cycles=access_cycles, pt_cache_bytes=pt_cache_bytes)
     exponent = _exponent(distribution, s)
     cost = _costs(costs)
     levels = dtlb_arrays(geometry)
@@ -569,6 +570,8 @@ def itlb_reach(
         {"4k": pages_4k, "2m": n_2m, "1g": 0},
         {"4k": None, "2m": -(-text_bytes_2m // PAGE_SIZE["4k"]) * PAGE_SIZE["4k"], "1g": None},
     )
+    _check_ranges(fetch_share=fetch_share, fetch_cycles=fetch_cycles, stlb_share=stlb_share,
+                  pt_cache_bytes=pt_cache_bytes)
     exponent = _exponent(distribution, s)
     cost = _costs(costs)
     levels = itlb_arrays(geometry, stlb_share)
@@ -642,6 +645,14 @@ def _exponent(distribution: str, s: float) -> float:
     if not (s >= 0 and math.isfinite(s)):
         raise ValueError(f"s={s}: the Zipf exponent must be a finite number >= 0")
     return float(s)
+
+
+def _check_ranges(**values: float) -> None:
+    """Shares must lie in [0, 1], cycles and bytes must be finite and >= 0."""
+    for name, value in values.items():
+        top = 1.0 if name.endswith("share") else math.inf
+        if not (0 <= value <= top and math.isfinite(value)):
+            raise ValueError(f"{name}={value}: expected a finite number in [0, {top}]")
 
 
 def _costs(costs: Mapping[str, float] | None) -> dict[str, float]:
