@@ -45,9 +45,11 @@ def test_bench_plain_table() -> None:
     proc = run("bench", "--plugins", "baseline", "--workloads", "secretmem", *SMALL)
     assert proc.returncode == 0, proc.stderr
     head = proc.stdout.splitlines()[0].split()
-    assert head == ["secretmem", "unit", "baseline"]
+    assert head == ["secretmem", "baseline"]
     lines = proc.stdout.splitlines()
-    assert any(line.startswith("DirectMap4k") and " kB " in line for line in lines)
+    assert any(line.startswith("Value DirectMap4k (kB)") and "(  0.00%)" in line
+               for line in lines)
+    assert "Legend:" in proc.stdout
 
 
 def test_json_is_deterministic() -> None:
