@@ -26,6 +26,7 @@ from framework.metrics import build_metrics, snapshot
 from framework.params import resolve
 from framework.plugins import Registry
 from framework.request import ALLOC, FREE, PRESSURE, SAMPLE, WRITE, Allocation, Request
+from framework.tlb.settings import TLB_PARAMS
 
 VERSION = "0.1.0"
 
@@ -75,6 +76,7 @@ def prepare(cell: Cell, reg: Registry) -> Setup:
     spec = configure(reg.machine(cell.machine), cell.scope("machine"))
     costs = resolve_costs(cell.scope("costs"))
     faults_p = resolve("faults", FAULT_PARAMS, cell.scope("faults"))
+    tlb_p = resolve("tlb", TLB_PARAMS, cell.scope("tlb"))
     alloc_cls = reg.allocator(cell.plugin)
     work_cls = reg.workload(cell.workload)
     plugin_p = resolve(cell.plugin, alloc_cls.params, cell.scope(cell.plugin))
@@ -85,7 +87,8 @@ def prepare(cell: Cell, reg: Registry) -> Setup:
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(cell.seed)))
     params = {
         "machine": {p.name: getattr(spec, p.name) for p in MACHINE_PARAMS},
-        "costs": costs, "faults": faults_p, "workload": work_p, "plugin": plugin_p,
+        "costs": costs, "faults": faults_p, "tlb": tlb_p, "workload": work_p,
+        "plugin": plugin_p,
     }
     return Setup(cell, params, kernel, allocator, workload.events(rng))
 

@@ -11,6 +11,7 @@ from framework.machine.costs import DEFAULT_COSTS
 from framework.machine.spec import MACHINE_PARAMS
 from framework.params import Param
 from framework.plugins import Registry
+from framework.tlb.settings import TLB_PARAMS
 
 
 def _params(scope: str, params: Iterable[Param]) -> list[str]:
@@ -45,6 +46,8 @@ def list_registry(reg: Registry) -> str:
     lines.extend(_params("machine", MACHINE_PARAMS))
     lines.append("Fault injection:")
     lines.extend(_params("faults", FAULT_PARAMS))
+    lines.append("TLB model (estimates; see docs/validation.md):")
+    lines.extend(_params("tlb", TLB_PARAMS))
     if reg.failed:
         lines.append("Failed plugins:")
         lines.extend(f"  {name}: {error}" for name, error in reg.failed.items())

@@ -12,6 +12,7 @@ import attrs
 import numpy as np
 
 from framework.kernel.kernel import Kernel
+from framework.tlb.settings import tlb_metrics
 
 if TYPE_CHECKING:
     from framework.engine import Runner
@@ -57,6 +58,12 @@ METRICS: tuple[Metric, ...] = (
     Metric("free_p99_cycles", "cycles", True, "99th percentile free latency"),
     Metric("free_max_cycles", "cycles", True, "worst free latency"),
     Metric("cycles_total", "cycles", True, "all modelled cycles"),
+    Metric("dtlb_miss_rate", "ratio", True, "L1 dTLB misses per kernel data access (model)"),
+    Metric("stlb_miss_rate", "ratio", True, "STLB misses (page walks) per data access (model)"),
+    Metric("walk_cycles_per_access", "cycles", True, "page-walk cycles per data access (model)"),
+    Metric("est_slowdown_pct", "%", True, "estimated slowdown of kernel time vs 1 GiB pages"),
+    Metric("itlb_miss_rate", "ratio", True, "iTLB misses per module-text fetch (model)"),
+    Metric("itlb_est_slowdown_pct", "%", True, "estimated text-fetch slowdown vs 2 MiB pages"),
     Metric("violations", "count", True, "broken promises (see violations)"),
     Metric("events", "count", False, "events processed"),
 )
@@ -110,6 +117,7 @@ def build_metrics(runner: Runner) -> dict[str, Any]:
         "violations": sum(runner.checker.counts.values()),
         "events": runner.events,
     })
+    out.update(tlb_metrics(kernel, runner.setup.params["tlb"]))
     out.update(_percentiles(runner.alloc_lat, "alloc"))
     out.update(_percentiles(runner.free_lat, "free"))
     out["cycles_by_category"] = dict(kernel.ledger.cycles)

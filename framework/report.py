@@ -37,7 +37,9 @@ DEFAULT_METRICS: tuple[str, ...] = (
     "tlb_ipis", "cpa_calls", "text_poke_calls", "alloc_failures", "cache_pages",
     "metadata_bytes", "requested_bytes", "footprint_bytes", "unmapped_served_mapped_bytes",
     "alloc_p50_cycles", "alloc_p99_cycles", "alloc_max_cycles", "free_p50_cycles",
-    "free_p99_cycles", "cycles_total", "violations",
+    "free_p99_cycles", "cycles_total", "dtlb_miss_rate", "stlb_miss_rate",
+    "walk_cycles_per_access", "est_slowdown_pct", "itlb_miss_rate", "itlb_est_slowdown_pct",
+    "violations",
 )
 FORMATS: tuple[str, ...] = ("plain", "markdown", "rst", "csv", "json")
 _TABLEFMT = {"plain": "simple", "markdown": "github", "rst": "rst"}
@@ -145,7 +147,9 @@ def _num(value: float) -> str:
         return "nan"
     if abs(value) >= 1e7 or value == int(value):
         return f"{value:.0f}"
-    return f"{value:.2f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.4g}"
 
 
 def _cell(entry: Entry, is_ref: bool) -> str:

@@ -23,6 +23,7 @@ from framework.machine.costs import resolve_costs
 from framework.machine.spec import configure
 from framework.params import resolve
 from framework.plugins import Registry, get_registry
+from framework.tlb.settings import TLB_PARAMS
 
 
 @attrs.frozen(slots=True)
@@ -89,12 +90,14 @@ def validate_sets(sets: dict[str, dict[str, str]], reg: Registry, machine: str) 
             resolve_costs(values)
         elif scope == "faults":
             resolve("faults", FAULT_PARAMS, values)
+        elif scope == "tlb":
+            resolve("tlb", TLB_PARAMS, values)
         elif scope in reg.allocators:
             resolve(scope, reg.allocators[scope].params, values)
         elif scope in reg.workloads:
             resolve(scope, reg.workloads[scope].params, values)
         else:
-            scopes = ["machine", "costs", "faults", *reg.workloads, *reg.allocators]
+            scopes = ["machine", "costs", "faults", "tlb", *reg.workloads, *reg.allocators]
             raise UnknownName(f"unknown --set scope {scope!r}: choose from {', '.join(scopes)}")
 
 
