@@ -1,0 +1,119 @@
+"""Comparison tables and statistics, on hand-made results with numbers worked out by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from framework.report import build_blocks, render
+from framework.stats import gmean, pct_better, ratio_better, summarize, welch_significant
+from tests.test_cli import run
+
+
+def fake(plugin: str, workload: str, seed: int, **metrics: float) -> dict[str, Any]:
+    return {"plugin": plugin, "workload": workload, "machine": "default", "seed": seed,
+            "params": {}, "metrics": metrics, "violations": [], "stats": {},
+            "framework_version": "test"}
+
+
+def test_pct_better_sign_means_better() -> None:
+    """mmtests pdiff/pndiff: 50 against 100 is +50% when lower is better, -50% otherwise."""
+    assert pct_better(50, 100, lower_is_better=True) == 50.0
+    assert pct_better(50, 100, lower_is_better=False) == -50.0
+    assert pct_better(0, 0, True) == 0.0
+    assert pct_better(5, 0, True) is None
+
+
+def test_summary_ci_by_hand() -> None:
+    """[1, 2, 3]: mean 2, s = 1, t(0.975, 2) = 4.302653 (table), CI = 4.302653 / sqrt(3)."""
+    s = summarize([1.0, 2.0, 3.0])
+    assert s.mean == 2.0 and s.stddev == 1.0 and s.n == 3
+    assert s.ci == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)
+    assert summarize([7.0]).ci == 0.0
+
+
+def test_welch() -> None:
+    """Means 1 and 10 with s = 0.1, n = 3: t = 9 / sqrt(2 * 0.01 / 3) = 110: significant.
+    The same samples twice are not; one sample is never enough."""
+    a, b = [0.9, 1.0, 1.1], [9.9, 10.0, 10.1]
+    assert welch_significant(a, b)
+    assert not welch_significant(a, a)
+    assert not welch_significant([1.0], [2.0])
+    assert welch_significant([1.0, 1.0], [2.0, 2.0])
+
+
+def test_gmean_and_ratio() -> None:
+    assert gmean([2.0, 0.5]) == pytest.approx(1.0)
+    assert ratio_better(50, 100, True) == 2.0
+    assert ratio_better(0, 100, True) is None
+
+
+def test_table_cells_by_hand() -> None:
+    """baseline splits 10 and 12 (mean 11), design 2 and 4 (mean 3): lower is better, so
+    (11 - 3) / 11 = +72.73%; with two seeds each: t = 8 / sqrt(2/2 + 2/2) = 5.66, Welch
+    p ~ 0.03 < 0.05, so the cell is marked *...*. Gmean ratio of the design: 11/3."""
+    runs = [fake("baseline", "w", 1, direct_map_level2_splits=10.0),
+            fake("baseline", "w", 2, direct_map_level2_splits=12.0),
+            fake("design", "w", 1, direct_map_level2_splits=2.0),
+            fake("design", "w", 2, direct_map_level2_splits=4.0)]
+    (block,) = build_blocks(runs, ["direct_map_level2_splits"])
+    base, design = block.rows[0].entries
+    assert (base.mean, design.mean) == (11.0, 3.0)
+    assert design.pct == pytest.approx(800 / 11)
+    assert design.significant and not base.significant
+    assert block.gmeans[1] == pytest.approx(11 / 3)
+    text = render(runs, "plain", ["direct_map_level2_splits"])
+    assert "*" + f"{800 / 11:+7.2f}%" + "*" in text
+    assert "Amean direct_map_level2_splits (count)" in text
+    assert "alpha = 0.05" in text
+
+
+def test_reference_column_and_formats() -> None:
+    runs = [fake("a", "w", 1, tlb_ipis=30.0), fake("b", "w", 1, tlb_ipis=15.0)]
+    plain = render(runs, "plain", ["tlb_ipis"], reference="b")
+    header = plain.splitlines()[0].split()
+    assert header == ["w", "b", "a"]
+    assert "(-100.00%)" in plain  # a sends twice the IPIs of b: 100% worse
+    csv_text = render(runs, "csv", ["tlb_ipis"], reference="b")
+    assert csv_text.splitlines()[0] == "workload,metric,unit,column,mean,ci,n,pct_better,significant"
+    assert "w,tlb_ipis,count,a,30.0,0.0,1,-100.0,False" in csv_text
+    doc = json.loads(render(runs, "json", ["tlb_ipis"], reference="b"))
+    rec = [r for r in doc["comparison"] if r["column"] == "a" and r["metric"] == "tlb_ipis"]
+    assert rec[0]["pct_better"] == -100.0
+    md = render(runs, "markdown", ["tlb_ipis"])
+    assert md.startswith("| w ")
+
+
+def test_reference_zero_is_not_comparable() -> None:
+    runs = [fake("a", "w", 1, violations=0.0), fake("b", "w", 1, violations=3.0)]
+    assert "(   n/a )" in render(runs, "plain", ["violations"])
+
+
+def test_compare_two_files(tmp_path: Path) -> None:
+    """Two settings of the same design: gbpages on and off; the first file is the reference.
+    Without gbpages DirectMap1G is 0, so its percentage is -100% (higher is better)."""
+    files = []
+    for name, gb in (("gb.json", "1"), ("nogb.json", "0")):
+        out = tmp_path / name
+        proc = run("bench", "--plugins", "baseline", "--workloads", "secretmem",
+                   "--set", "machine.mem_gib=4", "--set", "secretmem.processes=4",
+                   "--set", f"machine.gbpages={gb}", "--output", str(out))
+        assert proc.returncode == 0, proc.stderr
+        files.append(str(out))
+    proc = run("compare", *files, "--metrics", "DirectMap1G")
+    assert proc.returncode == 0, proc.stderr
+    head = proc.stdout.splitlines()[0].split()
+    assert head == ["secretmem", "gb.json:baseline", "nogb.json:baseline"]
+    assert "(-100.00%)" in proc.stdout
+
+
+def test_compare_rejects_bad_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema": "other"}')
+    proc = run("compare", str(bad), str(bad))
+    assert proc.returncode == 2 and "schema" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
