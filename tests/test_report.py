@@ -79,7 +79,8 @@ def test_reference_column_and_formats() -> None:
     assert header == ["w", "b", "a"]
     assert "(-100.00%)" in plain  # a sends twice the IPIs of b: 100% worse
     csv_text = render(runs, "csv", ["tlb_ipis"], reference="b")
-    assert csv_text.splitlines()[0] == "workload,metric,unit,column,mean,ci,n,pct_better,significant"
+    header = "workload,metric,unit,column,mean,ci,n,pct_better,significant"
+    assert csv_text.splitlines()[0] == header
     assert "w,tlb_ipis,count,a,30.0,0.0,1,-100.0,False" in csv_text
     doc = json.loads(render(runs, "json", ["tlb_ipis"], reference="b"))
     rec = [r for r in doc["comparison"] if r["column"] == "a" and r["metric"] == "tlb_ipis"]
