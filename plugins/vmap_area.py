@@ -1,0 +1,375 @@
+"""``vmap-area``: Song Liu's ``execmem_alloc``, bpf_prog_pack generalised on vmap_area trees.
+
+Models: "[PATCH bpf-next v5 0/6] execmem_alloc for BPF programs" (Song Liu, 28 Nov 2022,
+20221128190245.2337461-1-song@kernel.org; patch 1/6 ``mm/vmalloc.c`` execmem_alloc /
+execmem_fill / execmem_free, patch 2/6 the x86 ``arch_fill_execmem`` = ``text_poke_copy`` and
+``arch_invalidate_execmem`` = ``text_poke_set(0xcc)``, patch 4/6 the BPF user), as Song
+described it in the seed thread (May 2023: "reuse vmap_area logic", tree vs bitmap, 3 MiB in
+4 MiB with the rest reused, no size on free). Kernel reference: ``reference/kernel.md`` s5.
+
+What is modelled, from the posted code:
+
+- ``free_text_area_root``: an address-ordered tree of free ranges backed by RO+X memory
+  (kept as two sorted lists, searched with bisect). ``execmem_alloc(size, align)`` takes the
+  lowest match (``find_vmap_lowest_match``), splits it (``adjust_va_to_fit_type``: FL, LE, RE
+  or NE fit) and inserts one ``vmap_area`` for the object into the busy ``vmap_area_root``.
+- On a miss: ``__vmalloc_node_range(roundup(size, PMD_SIZE * num_online_nodes()), PMD_SIZE,
+  MODULES_VADDR.., VM_ALLOW_HUGE_VMAP | VM_NO_GUARD)`` (2 MiB pages; the kernel model falls
+  back to 4 KiB pages when an order-9 block is missing, counted as ``fallback``);
+  ``move_vmap_to_free_text_tree``: the area's ``vmap_area`` leaves the busy tree, the memory
+  is zeroed (``memset``), made RO (``set_memory_ro``: the direct-map alias loses RW, at 2 MiB
+  granularity for a huge backing, so at most a 1 GiB -> 2 MiB split; one global flush) and X
+  (``set_memory_x``: no alias; a global flush over 33 pages), the ``vm_struct`` goes on the
+  ``all_text_vm`` list (newest first) and the range merges into the free tree. Allocations
+  above 2 MiB get a rounded-up region whose remainder stays in the free tree for later
+  allocations. Chunks are adjacent in the module area (no guard page), so free ranges of
+  neighbouring chunks merge and an object may straddle two chunks, as in the kernel.
+- ``execmem_fill()`` = ``text_poke_copy()``: every write goes through the poking mm.
+- ``execmem_free(addr)`` is size-free: the busy tree gives the size; ``text_poke_set`` over
+  the object (invalidation); merge into the free tree; if the merged range holds a whole
+  PMD-aligned span containing a whole ``vm_struct`` (first match on ``all_text_vm``), that
+  range is carved out of the free tree again (``__alloc_vmap_area``) and the vm is returned
+  with ``set_memory_nx`` + ``set_memory_rw`` (alias RW again, global flush each) + ``vfree``
+  (no ``VM_FLUSH_RESET_PERMS``: lazily purged). At most one vm per call (v5's TODO).
+- Tree operations are counted and each charges ``tree_op`` cycles (category ``tree``): one per
+  ``find_vmap_lowest_match``, ``adjust_va_to_fit_type`` (two for an NE fit, which inserts a
+  new free node), ``insert_vmap_area``, ``__find_vmap_area``, ``unlink_va`` and
+  ``merge_or_add_vmap_area_augment``. The kernel's lowest-match search is O(log n) in an
+  augmented rbtree; the model scans the sorted ranges (simulation time only).
+- Metadata: one ``struct vmap_area`` per busy object and per free range, 64 bytes each:
+  ``va_start``, ``va_end`` (16), ``rb_node`` (24), ``list`` (16), the
+  ``subtree_max_size``/``vm`` union (8) on x86-64 in the v5 base (include/linux/vmalloc.h blob
+  096d48aa3437, v6.1-rc); v6.3 added ``unsigned long flags`` (869176a09606, Baoquan He) for 72.
+  The chunks' ``vm_struct`` and page arrays are vmalloc's own (as for a bpf_prog_pack) and not
+  counted.
+
+Sites: ``bpf_prog`` (v5's user: ``execmem_alloc(round_up(size, 64), 64)``) and
+``trampoline`` (the RFC's ftrace / BPF dispatcher users; same 64 B granule). Module text is
+what the series aimed at, but v5 left modules out (module_alloc mixes text and data, Mike's
+point in the seed); ``--set vmap-area.modules=1`` also serves ``module_text`` and
+``module_init_text`` (page-aligned, size rounded up to pages), the other module sections stay
+on the status-quo path.
+
+Variants and parameters (``--set vmap-area.KEY=VALUE``):
+
+- ``variant``: ``posted`` (default): at most one vm returned per ``execmem_free`` call, as v5
+  ("TODO: ... we free at most one vm for now"), so a free that empties two chunks at once
+  (an object straddling them) leaves one cached; ``fixed``: every whole vm inside the freed
+  span is returned.
+- ``chunk_mib`` (default 2): the rounding granule per node of a new region, MiB (a multiple
+  of 2; v5 uses PMD_SIZE).
+- ``modules`` (default 0): 1 also serves module text sections.
+
+Simplified: no text-tail region after ``_etext`` (patches 5-6 seed the free tree with it);
+the spinlocks cost nothing beyond their acquisitions counted in stats; the ``vmap_area``
+``kmem_cache`` is not modelled as memory; alignment is applied as in
+``find_vmap_lowest_match`` (``roundup(va_start, align)``).
+
+Stats: chunks (live, created, returned, 4 KiB fallbacks), free ranges, busy objects, tree
+operations, lock acquisitions, bytes free in the tree.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+from typing import Any
+
+from framework.allocator import Allocator
+from framework.errors import BadParameter
+from framework.hookspecs import hookimpl
+from framework.kernel.consts import PAGE_SHIFT, PAGE_SIZE, PMD_ORDER
+from framework.kernel.kernel import Kernel
+from framework.kernel.vmalloc import VM_ALLOW_HUGE_VMAP, VM_NO_GUARD, VmStruct
+from framework.params import Param
+from framework.request import Allocation, Request
+
+PMD_SIZE = 1 << (PMD_ORDER + PAGE_SHIFT)
+PMD_PAGES = 1 << PMD_ORDER
+SIZEOF_VMAP_AREA = 64  # x86-64, v6.1 struct vmap_area (without v6.3's flags)
+BPF_PROG_EXEC_ALIGN = 64  # kernel/bpf/core.c in v5 patch 4/6
+MODULE_TEXT_SITES = frozenset({"module_text", "module_init_text"})
+BASE_SITES = frozenset({"bpf_prog", "trampoline"})
+FL_FIT, LE_FIT, RE_FIT, NE_FIT = 1, 2, 3, 4  # mm/vmalloc.c enum fit_type
+
+
+def pmd_align(addr: int) -> int:
+    """PMD_ALIGN(): round up to 2 MiB."""
+    return -(-addr // PMD_SIZE) * PMD_SIZE
+
+
+def pmd_align_down(addr: int) -> int:
+    """PMD_ALIGN_DOWN(): round down to 2 MiB."""
+    return addr // PMD_SIZE * PMD_SIZE
+
+
+class FreeTextTree:
+    """``free_text_area_root`` + ``free_text_area_list``: sorted, merged free ranges (bytes).
+
+    Every method that stands for a kernel tree function returns how many tree operations it
+    did, so the caller can count and charge them.
+    """
+
+    __slots__ = ("ends", "starts")
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def free_bytes(self) -> int:
+        """Bytes in the tree."""
+        return sum(self.ends) - sum(self.starts)
+
+    def lowest_match(self, size: int, align: int, vstart: int = 0) -> tuple[int, int]:
+        """find_vmap_lowest_match(): (index, aligned address) of the lowest fit, or (-1, 0)."""
+        starts, ends = self.starts, self.ends
+        i = max(0, bisect.bisect_right(ends, vstart))
+        for j in range(i, len(starts)):
+            addr = -(-max(starts[j], vstart) // align) * align
+            if addr + size <= ends[j]:
+                return j, addr
+        return -1, 0
+
+    def adjust(self, i: int, addr: int, size: int) -> int:
+        """adjust_va_to_fit_type(): cut ``[addr, addr + size)`` out of range ``i``.
+
+        Returns the tree operations: 1, or 2 for an NE fit (a new free node is inserted).
+        """
+        start, end = self.starts[i], self.ends[i]
+        fit = classify_va_fit_type(start, end, addr, size)
+        if fit == FL_FIT:
+            del self.starts[i], self.ends[i]
+        elif fit == LE_FIT:
+            self.starts[i] = addr + size
+        elif fit == RE_FIT:
+            self.ends[i] = addr
+        else:
+            self.ends[i] = addr
+            self.starts.insert(i + 1, addr + size)
+            self.ends.insert(i + 1, end)
+            return 2
+        return 1
+
+    def merge_or_add(self, start: int, end: int) -> tuple[int, int]:
+        """merge_or_add_vmap_area_augment(): insert, merging with touching neighbours.
+
+        Returns the merged range.
+        """
+        starts, ends = self.starts, self.ends
+        i = bisect.bisect_left(starts, start)
+        if i > 0 and ends[i - 1] == start:
+            i -= 1
+            start = starts[i]
+            del starts[i], ends[i]
+        if i < len(starts) and starts[i] == end:
+            end = ends[i]
+            del starts[i], ends[i]
+        starts.insert(i, start)
+        ends.insert(i, end)
+        return start, end
+
+
+def classify_va_fit_type(start: int, end: int, addr: int, size: int) -> int:
+    """mm/vmalloc.c classify_va_fit_type()."""
+    if start == addr:
+        return FL_FIT if end == addr + size else LE_FIT
+    return RE_FIT if end == addr + size else NE_FIT
+
+
+class VmapAreaAllocator(Allocator):
+    """Song Liu's execmem_alloc v5 (see the module docstring)."""
+
+    name = "vmap-area"
+    summary = ("Song Liu's execmem_alloc v5: 2 MiB huge ROX chunks, lowest-fit vmap_area tree "
+               "of free ranges, text_poke writes, size-free free")
+    source = ("Song Liu, '[PATCH bpf-next v5 0/6] execmem_alloc for BPF programs', "
+              "20221128190245.2337461-1-song@kernel.org")
+    covers = BASE_SITES
+    params = (
+        Param("variant", str, "posted", "posted: one vm returned per free (v5); fixed: every "
+              "whole free vm", choices=("posted", "fixed")),
+        Param("chunk_mib", int, 2, "region granule per node, MiB (multiple of 2)", min=2,
+              max=1024),
+        Param("modules", int, 0, "1: also serve module_text and module_init_text", min=0,
+              max=1),
+    )
+
+    def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:
+        super().__init__(kernel, params)
+        chunk_mib = params.get("chunk_mib", 2)
+        if chunk_mib % 2:
+            raise BadParameter(f"vmap-area.chunk_mib={chunk_mib}: expected a multiple of 2 "
+                               "(whole PMDs)")
+        self.chunk_bytes = (chunk_mib << 20) * kernel.spec.nodes  # PMD_SIZE * online nodes
+        self.free_all_vms = params.get("variant", "posted") == "fixed"
+        if params.get("modules", 0):
+            self.covers = BASE_SITES | MODULE_TEXT_SITES  # instance attribute: engine reads it
+        self.tree = FreeTextTree()
+        self.busy: dict[int, int] = {}  # vmap_area_root: va_start -> va_end of each object
+        self.all_text_vm: list[VmStruct] = []  # newest first
+        self.chunk_pages = 0
+        self.tree_ops = 0
+        self.lock_acquisitions = 0
+        self.chunks_created = 0
+        self.chunks_returned = 0
+        self.fallback = 0
+
+    # -- execmem_alloc ------------------------------------------------------------------
+    def alloc(self, request: Request) -> Allocation | None:
+        """The site's call: round and align, then execmem_alloc()."""
+        if request.site in MODULE_TEXT_SITES:
+            align = PAGE_SIZE
+        else:
+            align = BPF_PROG_EXEC_ALIGN
+        size = -(-request.size // align) * align
+        addr = self.execmem_alloc(size, align)
+        if addr < 0:
+            return None
+        return Allocation((), addr, request.size, False, None)
+
+    def execmem_alloc(self, size: int, align: int) -> int:
+        """execmem_alloc(): lowest match in the free tree, a new region on a miss; -1 = NULL."""
+        while True:
+            self.lock_acquisitions += 1  # free_text_area_lock
+            i, addr = self.tree.lowest_match(size, align)
+            self._tree_op(1)
+            if i >= 0:
+                break
+            if not self.new_region(size):
+                return -1
+        self._tree_op(self.tree.adjust(i, addr, size))
+        self.lock_acquisitions += 1  # vmap_area_lock
+        self.busy[addr] = addr + size  # insert_vmap_area(va, &vmap_area_root)
+        self._tree_op(1)
+        return addr
+
+    def new_region(self, size: int) -> bool:
+        """__vmalloc_node_range(huge, no guard) + move_vmap_to_free_text_tree()."""
+        kernel = self.kernel
+        alloc_size = -(-size // self.chunk_bytes) * self.chunk_bytes
+        nr = alloc_size >> PAGE_SHIFT
+        area = kernel.vmalloc_node_range(nr, VM_ALLOW_HUGE_VMAP | VM_NO_GUARD, None, PMD_PAGES)
+        if area is None:
+            return False
+        self.chunks_created += 1
+        self.chunk_pages += nr
+        if not area.page_order:
+            self.fallback += 1
+        self.lock_acquisitions += 1  # vmap_area_lock: __find_vmap_area + unlink_va
+        self._tree_op(2)
+        self._zero(area)  # memset(addr, 0, size)
+        kernel.set_memory_ro(area.addr, nr)
+        kernel.set_memory_x(area.addr, nr)
+        self.lock_acquisitions += 1  # free_text_area_lock
+        self.all_text_vm.insert(0, area)
+        start = area.addr << PAGE_SHIFT
+        self.tree.merge_or_add(start, start + alloc_size)
+        self._tree_op(1)
+        return True
+
+    def _zero(self, area: VmStruct) -> None:
+        """memset() of the fresh region through its RW mapping, in contiguous runs."""
+        pages = area.pages
+        run = 0
+        for i in range(1, len(pages) + 1):
+            if i == len(pages) or pages[i] != pages[i - 1] + 1:
+                self.kernel.clear_pages(pages[run], i - run)
+                run = i
+
+    # -- execmem_fill -------------------------------------------------------------------
+    def write(self, allocation: Allocation, length: int) -> None:
+        """execmem_fill() -> arch_fill_execmem() = text_poke_copy()."""
+        vaddr = allocation.vaddr
+        self.kernel.text_poke(vaddr >> PAGE_SHIFT, vaddr & (PAGE_SIZE - 1),
+                              length or allocation.size)
+
+    # -- execmem_free -------------------------------------------------------------------
+    def free(self, allocation: Allocation) -> None:
+        """execmem_free(addr): the size comes from the busy tree, not the caller."""
+        self.execmem_free(allocation.vaddr)
+
+    def execmem_free(self, addr: int) -> None:
+        """Unlink, text_poke_set, merge, return a whole free vm if the span holds one."""
+        kernel = self.kernel
+        self.lock_acquisitions += 1  # vmap_area_lock
+        end = self.busy.pop(addr, None)  # __find_vmap_area + unlink_va
+        self._tree_op(2)
+        if end is None:
+            kernel.violation("bad_free", addr, "execmem_free of an address not in the busy tree")
+            return
+        kernel.text_poke(addr >> PAGE_SHIFT, addr & (PAGE_SIZE - 1), end - addr)
+        self.lock_acquisitions += 1  # free_text_area_lock
+        start, end = self.tree.merge_or_add(addr, end)
+        self._tree_op(1)
+        free_start, free_end = pmd_align(start), pmd_align_down(end)
+        while free_start < free_end:
+            vm = self.find_and_unlink_text_vm(free_start, free_end)
+            if vm is None:
+                break
+            self.return_vm(vm)
+            if not self.free_all_vms:  # v5: "we free at most one vm for now"
+                break
+
+    def find_and_unlink_text_vm(self, start: int, end: int) -> VmStruct | None:
+        """find_and_unlink_text_vm(): first vm on all_text_vm inside ``[start, end)``."""
+        for i, vm in enumerate(self.all_text_vm):
+            vm_addr = vm.addr << PAGE_SHIFT
+            if vm_addr >= start and vm_addr + (vm.nr_pages << PAGE_SHIFT) <= end:
+                del self.all_text_vm[i]
+                return vm
+        return None
+
+    def return_vm(self, vm: VmStruct) -> None:
+        """Carve the vm out of the free tree, nx + rw, insert in the busy tree, vfree."""
+        kernel = self.kernel
+        start = vm.addr << PAGE_SHIFT
+        size = vm.nr_pages << PAGE_SHIFT
+        i, addr = self.tree.lowest_match(size, 1, start)  # __alloc_vmap_area(.., vstart)
+        self._tree_op(1)
+        self._tree_op(self.tree.adjust(i, addr, size))
+        kernel.set_memory_nx(vm.addr, vm.nr_pages)
+        kernel.set_memory_rw(vm.addr, vm.nr_pages)
+        self.lock_acquisitions += 1  # vmap_area_lock: insert_vmap_area
+        self._tree_op(1)
+        kernel.vfree(vm)
+        self.chunk_pages -= vm.nr_pages
+        self.chunks_returned += 1
+
+    def _tree_op(self, n: int) -> None:
+        """Count ``n`` rbtree operations and charge their cycles."""
+        self.tree_ops += n
+        kernel = self.kernel
+        kernel.ledger.charge("tree", kernel.costs["tree_op"] * n)
+
+    # -- accounting ---------------------------------------------------------------------
+    def cache_pages(self) -> int:
+        """Every backing page of every live region: objects are sub-ranges (blocks=())."""
+        return self.chunk_pages
+
+    def metadata_bytes(self) -> int:
+        """One struct vmap_area per busy object and per free range (64 B each)."""
+        return SIZEOF_VMAP_AREA * (len(self.busy) + len(self.tree))
+
+    def stats(self) -> dict[str, Any]:
+        """Chunks, free ranges, tree operations, fallbacks, locks."""
+        return {
+            "chunks": len(self.all_text_vm),
+            "chunk_pages": self.chunk_pages,
+            "chunks_created": self.chunks_created,
+            "chunks_returned": self.chunks_returned,
+            "fallback": self.fallback,
+            "free_ranges": len(self.tree),
+            "free_bytes": self.tree.free_bytes(),
+            "objects": len(self.busy),
+            "tree_ops": self.tree_ops,
+            "lock_acquisitions": self.lock_acquisitions,
+        }
+
+
+@hookimpl
+def register_allocators(register: Callable[[type[Allocator]], None]) -> None:
+    """Register ``vmap-area``."""
+    register(VmapAreaAllocator)
