@@ -1,0 +1,275 @@
+"""``unmapped-api``: the API-only unmapped allocator that followed the v3 review.
+
+Models: the variant Mike Rapoport announced on 19 May 2023 in the v3 thread
+(20230308094106.227365-1-rppt@kernel.org): "I've dropped the GFP flag and made
+unmapped_pages_{alloc,free} the only APIs" (branch ``unmapped-alloc/rfc-v2`` on
+git.kernel.org; the text read here is the rppt/linux snapshot 0d73fc61,
+``include/linux/unmapped-alloc.h`` and ``mm/unmapped-alloc.c``; that it *is* rfc-v2 is not
+verified). It answers the review: Michal Hocko (no GFP bit, an allocator on top of the page
+allocator, start with ``unmapped_pages_alloc()`` for secretmem), Vlastimil Babka (keep the
+generic free-path hook beside an explicit ``unmapped_pages_free()``), Sean Christopherson
+(allow allocations without zeroing for confidential-VM guest memory, which the TDX module
+initialises; Mike: "shouldn't be a problem").
+
+What is modelled, on the same cache as ``gfp-unmapped`` (:mod:`plugins._unmapped_cache`):
+
+- ``unmapped_pages_alloc(order)``: cache first; on a miss ``alloc_pages(GFP_KERNEL |
+  __GFP_ZERO, o)`` for o = ``refill_order`` (PMD_ORDER) down to the order, then
+  ``set_memory_np()`` over the whole refill block (a 2 MiB-aligned block is changed in place,
+  no split; ``set_memory_np`` flushes itself, the explicit flush is commented out in the
+  snapshot), ``set_pageblock_unmapped()``, into the cache, take again. The snapshot literally
+  passes ``1 << order`` (the request's order) to ``set_memory_np`` and ignores its result, the
+  v3 partial-unmap bug again; ``unmap=request`` reproduces that, ``unmap=block`` (default)
+  models the whole-block unmap the design intends, with the error checked (the block goes
+  back to the buddy when CPA fails).
+- ``unmapped_pages_free(page, order)``: explicit free into the cache. Owners call it
+  (``freed_by=OWNER``). With ``free_hook=0`` (default, the snapshot) there is no free-path
+  diversion, so secretmem needs a ``free_folio`` of its own that calls
+  ``unmapped_pages_free()``: a ``freed_by=GENERIC`` secretmem free is modelled as exactly
+  that, and the page cache's final put never reaches the buddy (Mike's "the free path becomes
+  really complex" is the kernel work this stands for). With ``free_hook=1`` (Babka) the v3
+  diversion of generic frees from ``PB_unmapped`` pageblocks stays; a page that enters the
+  cache still present (stolen from another user of the block) is made invalid and flushed,
+  which the v3 hook did not do.
+- Zeroing is per request (Sean): ``zero=True`` pages are cleared *at hand-out*, through a
+  temporary local mapping since they are not in the direct map
+  (:func:`plugins._unmapped_cache.clear_unmapped`), except pages the cache knows are clean
+  because the ``__GFP_ZERO`` refill cleared them and nobody has had them since (a page flag in
+  a kernel; a set here). ``zero=False`` (CoCo guest memory) skips it.
+- Shrinker: the snapshot has none, so the cache only grows. ``shrinker=1`` (default) offers
+  v3's (orders 0 up, ``FPI_UNMAPPED | FPI_TO_TAIL``), restoring a block with one CPA call and
+  clearing ``PB_unmapped`` for released blocks of order >= 9; ``shrinker=0`` is the snapshot.
+
+Sites covered: ``secretmem`` (one page per fault), ``guest`` (unmapped, chunks of at most
+2 MiB, largest first), ``dma_nokmap`` (``dma_alloc_attrs(DMA_ATTR_NO_KERNEL_MAPPING)``, one
+block of ``get_order(size)``; a refill for an order above ``refill_order`` asks for that
+order itself, where the snapshot's loop would never try and fail every buffer over 2 MiB;
+every pageblock of such a block gets ``PB_unmapped``, not only the head's). Not
+``pagetable``: PKS-protected page tables must stay *mapped* (read by the kernel through the
+direct map, write-protected by a PKS key); a cache of not-present pages cannot serve them.
+Not ``module_*``/BPF: without the GFP flag vmalloc cannot reach the cache (Hocko: add vmalloc
+support later, with numbers).
+
+Simplified: one global cache, no NUMA, no concurrency (lock round trips counted); no memcg.
+
+Parameters: ``free_hook`` (0), ``shrinker`` (1), ``refill_order`` (9), ``unmap``
+(block|request). Stats: the v3 debugfs table (MAX_ORDER; Order / Free / Cached / Released for
+orders 0..10; the snapshot's own debugfs shows only free counts), ``lock_round_trips``,
+``refills``, ``stolen_pages``, ``zeroed_at_handout``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from framework.allocator import Allocator
+from framework.hookspecs import hookimpl
+from framework.kernel.buddy import NO_PAGE
+from framework.kernel.callsites import get_order
+from framework.kernel.consts import (
+    MAX_ORDER,
+    MIGRATE_UNMOVABLE,
+    PAGE_SIZE,
+    PAGEBLOCK_NR_PAGES,
+    PMD_ORDER,
+)
+from framework.kernel.kernel import Kernel
+from framework.params import Param
+from framework.request import Allocation, Request
+from plugins._unmapped_cache import UnmappedCache, clear_unmapped
+
+SECRETMEM, GUEST, DMA_NOKMAP = "secretmem", "guest", "dma_nokmap"
+
+
+class UnmappedApi(Allocator):
+    """``unmapped_pages_alloc/free`` on the unmapped buddy cache (see the module docstring)."""
+
+    name = "unmapped-api"
+    summary = ("API-only unmapped_pages_alloc/free (rfc-v2): whole-block unmap at refill, "
+               "per-request zeroing, optional free hook and shrinker")
+    source = ("rppt/linux unmapped-alloc/rfc-v2 (snapshot 0d73fc61), announced in "
+              "20230308094106.227365-1-rppt@kernel.org thread, 19 May 2023")
+    covers = frozenset({SECRETMEM, GUEST, DMA_NOKMAP})
+    params = (
+        Param("free_hook", bool, False, "keep the PB_unmapped generic free-path diversion "
+              "(Babka); 0: secretmem frees explicitly"),
+        Param("shrinker", bool, True, "register v3's shrinker (the snapshot has none)"),
+        Param("refill_order", int, PMD_ORDER, "first order a refill tries (PMD_ORDER)",
+              min=0, max=PMD_ORDER),
+        Param("unmap", str, "block", "set_memory_np at refill over the whole block, or over "
+              "1 << order pages as the snapshot literally does", choices=("block", "request")),
+    )
+
+    def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:
+        super().__init__(kernel, params)
+        self.free_hook: bool = params["free_hook"]
+        self.shrinker: bool = params["shrinker"]
+        self.refill_order: int = params["refill_order"]
+        self.whole_block = params["unmap"] == "block"
+        self.cache = UnmappedCache(kernel, fixed_release=True)
+        self.cache.on_release = self._forget_clean
+        if self.free_hook:
+            kernel.register_free_hook(self.cache.pb_mask, self.free_pages_prepare)
+        if self.shrinker:
+            kernel.register_shrinker(self.cache)
+        self.clean: set[int] = set()  # cached pages cleared by the refill, not handed out since
+        self.handed: dict[int, int] = {}
+        self.refills = 0
+        self.stolen_pages = 0
+        self.zeroed_at_handout = 0
+
+    # -- include/linux/unmapped-alloc.h --------------------------------------------------
+    def unmapped_pages_alloc(self, order: int, zero: bool) -> int:
+        """unmapped_pages_alloc(order), zeroing the pages when the caller asks (Sean)."""
+        pfn = self.cache.rmqueue_smallest(order)
+        if pfn == NO_PAGE:
+            pfn = self.refill(order)
+            if pfn == NO_PAGE:
+                return NO_PAGE
+        self.handed[pfn] = order
+        nr = 1 << order
+        if zero:
+            self._zero(pfn, nr)
+        if self.clean:
+            self.clean.difference_update(range(pfn, pfn + nr))
+        return pfn
+
+    def _zero(self, pfn: int, nr: int) -> None:
+        """Clear each run of pages not known clean, one temporary mapping per run."""
+        clean = self.clean
+        start = -1
+        for p in range(pfn, pfn + nr + 1):
+            dirty = p < pfn + nr and p not in clean
+            if dirty and start < 0:
+                start = p
+            elif not dirty and start >= 0:
+                clear_unmapped(self.kernel, start, p - start)
+                self.zeroed_at_handout += p - start
+                start = -1
+
+    def refill(self, order: int) -> int:
+        """The miss path: GFP_KERNEL | __GFP_ZERO block, set_memory_np, into the cache."""
+        kernel = self.kernel
+        block, cache_order = NO_PAGE, max(self.refill_order, order)
+        while cache_order >= order:
+            block = kernel.alloc_pages(cache_order, MIGRATE_UNMOVABLE, None, zero=True)
+            if block != NO_PAGE:
+                break
+            cache_order -= 1
+        if block == NO_PAGE:
+            return NO_PAGE
+        size = 1 << cache_order
+        if not self.whole_block:
+            kernel.set_memory_np(block, 1 << order)  # (sic) snapshot: unchecked, request order
+        elif kernel.set_memory_np(block, size):
+            kernel.set_memory_p(block, size)
+            kernel.free_pages_ok(block, cache_order)
+            return NO_PAGE
+        self.refills += 1
+        self.clean.update(range(block, block + size))
+        self.cache.free_one_page(block, cache_order, cache_refill=True)
+        for pageblock in range(block + PAGEBLOCK_NR_PAGES, block + size, PAGEBLOCK_NR_PAGES):
+            self.cache.set_pageblock_unmapped(pageblock)  # an order-10 block spans two
+        return self.cache.rmqueue_smallest(order)
+
+    def unmapped_pages_free(self, pfn: int, order: int) -> None:
+        """unmapped_pages_free(page, order): straight onto the cache's lists."""
+        self.handed.pop(pfn, None)
+        self.cache.free_one_page(pfn, order, cache_refill=False)
+
+    def free_pages_prepare(self, pfn: int, order: int) -> bool:
+        """``free_hook=1``: a generic free in a PB_unmapped block enters the cache unmapped."""
+        if self.handed.pop(pfn, None) is None:
+            self.stolen_pages += 1 << order
+        kernel = self.kernel
+        dm = kernel.directmap
+        present = [p for p in range(pfn, pfn + (1 << order)) if dm.is_present(p)]
+        for p in present:
+            kernel.set_direct_map_invalid_noflush(p)
+        if present:
+            kernel.flush_tlb_kernel_range(len(present))
+        self.cache.free_one_page(pfn, order, cache_refill=False)
+        return True
+
+    def _forget_clean(self, pfn: int, order: int) -> None:
+        if self.clean:
+            self.clean.difference_update(range(pfn, pfn + (1 << order)))
+
+    # -- the Allocator contract ----------------------------------------------------------
+    def alloc(self, request: Request) -> Allocation | None:
+        """secretmem per page, guest in chunks of up to 2 MiB, dma_nokmap in one block."""
+        nr_pages = max(1, -(-request.size // PAGE_SIZE))
+        if request.site == SECRETMEM:
+            return self._alloc_blocks(request, [0] * nr_pages)
+        order = get_order(request.size)
+        if request.site == DMA_NOKMAP and order < MAX_ORDER:
+            return self._alloc_blocks(request, [order])
+        return self._alloc_chunked(request, nr_pages)
+
+    def _alloc_blocks(self, request: Request, orders: list[int]) -> Allocation | None:
+        blocks: list[tuple[int, int]] = []
+        for order in orders:
+            pfn = self.unmapped_pages_alloc(order, request.zero)
+            if pfn == NO_PAGE:
+                self._undo(blocks)
+                return None
+            blocks.append((pfn, order))
+        return Allocation(tuple(blocks), 0, request.size, True, request.site)
+
+    def _alloc_chunked(self, request: Request, left: int) -> Allocation | None:
+        """Largest blocks first, at most order 9, smaller when a block cannot be had."""
+        blocks: list[tuple[int, int]] = []
+        order = PMD_ORDER
+        while left > 0:
+            order = min(order, left.bit_length() - 1)
+            pfn = self.unmapped_pages_alloc(order, request.zero)
+            if pfn == NO_PAGE:
+                if order == 0:
+                    self._undo(blocks)
+                    return None
+                order -= 1
+                continue
+            blocks.append((pfn, order))
+            left -= 1 << order
+        return Allocation(tuple(blocks), 0, request.size, True, request.site)
+
+    def _undo(self, blocks: list[tuple[int, int]]) -> None:
+        for pfn, order in blocks:
+            self.unmapped_pages_free(pfn, order)
+
+    def free(self, allocation: Allocation) -> None:
+        """unmapped_pages_free() of every block."""
+        for pfn, order in allocation.blocks:
+            self.unmapped_pages_free(pfn, order)
+
+    def free_generic(self, allocation: Allocation) -> None:
+        """With the hook, the generic path diverts; without, secretmem's free_folio frees."""
+        if not self.free_hook:
+            self.free(allocation)
+            return
+        for pfn, order in allocation.blocks:
+            self.kernel.free_pages(pfn, order)
+
+    def shrink(self, nr_pages: int) -> int:
+        """The optional shrinker's scan."""
+        return self.cache.scan_objects(nr_pages) if self.shrinker else 0
+
+    def cache_pages(self) -> int:
+        """Pages on the cache's free lists."""
+        return self.cache.nr_pages()
+
+    def metadata_bytes(self) -> int:
+        """free_area[] and the extra pageblock bits (the snapshot still sets PB_unmapped)."""
+        return self.cache.metadata_bytes()
+
+    def stats(self) -> dict[str, Any]:
+        """The debugfs table plus refills, stolen pages and hand-out clears."""
+        return {**self.cache.stats(), "refills": self.refills,
+                "stolen_pages": self.stolen_pages, "zeroed_at_handout": self.zeroed_at_handout}
+
+
+@hookimpl
+def register_allocators(register: Callable[[type[Allocator]], None]) -> None:
+    """Register ``unmapped-api``."""
+    register(UnmappedApi)
