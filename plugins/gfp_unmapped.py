@@ -72,7 +72,17 @@ runs right after ``vfree`` has freed the pages (the model has no concurrency, so
 take them in between; a kernel would flush first).
 
 Stats (:meth:`GfpUnmapped.stats`): the debugfs table (MAX_ORDER; Order / Free / Cached /
-Released for orders 0..10), ``lock_round_trips``, ``refills``, ``stolen_pages``.
+Released for orders 0..10), ``lock_round_trips``, ``refills``, ``stolen_pages`` (pages the
+diversion took that the cache had not handed out; model bookkeeping, the kernel cannot tell).
+``cache.debugfs()`` prints it as ``/sys/kernel/debug/unmapped_alloc`` does; after 512
+secretmem pages were faulted, freed and the shrinker ran on a fresh machine::
+
+    MAX_ORDER: 11
+
+    Order:        0     1     2     3     4     5     6     7     8     9    10
+    Free:         0     0     0     0     0     0     0     0     0     0     0
+    Cached:       0     0     0     0     0     0     0     0     0     1     0
+    Released:     0     0     0     0     0     0     0     0     0     1     0
 """
 
 from __future__ import annotations
