@@ -577,20 +577,26 @@ class Kernel:
         if self.faults.fail_cpa(self.rng):
             return ENOMEM
         first = vpage - area.addr
-        changed = self._change_area(area, first, nr, set_mask, clr_mask)
+        changed, made_exec = self._change_area(area, first, nr, set_mask, clr_mask)
         checkalias = (set_mask | clr_mask) != _PAGE_NX
         err = 0
         if checkalias:
             err = self._process_alias(area, first, nr, set_mask & ~_PAGE_NX,
                                       clr_mask & ~_PAGE_NX)
+        for pfn in made_exec:  # judged once the whole call, alias included, is done
+            if self.directmap.prot(pfn) & (_PAGE_RW | _PAGE_PRESENT) == (
+                    _PAGE_RW | _PAGE_PRESENT):
+                self.violation("wx_mapping", pfn, "executable page with a writable alias")
         if changed:
             self.cpa_flush(nr, checkalias)
         return err
 
     def _change_area(self, area: VmStruct, first: int, nr: int, set_mask: int,
-                     clr_mask: int) -> bool:
+                     clr_mask: int) -> tuple[bool, list[int]]:
+        """The area's own entries; returns (changed, pfns that just became executable)."""
         prots = area.prot
         changed = False
+        made_exec: list[int] = []
         exec_pfns = self.directmap.exec_pfns
         for i in range(first, first + nr):
             old = prots[i]
@@ -606,12 +612,11 @@ class Kernel:
             exec_pfns.add(pfn)
             if new & _PAGE_RW:
                 self.violation("wx_mapping", (area.addr + i) << PAGE_SHIFT, "module area RW+X")
-            elif self.directmap.prot(pfn) & (_PAGE_RW | _PAGE_PRESENT) == (
-                    _PAGE_RW | _PAGE_PRESENT):
-                self.violation("wx_mapping", pfn, "executable page with a writable alias")
+            elif old & _PAGE_NX:
+                made_exec.append(pfn)
         if changed:
             self.ledger.charge("cpa", self.costs["cpa_pte"] * nr)
-        return changed
+        return changed, made_exec
 
     def _process_alias(self, area: VmStruct, first: int, nr: int, set_mask: int,
                        clr_mask: int) -> int:
