@@ -7,12 +7,6 @@ first UNMOVABLE order-0 request steals the order-10 block at 16384 (ALLOC_NOFRAG
 block, both pageblocks become UNMOVABLE) and hands out 16384; ``expand`` leaves 16385 (o0),
 16386 (o1), 16388 (o2), ... 16896 (o9) on the UNMOVABLE lists, so successive order-0 requests
 get ascending pfns.
-
-The kernel model records a spurious ``wx_mapping`` ("executable page with a writable alias")
-inside ``set_memory_rox`` on a page whose alias is still RW: ``Kernel._change_area`` checks the
-alias before ``_process_alias`` made it RO in the same call, whereas the kernel's
-``__change_page_attr_set_clr`` changes primary and alias in one call. :func:`real_violations`
-drops that record so these tests hold before and after the model is fixed.
 """
 
 from __future__ import annotations
@@ -33,14 +27,8 @@ from framework.request import Allocation, Request
 from plugins.jit_slab import NR_JIT_CACHES, JitSlabAllocator, bitmap_bytes, jit_cache_idx
 from tests.conftest import small_spec
 
-SPURIOUS_ROX = "executable page with a writable alias"
 FIRST = 16384
 BPF512 = Request("bpf_prog", 512, "ROX", False)
-
-
-def real_violations(kernel: Kernel) -> list[tuple[str, int, str]]:
-    """The kernel model's violations without the spurious set_memory_rox one (see above)."""
-    return [v for v in kernel.violations if v[2] != SPURIOUS_ROX]
 
 
 def make(variant: str = "posted") -> tuple[Kernel, JitSlabAllocator]:
@@ -100,7 +88,8 @@ def test_1000_bpf_programs_of_512_bytes() -> None:
     local flushes. Metadata: 125 bitmaps of 8 B = 1000 B; cache_pages 125 (sub-page objects
     have no blocks). Mutex: 1000 acquisitions in jit_alloc, 1000 in jit_free.
     Frees: each slab empties at its 8th free. posted: folio_put -> the page goes back to the
-    buddy, no CPA, no flush; the 125 vm areas stay. fixed: vfree with VM_FLUSH_RESET_PERMS:
+    buddy, no CPA, no flush; the 125 vm areas stay, so each of the 125 frees is a bad_free
+    (a page freed while a vmalloc area still maps it). fixed: vfree with VM_FLUSH_RESET_PERMS:
     invalid (PTE, no split) + flush_tlb_all + default per slab: +250 CPA calls, +125 full
     flushes (+375 IPIs). Either way nothing is held at the end but the page-table page.
     """
@@ -128,7 +117,8 @@ def test_1000_bpf_programs_of_512_bytes() -> None:
             0, 125, 2000)
         assert (alloc.cache_pages(), alloc.metadata_bytes()) == (0, 0)
         assert kernel.nr_allocated == 1 and kernel.check_conservation() == 0
-        assert real_violations(kernel) == []
+        rules = [v[0] for v in kernel.violations]
+        assert rules == (["bad_free"] * 125 if variant == "posted" else [])
         assert len(kernel.areas) == (125 if variant == "posted" else 0)
         assert stats["leaked_vm_areas"] == (125 if variant == "posted" else 0)
 
@@ -148,7 +138,7 @@ def test_partial_list_is_lifo_and_full_slabs_untracked() -> None:
     d = alloc.alloc(big)
     assert d is not None and d.vaddr == a.vaddr
     assert list(cache.partial) == [c.handle.slab]
-    assert real_violations(kernel) == []
+    assert kernel.violations == []
 
 
 def test_posted_tiny_objects_take_a_page_fixed_use_the_16_byte_class() -> None:
@@ -169,18 +159,20 @@ def test_posted_tiny_objects_take_a_page_fixed_use_the_16_byte_class() -> None:
         alloc.free(obj)
         assert counters(kernel)["cpa"] == 3 and counters(kernel)["flush_all"] == 3
         assert kernel.areas == {} and kernel.nr_allocated == 1
-        assert real_violations(kernel) == []
+        assert kernel.violations == []
 
 
 def test_posted_folio_put_leaks_the_area_and_the_model_catches_reuse() -> None:
     """posted: one 512 B program on a fresh machine (slab page P = 16384, page table 16385),
     freed: folio_put gives P back to the buddy (16385 is allocated, so P stays an order-0 block
     on the UNMOVABLE list) while the leaked vm area still maps it ROX and its alias is still
-    RO (PRESENT | NX | GLOBAL). Conservation holds and no check fires at this point.
+    RO (PRESENT | NX | GLOBAL). Conservation holds; the free itself is recorded as bad_free
+    (a page freed while a vmalloc area still maps it).
     A secretmem fault then takes that order-0 page (the only one on the list): invalid
     (no split: PTE) + 1-page flush; at free, secretmem_free_folio's
     set_direct_map_default_noflush makes the alias PRESENT | RW while P is still executable
-    through the leaked mapping: the model records wx_mapping "X alias RW" at P.
+    through the leaked mapping: the model records wx_mapping "X alias RW" at P, and the
+    page's second free is again a bad_free.
     fixed: vfree resets the alias (invalid then default: PRESENT | RW | NX, GLOBAL lost) and
     drops P from the executable set: the same secretmem round trip records nothing."""
     for variant in ("posted", "fixed"):
@@ -198,13 +190,14 @@ def test_posted_folio_put_leaks_the_area_and_the_model_catches_reuse() -> None:
         else:
             assert dm.prot(FIRST) == _PAGE_PRESENT | _PAGE_RW | _PAGE_NX
             assert FIRST not in dm.exec_pfns and kernel.areas == {}
-        assert real_violations(kernel) == []
+        leak = [("bad_free", FIRST, "page freed while a vmalloc area still maps it")]
+        assert kernel.violations == (leak if variant == "posted" else [])
         sq = StatusQuo(kernel)
         secret = sq.alloc(Request("secretmem", 4096, "UNMAPPED", True, None, "GENERIC"))
         assert secret is not None and secret.blocks == ((FIRST, 0),)
         sq.free_generic(secret)
-        expect = [("wx_mapping", FIRST, "X alias RW")] if variant == "posted" else []
-        assert real_violations(kernel) == expect
+        reuse = [("wx_mapping", FIRST, "X alias RW")]  # then freed again while still mapped
+        assert kernel.violations == (leak + reuse + leak if variant == "posted" else [])
 
 
 def _trace(path: os.PathLike[str], n: int, size: int) -> str:
@@ -219,19 +212,15 @@ def _trace(path: os.PathLike[str], n: int, size: int) -> str:
 def test_engine_conservation_after_freeing_everything(tmp_path: os.PathLike[str]) -> None:
     """Through the engine (trace workload, 4 GiB machine): 64 programs of 512 B loaded,
     written and freed = 8 slabs. At the end nothing is cached (cache_pages 0, metadata 0);
-    the engine's conservation and counters checks pass; the only violations are the spurious
-    set_memory_rox records (at most one per slab: 8, all kept in detail). posted leaves the 8
-    vm areas behind, fixed none."""
+    the engine's conservation and counters checks pass. posted leaves the 8 vm areas behind:
+    each folio_put of a still-mapped slab page is one bad_free; fixed breaks nothing."""
     path = _trace(os.path.join(tmp_path, "bpf.csv"), 64, 512)
     reg = get_registry()
     for variant, leaked in (("posted", 8), ("fixed", 0)):
         sets = freeze_sets({"machine": {"mem_gib": "4", "cpus": "4"}, "trace": {"path": path},
                             "jit-slab": {"variant": variant}})
         result = run_cell(Cell("jit-slab", "trace", "default", 1, sets), reg)
-        real = [v for v in result["violations"] if v["detail"] != SPURIOUS_ROX]
-        assert real == []
-        assert result["violation_counts"].get("wx_mapping", 0) <= 8
-        assert set(result["violation_counts"]) <= {"wx_mapping"}
+        assert result["violation_counts"] == ({"bad_free": 8} if leaked else {})
         assert result["metrics"]["cache_pages"] == 0
         assert result["metrics"]["metadata_bytes"] == 0
         stats = result["stats"]

@@ -102,6 +102,7 @@ class Kernel:
         self.directmap.on_wx = lambda pfn: self.violation("wx_mapping", pfn, "X alias RW")
         self.modules = VmapSpace(MODULES_VPAGE, MODULES_LEN_PAGES)
         self.areas: dict[int, VmStruct] = {}
+        self.vm_mapped: set[int] = set()  # pfns backing live vmalloc areas
         self.area_starts: list[int] = []
         self.lazy: list[tuple[int, int]] = []
         self.lazy_nr = 0
@@ -251,6 +252,8 @@ class Kernel:
             self.violation("bad_free", pfn, f"order-{order} free of pages that are not "
                            "allocated (double free, or never handed out)")
             return
+        if self.vm_mapped and not self.vm_mapped.isdisjoint(range(pfn, pfn + (1 << order))):
+            self.violation("bad_free", pfn, "page freed while a vmalloc area still maps it")
         if movable:
             self._count_movable(pfn, -(1 << order))
         if self.free_hook_mask and self._divert(pfn, order):
@@ -480,6 +483,7 @@ class Kernel:
     def _insert_area(self, area: VmStruct) -> None:
         self.areas[area.addr] = area
         bisect.insort(self.area_starts, area.addr)
+        self.vm_mapped.update(area.pages)
 
     def _free_area_pages(self, area: VmStruct) -> None:
         for pfn in area.pages:
@@ -498,6 +502,7 @@ class Kernel:
             return
         del self.areas[area.addr]
         self.area_starts.remove(area.addr)
+        self.vm_mapped.difference_update(area.pages)
         self.ledger.charge("vmap", self.costs["vmap_area"]
                            + self.costs["vmap_page"] * (area.nr_pages >> area.page_order))
         self.modules.free(area.addr, area.span)
