@@ -96,42 +96,14 @@ from framework.allocator import Allocator
 from framework.hookspecs import hookimpl
 from framework.kernel.buddy import NO_PAGE
 from framework.kernel.callsites import MODULE_SITES, StatusQuo
-from framework.kernel.consts import MIGRATE_UNMOVABLE, PAGE_KERNEL, PAGE_SHIFT, PAGE_SIZE, PMD_ORDER
+from framework.kernel.consts import MIGRATE_UNMOVABLE, PAGE_SHIFT, PAGE_SIZE, PMD_ORDER
 from framework.kernel.kernel import Kernel
-from framework.kernel.vmalloc import VM_FLUSH_RESET_PERMS, VM_NO_GUARD, VmStruct
+from framework.kernel.vmalloc import VM_FLUSH_RESET_PERMS, VmStruct
 from framework.params import Param
 from framework.request import Allocation, Request
 from plugins._unmapped_cache import UnmappedCache, clear_unmapped
 
 SECRETMEM = "secretmem"
-
-
-def vmalloc_unmapped(kernel: Kernel, nr_pages: int, vm_flags: int,
-                     alloc_page: Callable[[], int]) -> VmStruct | None:
-    """__vmalloc_node_range() in the module area with v3's vm_area_alloc_pages().
-
-    ``__GFP_UNMAPPED`` skips the bulk allocator: one ``alloc_pages(gfp, 0)`` per page, each
-    served by ``alloc_page`` (the unmapped cache). On failure the pages taken so far go back
-    through the generic free path (``__vfree`` of the half-built area) and NULL is returned.
-    """
-    span = nr_pages + (0 if vm_flags & VM_NO_GUARD else 1)
-    addr = kernel.modules.alloc(span, 1)
-    kernel.ledger.charge("vmap", kernel.costs["vmap_area"])
-    if addr < 0:
-        return None
-    area = VmStruct(addr, nr_pages, 0, vm_flags, span)
-    for _ in range(nr_pages):
-        pfn = alloc_page()
-        if pfn == NO_PAGE:
-            for done in area.pages:
-                kernel.free_pages(done, 0)
-            kernel.modules.free(addr, span)
-            return None
-        area.pages.append(pfn)
-    area.prot = [PAGE_KERNEL] * nr_pages
-    kernel.ledger.charge("vmap", kernel.costs["vmap_page"] * nr_pages)
-    kernel._insert_area(area)  # no public way to map an area with pages from elsewhere
-    return area
 
 
 class UnmappedModuleKernel:
@@ -260,7 +232,8 @@ class GfpUnmapped(Allocator):
         """
         flags = vm_flags | (0 if self.fixed else VM_FLUSH_RESET_PERMS)
         nr = -(-size >> PAGE_SHIFT)
-        return vmalloc_unmapped(self.kernel, nr, flags, lambda: self.unmapped_pages_alloc(0))
+        # vm_area_alloc_pages(): __GFP_UNMAPPED skips the bulk allocator, one page at a time
+        return self.kernel.vmalloc_from(nr, flags, self.unmapped_pages_alloc)
 
     def vfree(self, area: VmStruct) -> None:
         """vfree(): the pages go back through the generic free path, hence into the cache.

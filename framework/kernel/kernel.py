@@ -459,6 +459,20 @@ class Kernel:
 
     def _vmalloc_try(self, nr_pages: int, vm_flags: int, node: int | None, align: int,
                      order: int) -> VmStruct | None:
+        def from_buddy(order: int) -> int:
+            return self.alloc_pages(order, MIGRATE_UNMOVABLE, node)
+
+        return self.vmalloc_from(nr_pages, vm_flags, from_buddy, align, order)
+
+    def vmalloc_from(self, nr_pages: int, vm_flags: int, alloc_page: Callable[[int], int],
+                     align: int = 1, order: int = 0) -> VmStruct | None:
+        """__vmalloc_node_range() whose backing pages come from ``alloc_page(order)``.
+
+        The buddy for plain vmalloc; a design's own source for module memory it serves (v3's
+        ``__GFP_UNMAPPED`` module_alloc, which skips the bulk allocator and takes one
+        ``alloc_pages(gfp, 0)`` per page). Order-9 pages are ``split_page``'d. On a failure
+        the pages taken so far go back through the generic free path and None is returned.
+        """
         span = nr_pages + (0 if vm_flags & VM_NO_GUARD else 1)
         addr = self.modules.alloc(span, align)
         self.ledger.charge("vmap", self.costs["vmap_area"])
@@ -467,7 +481,7 @@ class Kernel:
         area = VmStruct(addr, nr_pages, order, vm_flags, span)
         step = 1 << order
         for _ in range(0, nr_pages, step):  # vm_area_alloc_pages()
-            pfn = self.alloc_pages(order, MIGRATE_UNMOVABLE, node)
+            pfn = alloc_page(order)
             if pfn == NO_PAGE:
                 self._free_area_pages(area)
                 self.modules.free(addr, span)
