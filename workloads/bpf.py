@@ -1,0 +1,128 @@
+"""``bpf``: BPF programs JIT-compiled, loaded and unloaded by applications that come and go.
+
+Stands for: ``bpf_prog_load()`` -> ``bpf_int_jit_compile()`` on x86-64, whose final pass
+calls ``bpf_jit_binary_pack_alloc()`` (kernel/bpf/core.c) for the read-only executable image
+and ``bpf_jit_binary_pack_finalize()`` to copy the JITed code in with ``text_poke_copy``;
+unloading the program frees the image (``bpf_jit_binary_pack_free``). Programs arrive in
+groups: an application (a Cilium endpoint, a systemd unit's cgroup programs, a tracing tool)
+loads a few programs together and unloads them together when it goes away. Each program is one
+``bpf_prog`` request (``perm=ROX``, ``zero=False``, ``freed_by=OWNER``, any node), one
+``write`` of the whole image (``arg`` = the request size), and one ``free``.
+
+Request size: v6.3 asks the pack allocator for ``round_up(proglen + sizeof(struct
+bpf_binary_header) + 16, BPF_PROG_CHUNK_SIZE)``: the JITed code, the 8-byte header (``u32
+size`` padded to ``BPF_IMAGE_ALIGNMENT``) and at least 16 bytes of illegal instructions in
+front of the code. The workload asks for ``proglen + 24`` and leaves the round-up to the
+design: the 64-byte chunk is bpf_prog_pack's own granule (the status-quo path rounds to it
+itself, so baseline sees exactly the v6.3 size), while jit-slab rounds to powers of two and
+vmap-area to its own alignment.
+
+Numbers: ``proglen`` (bytes of JITed x86 code) is log-normal with mean ``mean_bytes`` and
+shape ``sigma``, cut to ``[min_bytes, max_bytes]``. This is an estimate: no published
+distribution of JITed program sizes exists. It rests on Song Liu's bpf_prog_pack cover letter
+("Most BPF programs are small, but they consume a page each", 20211215060102.3793196-1-song)
+and on ``bpftool prog show`` figures in public reports: systemd's cgroup device and socket
+programs (``jited`` 54 B), small kprobe and tracepoint tools (49..639 B), the example of
+bpftool-prog(8) (370 B), and datapath programs such as Cilium's ``cil_from_container`` (hundreds
+of bytes to a few KiB, their logic split over tail calls). A mean of 512 B with ``sigma`` 1
+puts the median near 310 B and about 3% of programs above 2 KiB. Applications hold a geometric
+number of programs with mean ``progs_per_app``; at most ``concurrent`` applications are loaded
+at once, and each step either starts one or unloads a random loaded one (even odds while
+below the cap). A ``sample`` event is emitted every ``sample_every`` events (0: none).
+Everything is unloaded by the end. Deterministic for a seed.
+
+Parameters (``--set bpf.KEY=VALUE``):
+
+- ``apps`` (count, default 300): applications started over the run.
+- ``concurrent`` (count, default 40): applications loaded at once at most.
+- ``progs_per_app`` (programs, default 4.0): mean programs an application loads.
+- ``mean_bytes`` (bytes, default 512.0): mean JITed program length ``proglen``.
+- ``sigma`` (default 1.0): log-normal shape of ``proglen``.
+- ``min_bytes`` / ``max_bytes`` (bytes, defaults 16 / 65536): cut-offs of ``proglen``.
+- ``sample_every`` (events, default 0): emit a sample every N events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from framework.errors import BadParameter
+from framework.machine.spec import MachineSpec
+from framework.params import Param
+from framework.request import ALLOC, FREE, SAMPLE, WRITE, Event, Request
+from framework.workload import Workload
+
+# kernel/bpf/core.c bpf_jit_binary_pack_alloc(): sizeof(struct bpf_binary_header) + 16
+JIT_OVERHEAD = 8 + 16
+
+
+class Bpf(Workload):
+    """Load/unload churn of JITed BPF programs (see the module docstring)."""
+
+    name = "bpf"
+    summary = "BPF programs JIT-loaded and unloaded in application groups (bpf_prog, ROX)"
+    source = ("bpf_jit_binary_pack_alloc() call pattern (kernel/bpf/core.c); program sizes "
+              "an estimate (log-normal, mean 512 B) anchored on bpftool figures")
+    params = (
+        Param("apps", int, 300, "applications started over the run", min=1, max=10**7),
+        Param("concurrent", int, 40, "applications loaded at once at most", min=1, max=10**6),
+        Param("progs_per_app", float, 4.0, "mean programs per application (geometric)",
+              min=1, max=10**4),
+        Param("mean_bytes", float, 512.0, "mean JITed program length, bytes", min=1,
+              max=1 << 26),
+        Param("sigma", float, 1.0, "log-normal shape of program lengths", min=0, max=4),
+        Param("min_bytes", int, 16, "shortest JITed program, bytes", min=1, max=1 << 26),
+        Param("max_bytes", int, 65536, "longest JITed program, bytes", min=1, max=1 << 26),
+        Param("sample_every", int, 0, "emit a sample event every N events (0: never)",
+              min=0, max=10**9),
+    )
+
+    def __init__(self, params: dict[str, Any], machine: MachineSpec) -> None:
+        super().__init__(params, machine)
+        if params["min_bytes"] > params["max_bytes"]:
+            raise BadParameter(f"bpf.min_bytes={params['min_bytes']} is above "
+                               f"bpf.max_bytes={params['max_bytes']}")
+
+    def events(self, rng: np.random.Generator) -> Iterator[Event]:
+        """Yield load (alloc + write) and unload (free) events; all freed by the end."""
+        cfg = self.config
+        started = 0
+        loaded: list[list[int]] = []
+        next_id = 1
+        count = 0
+        every = cfg["sample_every"]
+        while started < cfg["apps"] or loaded:
+            if started < cfg["apps"] and (len(loaded) < cfg["concurrent"]
+                                          and (not loaded or rng.random() < 0.5)):
+                started += 1
+                ids, evs = self._load(rng, next_id)
+                next_id += len(ids)
+                loaded.append(ids)
+            else:
+                evs = [Event(FREE, pid) for pid in loaded.pop(int(rng.integers(len(loaded))))]
+            for ev in evs:
+                yield ev
+                count += 1
+                if every and count % every == 0:
+                    yield Event(SAMPLE)
+
+    def proglen(self, rng: np.random.Generator) -> int:
+        """One JITed program length in bytes: log-normal with mean ``mean_bytes``, cut."""
+        cfg = self.config
+        mean, sigma = cfg["mean_bytes"], cfg["sigma"]
+        mu = np.log(mean) - sigma * sigma / 2  # E[X] = exp(mu + sigma^2 / 2) = mean
+        length = round(float(rng.lognormal(mu, sigma)))
+        return min(cfg["max_bytes"], max(cfg["min_bytes"], length))
+
+    def _load(self, rng: np.random.Generator, next_id: int) -> tuple[list[int], list[Event]]:
+        nr = int(rng.geometric(1.0 / self.config["progs_per_app"]))
+        ids = list(range(next_id, next_id + nr))
+        evs = []
+        for pid in ids:
+            size = self.proglen(rng) + JIT_OVERHEAD
+            evs.append(Event(ALLOC, pid, Request("bpf_prog", size, "ROX", False, None, "OWNER")))
+            evs.append(Event(WRITE, pid, None, size))  # bpf_jit_binary_pack_finalize()
+        return ids, evs
