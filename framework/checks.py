@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from framework.kernel.consts import MAX_ORDER
 from framework.kernel.kernel import Kernel
 from framework.request import Allocation, Request
 
@@ -99,14 +100,28 @@ class Checker:
     def _own_blocks(self, aid: int, alloc: Allocation) -> None:
         owner = self.owner
         kernel = self.kernel
-        allocated = kernel.allocated
         for pfn, order in alloc.blocks:
+            held = self._held_whole(pfn, order)
             for p in range(pfn, pfn + (1 << order)):
                 if p in owner:
                     self.record("double_alloc", p, f"already owned by allocation {owner[p]}")
-                elif p not in allocated and kernel.zone_of(p).block_is_free(p):
+                elif not held and p not in kernel.allocated and (
+                        kernel.zone_of(p).block_is_free(p)):
                     self.record("conservation", p, "handed out a page that is buddy-free")
                 owner[p] = aid
+
+    def _held_whole(self, pfn: int, order: int) -> bool:
+        """Does one block the buddy handed out contain all of ``[pfn, pfn + 2^order)``?
+
+        Blocks are aligned to their order, so the block at ``pfn``'s head of some order >=
+        ``order`` contains the range if it is allocated at exactly that order. Otherwise the
+        caller checks page by page.
+        """
+        allocated = self.kernel.allocated
+        for o in range(order, MAX_ORDER):
+            if allocated.get(pfn >> o << o) == o:
+                return True
+        return False
 
     def _own_range(self, start: int, end: int) -> None:
         starts = self.range_starts
