@@ -234,3 +234,22 @@ def test_collapse_switch_remerges_after_rox() -> None:
     assert k.ledger.direct_map_level2_collapses == 1
     assert k.directmap.level(head) == 2
     assert k.directmap.prot(head) == PAGE_KERNEL & ~_PAGE_RW
+
+
+def test_kprobe_insn_slots_share_a_page(kernel: Kernel) -> None:
+    """kernel/kprobes.c: 16 B slots, 4096 / 16 = 256 per page. 257 slots need two pages
+    (alloc_insn_page: module_alloc(PAGE_SIZE) + set_memory_rox each: 2 CPA calls). Page 1 is
+    16384 (its rox splits PMD 32: page table 16385), page 2 is 16386 (PTE already split).
+    Freeing every slot frees page 2 (vfree: invalid + flush_tlb_all + default: 2 CPA calls)
+    and keeps page 1, the cache's last (collect_one_slot): 1 page held."""
+    sq = StatusQuo(kernel)
+    req = Request("trampoline", 16, "ROX", False, None, "OWNER")
+    slots = [sq.alloc(req) for _ in range(257)]
+    assert all(s is not None and s.blocks == () for s in slots)
+    assert slots[255].vaddr - slots[0].vaddr == 255 * 16
+    assert [p.area.pages for p in sq.insn_pages] == [[FIRST], [FIRST + 2]]
+    assert kernel.ledger.cpa_calls == 2 and sq.cache_pages() == 2
+    for slot in slots:
+        sq.free(slot)  # type: ignore[arg-type]
+    assert kernel.ledger.cpa_calls == 4 and sq.cache_pages() == 1
+    assert kernel.violations == []

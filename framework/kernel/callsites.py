@@ -14,6 +14,11 @@ sites it does not cover. Per site:
   ``module_alloc``, as the ``module_memory`` layout of v6.4 (ac3b43283923) does; v6.3 put the
   core sections in one allocation, which the thread's designs all split. Trampolines are
   sealed with one ``set_memory_rox`` (kernel/bpf/trampoline.c, kernel/kprobes.c).
+- ``trampoline`` of at most ``MAX_INSN_SIZE`` (16 B): a kprobe instruction slot from
+  kernel/kprobes.c ``get_insn_slot``: pages of 256 slots from ``alloc_insn_page``
+  (``module_alloc(PAGE_SIZE)`` + ``set_memory_rox``), the instruction written with
+  ``text_poke``; ``free_insn_slot`` frees a page once it is empty unless it is the cache's last
+  (``collect_one_slot``).
 - ``bpf_prog``: kernel/bpf/core.c ``bpf_prog_pack_alloc``: packs of 2 MiB x nodes from
   ``module_alloc`` made RO then X once, 64 B chunks in a bitmap, first fit over the packs in
   list order; bigger programs get their own ``module_alloc``. The JIT image is written with
@@ -47,6 +52,8 @@ from framework.kernel.kernel import Kernel
 from framework.kernel.vmalloc import VmStruct
 from framework.request import Allocation, Request
 
+MAX_INSN_SIZE = 16  # arch/x86/include/asm/kprobes.h: kprobe_insn_slots.insn_size
+SLOTS_PER_PAGE = PAGE_SIZE // MAX_INSN_SIZE  # kernel/kprobes.c slots_per_page()
 BPF_PROG_CHUNK_SHIFT = 6  # kernel/bpf/core.c
 BPF_PROG_CHUNK_SIZE = 1 << BPF_PROG_CHUNK_SHIFT
 PACK_PAGES = 1 << PMD_ORDER  # SZ_2M per possible node
@@ -70,6 +77,22 @@ class ModuleMem:
     perm: str
     site: str
     sealed: bool = False
+
+
+@attrs.define(slots=True, eq=False)
+class InsnPage:
+    """kernel/kprobes.c ``struct kprobe_insn_page``: one ROX page of slots."""
+
+    area: VmStruct
+    used: bytearray
+
+
+@attrs.define(slots=True, eq=False)
+class InsnSlot:
+    """A kprobe instruction slot handed out."""
+
+    page: InsnPage
+    index: int
 
 
 @attrs.define(slots=True, eq=False)
@@ -97,10 +120,12 @@ class StatusQuo:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
         self.packs: list[BpfPack] = []
+        self.insn_pages: list[InsnPage] = []
 
     def cache_pages(self) -> int:
-        """Pages in BPF program packs (held whether or not programs live in them)."""
-        return sum(pack.area.nr_pages for pack in self.packs)
+        """Pages in BPF program packs and kprobe slot pages (held whether or not used)."""
+        return (sum(pack.area.nr_pages for pack in self.packs)
+                + sum(page.area.nr_pages for page in self.insn_pages))
 
     # -- dispatch ------------------------------------------------------------------------
     def alloc(self, request: Request) -> Allocation | None:
@@ -108,6 +133,8 @@ class StatusQuo:
         site = request.site
         if site == "secretmem":
             return self.secretmem_alloc(request)
+        if site == "trampoline" and request.size <= MAX_INSN_SIZE:
+            return self.get_insn_slot(request)
         if site in MODULE_SITES:
             return self.module_mem_alloc(request)
         if site == "bpf_prog":
@@ -127,6 +154,8 @@ class StatusQuo:
             self.kernel.vfree(handle.area)
         elif isinstance(handle, BpfProg):
             self.bpf_prog_pack_free(handle)
+        elif isinstance(handle, InsnSlot):
+            self.free_insn_slot(handle)
         else:
             self._free_blocks(allocation)
 
@@ -151,7 +180,7 @@ class StatusQuo:
                 kernel.text_poke(handle.area.addr, 0, length or allocation.size)
             else:
                 kernel.dirty.update(handle.area.pages)
-        elif isinstance(handle, BpfProg):
+        elif isinstance(handle, (BpfProg, InsnSlot)):
             self.bpf_text_poke(allocation, length)
         elif len(allocation.blocks) == 1 and allocation.blocks[0][1] == 0:
             kernel.dirty.add(allocation.blocks[0][0])
@@ -218,6 +247,36 @@ class StatusQuo:
         else:
             kernel.set_memory_nx(addr, nr)  # module_enable_nx: frob_writable_data
         mem.sealed = True
+
+    # -- kprobe instruction slots (kernel/kprobes.c) -------------------------------------
+    def get_insn_slot(self, request: Request) -> Allocation | None:
+        """__get_insn_slot(): the first free slot of the first page with one, else a new page."""
+        for page in self.insn_pages:
+            index = page.used.find(0)
+            if index >= 0:
+                return self._take_slot(page, index, request)
+        area = self.kernel.module_alloc(PAGE_SIZE)  # alloc_insn_page()
+        if area is None:
+            return None
+        self.kernel.set_memory_rox(area.addr, 1)
+        page = InsnPage(area, bytearray(SLOTS_PER_PAGE))
+        self.insn_pages.append(page)
+        return self._take_slot(page, 0, request)
+
+    def _take_slot(self, page: InsnPage, index: int, request: Request) -> Allocation:
+        page.used[index] = 1
+        self.kernel.ledger.charge("slab", self.kernel.costs["slab_op"])
+        vaddr = (page.area.addr << PAGE_SHIFT) + index * MAX_INSN_SIZE
+        return Allocation((), vaddr, request.size, False, InsnSlot(page, index))
+
+    def free_insn_slot(self, slot: InsnSlot) -> None:
+        """__free_insn_slot() + collect_one_slot(): an empty page goes unless it is the last."""
+        page = slot.page
+        page.used[slot.index] = 0
+        self.kernel.ledger.charge("slab", self.kernel.costs["slab_op"])
+        if not any(page.used) and len(self.insn_pages) > 1:
+            self.insn_pages.remove(page)
+            self.kernel.vfree(page.area)  # free_insn_page() = module_memfree()
 
     # -- BPF programs (kernel/bpf/core.c) ------------------------------------------------
     def pack_pages(self) -> int:
