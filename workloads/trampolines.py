@@ -19,9 +19,9 @@ one ``write`` (the generated code) and one ``free``:
   the last program frees the image.
 
 The request size is the object the caller needs (16 B, ``ftrace_bytes``, 4096 B); the
-design decides how to place it. The v6.3 status-quo path gives every request its own
-``module_alloc`` sealed with ``set_memory_rox``, so for kprobes it overstates what v6.3 uses
-(v6.3 shares an insn page among 256 slots); optprobe slots are not modelled.
+design decides how to place it. The v6.3 status-quo path packs kprobe slots (requests of at
+most 16 B) 256 to a ROX page as ``get_insn_slot`` does, and gives every other trampoline its
+own ``module_alloc`` sealed with ``set_memory_rox``; optprobe slots are not modelled.
 
 Numbers: 16 B and 4096 B are read from v6.3 (above). ``ftrace_bytes`` is an estimate: about
 300 bytes of ``ftrace_regs_caller`` code (saving and restoring ``pt_regs``, the ops load, the
