@@ -1,0 +1,353 @@
+"""``migratetype``: the 2022 ``MIGRATE_UNMAPPED`` RFC (a migratetype inside the buddy).
+
+Source: Mike Rapoport, "[RFC PATCH 0/3] Prototype for direct map awareness in page allocator",
+lore 20220127085608.306306-1-rppt@kernel.org (base v5.17-rc1 e783362eb54c), patches
+-2 (mm/page_alloc: ``__GFP_UNMAPPED`` and ``MIGRATE_UNMAPPED``), -3 (secretmem) and -4
+(EXPERIMENTAL: x86 ``module_alloc``). Branch ``gfp-unmapped/v0`` of rppt/linux.
+
+Modelled (on the v6.3 kernel model, as if the three patches were applied to it):
+
+- ``MIGRATE_UNMAPPED``: one more migratetype with its own free lists in every zone (per node:
+  it is the buddy, so a request for node N is served from node N's zone). Its ``fallbacks``
+  row is UNMOVABLE, RECLAIMABLE, MOVABLE; the three other types take it last.
+  ``can_steal_fallback()`` says yes for it, but ``steal_suitable_fallback()`` jumps to
+  ``single_page`` for it: only the found free block moves to the UNMAPPED lists, the
+  pageblock keeps its type ("handled later in get_page_from_freelist()").
+- Conversion, ``set_pageblock_unmapped()`` in ``get_page_from_freelist()``: when an
+  ``__GFP_UNMAPPED`` page comes from a pageblock that is not ``MIGRATE_UNMAPPED``,
+  ``set_direct_map_invalid_noflush()`` then ``set_direct_map_default_noflush()`` on that page
+  force the 2 MiB (and, under a 1 GiB entry, the 1 GiB) split; if the split fails the
+  allocation returns NULL. Otherwise the block becomes ``MIGRATE_UNMAPPED`` and
+  ``move_freepages_block()`` moves all its free pages there. Blocks never convert back (the
+  collapse in ``__free_one_page()`` is ``#if 0``): the PTE-mapped blocks are a ratchet.
+- Free pages of UNMAPPED blocks stay *mapped* (4 KiB). ``post_alloc_hook()`` unmaps an
+  ``__GFP_UNMAPPED`` allocation after zeroing (one ``set_direct_map_invalid_noflush()`` per
+  page, then ``flush_tlb_kernel_range()`` over it); ``free_pages_prepare()`` calls
+  ``set_direct_map_default_noflush()`` (no flush) on every page freed in an UNMAPPED block,
+  whoever owned it. That check reads the pageblock's migratetype, so the model registers a
+  free hook on a marker bit set at conversion and the hook reads the migratetype, as
+  ``is_migrate_unmapped_page()`` does. The ``__GFP_ZERO`` path zeroes the next owner's pages.
+- secretmem (patch -3): ``secretmem_fault()`` allocates with ``__GFP_ZERO | __GFP_UNMAPPED``
+  and drops its own ``set_direct_map_invalid_noflush()``; the patch leaves its 1-page
+  ``flush_tlb_kernel_range()`` and ``secretmem_free_folio()`` (restore, zero) in place, so a
+  fault flushes twice and a free restores the page before the buddy's remap finds it present.
+- ``module_alloc`` (patch -4): ``gfp_mask | __GFP_UNMAPPED``. ``__alloc_pages_bulk()`` refuses
+  the flag, so ``vm_area_alloc_pages()`` takes one page at a time, each unmapped with its own
+  1-page flush. Every site backed by ``module_alloc`` in v6.3 follows: module sections,
+  trampolines and BPF packs (``bpf_prog_pack`` allocates its packs with ``module_alloc``).
+  STRICT_MODULE_RWX then changes aliases that are already non-present 4 KiB entries (no
+  split; ``set_memory_ro`` still forces its full flush), and ``VM_FLUSH_RESET_PERMS`` at
+  ``vfree`` makes the pages present again before they reach the buddy (v5.17 set that flag
+  in ``module_enable_ro()``, v6.3 in ``module_alloc()``: the same pages get it).
+
+Simplified, and why:
+
+- No per-cpu lists (the kernel model has none): the RFC puts UNMAPPED below
+  ``MIGRATE_PCPTYPES``, so ``rmqueue_bulk()`` would pull a batch of UNMAPPED pages at once.
+- The model's ``Zone.steal_suitable_fallback()`` claims whole pageblocks for any type when
+  it steals a block of order >= ``pageblock_order`` and has no per-type "single page only"
+  switch; the plugin undoes that claim right after the allocation (restoring the types the
+  blocks had), which gives the RFC's state.
+- Conversion failure: the posted code calls ``move_to_free_list()`` on the page that
+  ``rmqueue()`` already unlinked (for order 0, off a pcp list), which in C corrupts the list
+  and leaves ``nr_free`` short. No reviewer raised it; the model does what the code intends:
+  the page goes back to the buddy on its block's old migratetype (``__free_pages_ok``).
+- Not reviewer-found either, and modelled as posted: UNMAPPED blocks can be stolen back by
+  other types (they take UNMAPPED last; an order >= 4 MOVABLE steal claims a block with half
+  of it free), and pages still unmapped in such a block are then freed without the remap and
+  handed to the next owner not present. ``stats()`` counts them (``freed_still_unmapped``).
+  secretmem (``secretmem_free_folio``) and module_alloc (``VM_FLUSH_RESET_PERMS``) restore
+  their pages before the free, which hides it; a plain ``alloc_pages(__GFP_UNMAPPED)`` user
+  under memory pressure hits it.
+
+Parameters: none (no reviewer-found bug, so no ``variant``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+import attrs
+
+from framework.allocator import Allocator
+from framework.hookspecs import hookimpl
+from framework.kernel.buddy import NO_PAGE, TOP, Zone
+from framework.kernel.callsites import MODULE_SITES, StatusQuo
+from framework.kernel.consts import (
+    MAX_ORDER,
+    MIGRATE_MOVABLE,
+    MIGRATE_RECLAIMABLE,
+    MIGRATE_UNMOVABLE,
+    PAGE_SHIFT,
+    PAGEBLOCK_ORDER,
+)
+from framework.kernel.kernel import Kernel
+from framework.kernel.vmalloc import VM_FLUSH_RESET_PERMS, VmStruct
+from framework.request import Allocation, Request
+
+# The RFC adds no pageblock bit (MIGRATE_UNMAPPED fits the 3 migratetype bits). The model keeps
+# migratetypes apart from pageblock_flags, so this marker (the third migratetype bit, which
+# keeps NR_PAGEBLOCK_BITS at 4) only routes frees of converted blocks to the hook.
+PB_MARKER_BIT = 2
+LIST_HEAD_BYTES = 16
+NR_PCP_ORDERS = 5  # include/linux/mmzone.h NR_PCP_LISTS / MIGRATE_PCPTYPES (orders 0-3 + THP)
+
+
+@attrs.define(slots=True)
+class NodeStats:
+    """What the RFC did on one node."""
+
+    conversions: int = 0
+    conversion_failures: int = 0
+    pages_unmapped: int = 0
+    remap_calls: int = 0
+    pages_remapped: int = 0
+    freed_still_unmapped: int = 0
+
+
+class UnmappedMigratetype:
+    """mm/page_alloc.c with RFC patch 1/3: ``MIGRATE_UNMAPPED`` and ``__GFP_UNMAPPED``.
+
+    :ivar mt: the ``MIGRATE_UNMAPPED`` number in the kernel model.
+    :ivar nodes: one :class:`NodeStats` per node.
+    """
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.mt = -1  # set below; can_steal_fallback() is not called before
+        self.mt = kernel.add_migratetype(
+            fallbacks=(MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_MOVABLE),
+            taken_last_by=(MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE),
+            steal_policy=self.can_steal_fallback,
+        )
+        self.marker = kernel.register_pageblock_flag("migrate_unmapped", PB_MARKER_BIT)
+        kernel.register_free_hook(self.marker, self.free_pages_prepare)
+        self.nodes = [NodeStats() for _ in kernel.zones]
+
+    # -- fallback ------------------------------------------------------------------------
+    def can_steal_fallback(self, order: int, start_mt: int) -> bool:
+        """mm/page_alloc.c can_steal_fallback() for every type, UNMAPPED included.
+
+        The RFC answers true for UNMAPPED, then ``steal_suitable_fallback()`` goes to
+        ``single_page`` for it before anything uses the answer. In the model's Zone a false
+        answer is that single-page move (for blocks below pageblock_order; larger ones are
+        un-claimed in :meth:`alloc_pages`), so UNMAPPED gets false here.
+        """
+        if start_mt == self.mt:
+            return False
+        if order >= PAGEBLOCK_ORDER:
+            return True
+        return (order >= PAGEBLOCK_ORDER // 2 or start_mt == MIGRATE_RECLAIMABLE
+                or start_mt == MIGRATE_UNMOVABLE)
+
+    def _claim_snapshot(self, order: int) -> dict[int, dict[int, int]]:
+        """Pageblock types of every zone that will have to fall back for this request."""
+        mt = self.mt
+        before = {}
+        for zone in self.kernel.zones:
+            area = zone.free_area  # UNMAPPED lists hold no untouched blocks: plain dicts
+            for o in range(order, MAX_ORDER):
+                if area[o][mt]:
+                    break
+            else:
+                before[zone.node] = dict(zone.pageblock_mt)
+        return before
+
+    def _unclaim(self, zone: Zone, pfn: int, before: dict[int, int]) -> None:
+        """steal_suitable_fallback(): ``goto single_page`` for UNMAPPED, so no block is claimed.
+
+        A steal of order >= pageblock_order lies in the MAX_ORDER - 1 block holding the
+        allocated page; restore the types its pageblocks had before the allocation.
+        """
+        first = (pfn >> TOP << TOP) >> PAGEBLOCK_ORDER
+        for block in range(first, first + (1 << (TOP - PAGEBLOCK_ORDER))):
+            old = before.get(block, MIGRATE_MOVABLE)
+            if zone.pageblock_mt.get(block) == self.mt and old != self.mt:
+                zone.set_pageblock_migratetype(block << PAGEBLOCK_ORDER, old)
+
+    # -- allocation ----------------------------------------------------------------------
+    def alloc_pages(self, order: int, node: int | None, zero: bool) -> int:
+        """__alloc_pages(gfp | __GFP_UNMAPPED): the head pfn, unmapped, or NO_PAGE (NULL)."""
+        kernel = self.kernel
+        before = self._claim_snapshot(order)
+        pfn = kernel.alloc_pages(order, self.mt, node)  # rmqueue(); zeroing comes below
+        if pfn == NO_PAGE:
+            return NO_PAGE
+        zone = kernel.zone_of(pfn)
+        if zone.node in before:
+            self._unclaim(zone, pfn, before[zone.node])
+        if self.set_pageblock_unmapped(zone, pfn, order):  # get_page_from_freelist()
+            return NO_PAGE
+        if zero:
+            kernel.clear_pages(pfn, 1 << order)  # prep_new_page(): __GFP_ZERO
+        self.unmap_pages(zone, pfn, 1 << order)  # end of post_alloc_hook()
+        return pfn
+
+    def set_pageblock_unmapped(self, zone: Zone, pfn: int, order: int) -> int:
+        """mm/page_alloc.c set_pageblock_unmapped(): PTE-map the block and claim it.
+
+        Returns 0, or the CPA error after giving the page back (the allocation is NULL).
+        """
+        if zone.get_pageblock_migratetype(pfn) == self.mt:
+            return 0
+        kernel = self.kernel
+        stats = self.nodes[zone.node]
+        err = kernel.set_direct_map_invalid_noflush(pfn)  # splits the PMD (and PUD), may fail
+        if err:
+            stats.conversion_failures += 1
+            kernel.free_pages_ok(pfn, order)  # move_to_free_list(page, ..., migratetype)
+            return err
+        kernel.set_direct_map_default_noflush(pfn)
+        zone.set_pageblock_migratetype(pfn, self.mt)
+        kernel.set_pageblock_flags(pfn, self.marker, True)
+        zone.move_freepages_block(pfn, self.mt)
+        stats.conversions += 1
+        return 0
+
+    def unmap_pages(self, zone: Zone, pfn: int, nr: int) -> None:
+        """migrate_unmapped_unmap_pages(): invalid per page, one range flush."""
+        if zone.get_pageblock_migratetype(pfn) != self.mt:  # is_migrate_unmapped_page()
+            return
+        kernel = self.kernel
+        for p in range(pfn, pfn + nr):
+            kernel.set_direct_map_invalid_noflush(p)  # cannot split: the block is PTE-mapped
+        kernel.flush_tlb_kernel_range(nr)
+        self.nodes[zone.node].pages_unmapped += nr
+
+    # -- free ----------------------------------------------------------------------------
+    def free_pages_prepare(self, pfn: int, order: int) -> bool:
+        """migrate_unmapped_map_pages() in free_pages_prepare(): default per page, no flush.
+
+        A free hook that never takes the page: it goes on to the buddy afterwards.
+        """
+        kernel = self.kernel
+        zone = kernel.zone_of(pfn)
+        stats = self.nodes[zone.node]
+        nr = 1 << order
+        present = kernel.directmap.is_present
+        if zone.get_pageblock_migratetype(pfn) != self.mt:  # the block was stolen back
+            stats.freed_still_unmapped += sum(1 for p in range(pfn, pfn + nr)
+                                              if not present(p))
+            return False
+        for p in range(pfn, pfn + nr):
+            if not present(p):
+                stats.pages_remapped += 1
+            kernel.set_direct_map_default_noflush(p)
+        stats.remap_calls += nr
+        return False
+
+    # -- vmalloc with __GFP_UNMAPPED (RFC patch 3/3) --------------------------------------
+    def module_alloc(self, size: int, vm_flags: int = 0) -> VmStruct | None:
+        """arch/x86/kernel/module.c module_alloc() with ``gfp_mask | __GFP_UNMAPPED``."""
+        nr = -(-size >> PAGE_SHIFT)
+        return self.vmalloc_node_range(nr, VM_FLUSH_RESET_PERMS | vm_flags)
+
+    def vmalloc_node_range(self, nr_pages: int, vm_flags: int) -> VmStruct | None:
+        """__vmalloc_node_range() in the module area with 4 KiB pages of MIGRATE_UNMAPPED.
+
+        mm/vmalloc.c vm_area_alloc_pages(): the bulk allocator fails ``__GFP_UNMAPPED``, so
+        every page is its own ``alloc_pages()`` (unmapped and flushed one by one).
+        """
+        return self.kernel.vmalloc_from(nr_pages, vm_flags, self._vmalloc_page)
+
+    def _vmalloc_page(self, order: int) -> int:
+        """alloc_pages_node(NUMA_NO_NODE, GFP_KERNEL | __GFP_UNMAPPED, order)."""
+        return self.alloc_pages(order, None, zero=False)
+
+    # -- reporting -----------------------------------------------------------------------
+    def node_stats(self) -> list[dict[str, int]]:
+        """Per node: UNMAPPED pageblocks, free pages on UNMAPPED lists, and the counters."""
+        mt = self.mt
+        out = []
+        for zone, stats in zip(self.kernel.zones, self.nodes, strict=True):
+            blocks = sum(1 for t in zone.pageblock_mt.values() if t == mt)
+            free = sum(len(zone.free_area[o][mt]) << o for o in range(MAX_ORDER))
+            out.append({"node": zone.node, "unmapped_pageblocks": blocks,
+                        "free_unmapped_pages": free, **attrs.asdict(stats)})
+        return out
+
+
+class RfcModuleKernel:
+    """The kernel with RFC patch 3/3 applied: ``module_alloc()`` passes ``__GFP_UNMAPPED``.
+
+    Every other attribute is the real kernel's, so the v6.3 call sites built on it (module
+    sections, trampolines, bpf_prog_pack) run unchanged on UNMAPPED pages.
+    """
+
+    def __init__(self, kernel: Kernel, unmapped: UnmappedMigratetype) -> None:
+        self._kernel = kernel
+        self.module_alloc = unmapped.module_alloc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._kernel, name)
+
+
+class RfcCallSites(StatusQuo):
+    """The v6.3 call sites with RFC patches 2/3 (secretmem) and 3/3 (module_alloc)."""
+
+    def __init__(self, kernel: Kernel, unmapped: UnmappedMigratetype) -> None:
+        super().__init__(cast(Kernel, RfcModuleKernel(kernel, unmapped)))
+        self.unmapped = unmapped
+
+    def secretmem_fault(self, node: int | None) -> int:
+        """secretmem_fault() with ``alloc_page(gfp | __GFP_ZERO | __GFP_UNMAPPED)``.
+
+        The page arrives unmapped and flushed; the fault's own 1-page flush stays (the patch
+        removed only ``set_direct_map_invalid_noflush()``).
+        """
+        pfn = self.unmapped.alloc_pages(0, node, zero=True)
+        if pfn == NO_PAGE:
+            return NO_PAGE
+        self.kernel.flush_tlb_kernel_range(1)
+        return pfn
+
+
+class Migratetype(Allocator):
+    """The RFC's buddy-side grouping; secretmem and every module_alloc-backed site use it."""
+
+    name = "migratetype"
+    summary = ("2022 RFC: MIGRATE_UNMAPPED pageblocks, PTE-mapped once per block, "
+               "unmapped per allocation (secretmem, module_alloc)")
+    source = "20220127085608.306306-1-rppt@kernel.org (RFC 0/3, patches -2, -3, -4)"
+    covers = frozenset({"secretmem", "bpf_prog", *MODULE_SITES})
+
+    def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:
+        super().__init__(kernel, params)
+        self.unmapped = UnmappedMigratetype(kernel)
+        self.sites = RfcCallSites(kernel, self.unmapped)
+
+    def alloc(self, request: Request) -> Allocation | None:
+        """secretmem faults and module_alloc-backed sites, on MIGRATE_UNMAPPED pages."""
+        return self.sites.alloc(request)
+
+    def free(self, allocation: Allocation) -> None:
+        """vfree / bpf_prog_pack_free / the page-cache free of secretmem pages."""
+        self.sites.free(allocation)
+
+    def free_generic(self, allocation: Allocation) -> None:
+        """secretmem_free_folio() (restore, zero), then __free_pages (remap hook, buddy)."""
+        self.sites.free_generic(allocation)
+
+    def write(self, allocation: Allocation, length: int) -> None:
+        """Loader copy and STRICT_MODULE_RWX seal, text_poke, or a plain store."""
+        self.sites.write(allocation, length)
+
+    def cache_pages(self) -> int:
+        """Pages in BPF packs; UNMAPPED free pages are buddy-free, not a cache."""
+        return self.sites.cache_pages()
+
+    def metadata_bytes(self) -> int:
+        """The extra list heads: one per order in free_area, NR_PCP_ORDERS per CPU (pcp)."""
+        per_zone = MAX_ORDER + NR_PCP_ORDERS * self.kernel.cpus
+        return LIST_HEAD_BYTES * per_zone * len(self.kernel.zones)
+
+    def stats(self) -> dict[str, Any]:
+        """Per node: UNMAPPED pageblocks, conversions (and failures), pages unmapped/remapped."""
+        return {"nodes": self.unmapped.node_stats()}
+
+
+@hookimpl
+def register_allocators(register: Callable[[type[Allocator]], None]) -> None:
+    """Register ``migratetype``."""
+    register(Migratetype)
