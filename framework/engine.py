@@ -8,6 +8,7 @@ No pluggy call, no wall clock, no global random state: the same cell gives the s
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -21,12 +22,20 @@ from framework.kernel.directmap import region_map
 from framework.kernel.faults import FAULT_PARAMS, Faults
 from framework.kernel.kernel import Kernel
 from framework.machine.costs import resolve_costs
-from framework.machine.spec import MACHINE_PARAMS, configure
+from framework.machine.spec import MACHINE_PARAMS, MachineSpec, configure
 from framework.metrics import build_metrics, snapshot
 from framework.params import resolve
 from framework.plugins import Registry
-from framework.request import ALLOC, FREE, PRESSURE, SAMPLE, WRITE, Allocation, Request
+from framework.request import ALLOC, FREE, PRESSURE, SAMPLE, WRITE, Allocation, Event, Request
 from framework.tlb.settings import TLB_PARAMS
+from framework.workload import (
+    BACKGROUND_PARAM,
+    FreeAreaProbe,
+    Workload,
+    background_params,
+    background_rng,
+    with_background,
+)
 
 VERSION = "0.1.0"
 
@@ -90,7 +99,27 @@ def prepare(cell: Cell, reg: Registry) -> Setup:
         "costs": costs, "faults": faults_p, "tlb": tlb_p, "workload": work_p,
         "plugin": plugin_p,
     }
-    return Setup(cell, params, kernel, allocator, workload.events(rng))
+    workload.probe = FreeAreaProbe(kernel)  # framework/workload.py: the read-only probe
+    events = workload.events(rng)
+    if work_p.get(BACKGROUND_PARAM) and work_cls.name != "background":
+        events, params["background"] = _on_background(cell, reg, spec, workload, events,
+                                                       work_p[BACKGROUND_PARAM])
+    return Setup(cell, params, kernel, allocator, events)
+
+
+def _on_background(cell: Cell, reg: Registry, spec: MachineSpec, workload: Workload,
+                   events: Iterator[Event], target: float
+                   ) -> tuple[Iterator[Event], dict[str, Any]]:
+    """``--set NAME.background=X``: the workload's events on top of the ``background`` load.
+
+    The load's parameters are ``--set background.*`` with ``target`` = X; they are recorded
+    in the run's ``params`` under ``background``.
+    """
+    bg_cls = reg.workload("background")
+    bg_p = background_params(bg_cls, target, cell.scope("background"))
+    load = bg_cls(bg_p, spec)
+    load.probe = workload.probe
+    return with_background(events, load, background_rng(cell.seed)), bg_p  # type: ignore[arg-type]
 
 
 class Runner:
@@ -110,6 +139,7 @@ class Runner:
                        "pressure_freed": 0, "live_bytes": 0, "peak_requested_bytes": 0,
                        "peak_footprint_pages": 0, "unmapped_served_mapped_bytes": 0}
         self.events = 0
+        self.load_pages = 0  # pages live in background-load allocations (ids < 0)
 
     def run(self) -> dict[str, Any]:
         """Feed every event, then check the final state; return the result record."""
@@ -143,8 +173,9 @@ class Runner:
             alloc = (self.allocator.alloc if mine else self.statusquo.alloc)(req)
         except Exception as exc:
             raise _plugin_failure(self.setup.cell.plugin, "alloc", exc) from exc
-        self.alloc_lat.append(ledger.total_cycles - before)
         totals = self.totals
+        if event.id >= 0:  # ids < 0: the background load's, kept out of the workload's metrics
+            self.alloc_lat.append(ledger.total_cycles - before)
         if alloc is None:
             totals["alloc_failures"] += 1
             return
@@ -153,13 +184,17 @@ class Runner:
                               f"{type(alloc).__name__}, expected Allocation or None")
         self.live[event.id] = (alloc, mine, req)
         totals["allocs"] += 1
+        if event.id < 0:  # framework/workload.py with_background(): the load's allocation
+            self.load_pages += alloc.nr_pages()
+            self.checker.on_alloc(event.id, alloc, req)
+            return
         totals["live_bytes"] += req.size
         if req.perm == "UNMAPPED" and not alloc.unmapped:
             totals["unmapped_served_mapped_bytes"] += req.size
         self.checker.on_alloc(event.id, alloc, req)
         if totals["live_bytes"] > totals["peak_requested_bytes"]:  # peaks, inline
             totals["peak_requested_bytes"] = totals["live_bytes"]
-        used = self.kernel.nr_allocated - len(self.kernel.pt_pfns)
+        used = self.kernel.nr_allocated - len(self.kernel.pt_pfns) - self.load_pages
         if used > totals["peak_footprint_pages"]:
             totals["peak_footprint_pages"] = used
 
@@ -180,8 +215,11 @@ class Runner:
                 owner.free(alloc)
         except Exception as exc:
             raise _plugin_failure(self.setup.cell.plugin, "free", exc) from exc
-        self.free_lat.append(ledger.total_cycles - before)
         self.totals["frees"] += 1
+        if event.id < 0:  # the background load's
+            self.load_pages -= alloc.nr_pages()
+            return
+        self.free_lat.append(ledger.total_cycles - before)
         self.totals["live_bytes"] -= req.size
 
     def on_write(self, event: Any) -> None:
