@@ -13,7 +13,7 @@ FREED_BY: tuple[str, ...] = ("OWNER", "GENERIC")
 SITES: tuple[str, ...] = (
     "secretmem", "module_text", "module_rodata", "module_ro_after_init", "module_data",
     "module_init_text", "module_init_rodata", "module_init_data", "bpf_prog", "trampoline",
-    "pagetable", "guest", "dma_nokmap", "kernel", "user",
+    "pagetable", "guest", "dma_nokmap", "kernel", "reclaimable", "user",
 )
 
 ALLOC, FREE, WRITE, PRESSURE, SAMPLE = "alloc", "free", "write", "pressure", "sample"

@@ -253,3 +253,18 @@ def test_kprobe_insn_slots_share_a_page(kernel: Kernel) -> None:
         sq.free(slot)  # type: ignore[arg-type]
     assert kernel.ledger.cpa_calls == 4 and sq.cache_pages() == 1
     assert kernel.violations == []
+
+
+def test_order10_to_tail_while_untouched_blocks_remain() -> None:
+    """__free_pages_ok(FPI_TO_TAIL) of an order-10 block while boot blocks are still
+    untouched lists it after them; counted once: free + allocated + reserved == RAM."""
+    from framework.kernel.consts import MIGRATE_MOVABLE
+
+    k = Kernel(small_spec(mem_gib=1), resolve_costs({}))
+    free_before = k.buddy_free_pages()
+    pfn = k.alloc_pages(10, MIGRATE_MOVABLE)
+    assert pfn == FIRST
+    k.free_pages_ok(pfn, 10, to_tail=True)
+    assert k.check_conservation() == 0
+    assert k.buddy_free_pages() == free_before
+    assert k.zones[0].nr_free_at(10) == free_before >> 10

@@ -79,8 +79,8 @@ Numbers (estimates [E], documented so they can be argued with):
 
 Sites: THPs and folios are ``user`` requests (``MIGRATE_MOVABLE``; THPs zeroed as an anonymous
 fault clears them, folios not, as page-cache reads fill them); slab pages are ``kernel``
-requests (``MIGRATE_UNMOVABLE``). Reclaimable slab should be ``MIGRATE_RECLAIMABLE``, but the
-status-quo path has no site for it yet, so it uses ``kernel`` too (:data:`KIND_SITE`).
+requests (``MIGRATE_UNMOVABLE``) and reclaimable slab pages ``reclaimable`` requests
+(``MIGRATE_RECLAIMABLE``, :data:`KIND_SITE`).
 
 Cost: phases 1 and 2 emit about 2.6 events per 2 MiB of RAM (the load must touch all of
 memory for free order-9 blocks to become scarce), about 86 000 on ``default``; the probe is
@@ -110,8 +110,7 @@ THP, FOLIO, SLAB, RECLAIMABLE = "thp", "folio", "slab", "reclaimable"
 KINDS: tuple[str, ...] = (THP, FOLIO, SLAB, RECLAIMABLE)
 SMALL_KINDS: tuple[str, ...] = (FOLIO, SLAB, RECLAIMABLE)  # what reclaim frees
 KIND_SITE: dict[str, str] = {
-    THP: "user", FOLIO: "user", SLAB: "kernel",
-    RECLAIMABLE: "kernel",  # TODO: a MIGRATE_RECLAIMABLE site once callsites.py has one
+    THP: "user", FOLIO: "user", SLAB: "kernel", RECLAIMABLE: "reclaimable",
 }
 KIND_ZERO: dict[str, bool] = {THP: True, FOLIO: False, SLAB: False, RECLAIMABLE: False}
 THP_ORDER = PAGEBLOCK_ORDER  # HPAGE_PMD_ORDER = pageblock_order on x86-64

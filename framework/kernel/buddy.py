@@ -158,7 +158,7 @@ class Zone:
 
     def nr_free_at(self, order: int) -> int:
         """``free_area[order].nr_free`` including untouched blocks."""
-        extra = self.nr_pristine() + len(self.after_pristine) if order == TOP else 0
+        extra = self.nr_pristine() if order == TOP else 0  # after_pristine is in nr_free
         return self.nr_free[order] + extra
 
     def free_pages(self) -> int:

@@ -29,8 +29,9 @@ sites it does not cover. Per site:
 - ``guest``, ``dma_nokmap``: v6.3 leaves these in the direct map: guest memory is ordinary
   (zeroed) user memory in up to 2 MiB folios; ``DMA_ATTR_NO_KERNEL_MAPPING`` buffers are
   ``alloc_pages(get_order(size))`` without zeroing. The allocation says ``unmapped=False``.
-- ``kernel``, ``user`` and anything else: ``alloc_pages(get_order(size))`` of
-  ``MIGRATE_UNMOVABLE`` or (``user``) ``MIGRATE_MOVABLE``.
+- ``kernel``, ``reclaimable``, ``user`` and anything else: ``alloc_pages(get_order(size))``
+  of ``MIGRATE_UNMOVABLE``, ``MIGRATE_RECLAIMABLE`` (slab caches with
+  ``SLAB_RECLAIM_ACCOUNT``) or ``MIGRATE_MOVABLE`` (user pages).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from framework.kernel.buddy import NO_PAGE
 from framework.kernel.consts import (
     MAX_ORDER,
     MIGRATE_MOVABLE,
+    MIGRATE_RECLAIMABLE,
     MIGRATE_UNMOVABLE,
     PAGE_SHIFT,
     PAGE_SIZE,
@@ -57,6 +59,7 @@ SLOTS_PER_PAGE = PAGE_SIZE // MAX_INSN_SIZE  # kernel/kprobes.c slots_per_page()
 BPF_PROG_CHUNK_SHIFT = 6  # kernel/bpf/core.c
 BPF_PROG_CHUNK_SIZE = 1 << BPF_PROG_CHUNK_SHIFT
 PACK_PAGES = 1 << PMD_ORDER  # SZ_2M per possible node
+SITE_MIGRATETYPE = {"user": MIGRATE_MOVABLE, "reclaimable": MIGRATE_RECLAIMABLE}
 MODULE_SITES = frozenset({
     "module_text", "module_rodata", "module_ro_after_init", "module_data",
     "module_init_text", "module_init_rodata", "module_init_data", "trampoline",
@@ -371,7 +374,7 @@ class StatusQuo:
 
     def pages_alloc(self, request: Request) -> Allocation | None:
         """alloc_pages(get_order(size)) for the remaining sites."""
-        mt = MIGRATE_MOVABLE if request.site == "user" else MIGRATE_UNMOVABLE
+        mt = SITE_MIGRATETYPE.get(request.site, MIGRATE_UNMOVABLE)
         order = get_order(request.size)
         if order >= MAX_ORDER:
             return self._chunked(request, mt, request.zero, request.site)
