@@ -23,7 +23,7 @@ from framework.kernel.faults import FAULT_PARAMS, Faults
 from framework.kernel.kernel import Kernel
 from framework.machine.costs import resolve_costs
 from framework.machine.spec import MACHINE_PARAMS, MachineSpec, configure
-from framework.metrics import build_metrics, snapshot
+from framework.metrics import build_metrics, latency_by_site, snapshot
 from framework.params import resolve
 from framework.plugins import Registry
 from framework.request import ALLOC, FREE, PRESSURE, SAMPLE, WRITE, Allocation, Event, Request
@@ -75,6 +75,7 @@ class Setup:
     kernel: Kernel
     allocator: Allocator
     events: Any
+    workload: Workload | None = None
 
 
 def prepare(cell: Cell, reg: Registry) -> Setup:
@@ -104,7 +105,7 @@ def prepare(cell: Cell, reg: Registry) -> Setup:
     if work_p.get(BACKGROUND_PARAM) and work_cls.name != "background":
         events, params["background"] = _on_background(cell, reg, spec, workload, events,
                                                        work_p[BACKGROUND_PARAM])
-    return Setup(cell, params, kernel, allocator, events)
+    return Setup(cell, params, kernel, allocator, events, workload)
 
 
 def _on_background(cell: Cell, reg: Registry, spec: MachineSpec, workload: Workload,
@@ -132,8 +133,8 @@ class Runner:
         self.statusquo = StatusQuo(setup.kernel)
         self.checker = Checker(setup.kernel)
         self.live: dict[int, tuple[Allocation, bool, Request]] = {}
-        self.alloc_lat = array("d")
-        self.free_lat = array("d")
+        self.failed: set[int] = set()  # ids whose allocation got NULL
+        self.latency: dict[str, tuple[array[float], array[float]]] = {}  # site: alloc, free
         self.series: list[dict[str, Any]] = []
         self.totals = {"alloc_failures": 0, "allocs": 0, "frees": 0, "writes": 0,
                        "pressure_freed": 0, "live_bytes": 0, "peak_requested_bytes": 0,
@@ -175,9 +176,11 @@ class Runner:
             raise _plugin_failure(self.setup.cell.plugin, "alloc", exc) from exc
         totals = self.totals
         if event.id >= 0:  # ids < 0: the background load's, kept out of the workload's metrics
-            self.alloc_lat.append(ledger.total_cycles - before)
-        if alloc is None:
+            lat = self.latency.get(req.site) or self.site_latency(req.site)
+            lat[0].append(ledger.total_cycles - before)
+        if alloc is None:  # the kernel's NULL: the caller neither writes nor frees it
             totals["alloc_failures"] += 1
+            self.failed.add(event.id)
             return
         if not isinstance(alloc, Allocation):
             raise PluginError(f"plugin {self.setup.cell.plugin}: alloc returned "
@@ -198,9 +201,19 @@ class Runner:
         if used > totals["peak_footprint_pages"]:
             totals["peak_footprint_pages"] = used
 
+    def site_latency(self, site: str) -> tuple[array[float], array[float]]:
+        """The alloc and free latency samples of one request site."""
+        found = self.latency.get(site)
+        if found is None:
+            found = self.latency[site] = (array("d"), array("d"))
+        return found
+
     def on_free(self, event: Any) -> None:
         entry = self.live.pop(event.id, None)
         if entry is None:
+            if event.id in self.failed:
+                self.failed.discard(event.id)
+                return
             raise InputError(f"event {self.checker.event}: free of id {event.id}, "
                              "which is not live")
         alloc, mine, req = entry
@@ -219,12 +232,15 @@ class Runner:
         if event.id < 0:  # the background load's
             self.load_pages -= alloc.nr_pages()
             return
-        self.free_lat.append(ledger.total_cycles - before)
+        lat = self.latency.get(req.site) or self.site_latency(req.site)
+        lat[1].append(ledger.total_cycles - before)
         self.totals["live_bytes"] -= req.size
 
     def on_write(self, event: Any) -> None:
         entry = self.live.get(event.id)
         if entry is None:
+            if event.id in self.failed:
+                return
             raise InputError(f"event {self.checker.event}: write to id {event.id}, "
                              "which is not live")
         alloc, mine, _ = entry
@@ -261,6 +277,9 @@ class Runner:
             "violations": [v.to_json() for v in self.checker.kept],
             "violation_counts": {k: v for k, v in self.checker.counts.items() if v},
             "stats": _jsonable(self.allocator.stats()),
+            "workload_stats": _jsonable(self.setup.workload.stats() if self.setup.workload
+                                        else {}),
+            "latency_by_site": latency_by_site(self.latency),
             "series": self.series, "framework_version": VERSION,
             "directmap_map": region_map(self.kernel.directmap),
         }

@@ -92,13 +92,22 @@ def snapshot(kernel: Kernel) -> dict[str, int]:
 
 
 def _percentiles(samples: Any, prefix: str) -> dict[str, float]:
+    """p50, p99 (the sample at or below the percentile) and max of latency samples."""
     if len(samples) == 0:
         return {f"{prefix}_p50_cycles": 0.0, f"{prefix}_p99_cycles": 0.0,
                 f"{prefix}_max_cycles": 0.0}
-    arr = np.frombuffer(samples, dtype=np.float64)
+    arr = np.asarray(samples, dtype=np.float64)
     p50, p99 = np.percentile(arr, [50, 99], method="lower")
     return {f"{prefix}_p50_cycles": float(p50), f"{prefix}_p99_cycles": float(p99),
             f"{prefix}_max_cycles": float(arr.max())}
+
+
+def latency_by_site(latency: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Alloc and free latency (p50, p99, max cycles) of each request site, refills and
+    splits included (they are charged to the call that caused them)."""
+    return {site: {**_percentiles(a, "alloc"), **_percentiles(f, "free"),
+                   "allocs": len(a), "frees": len(f)}
+            for site, (a, f) in sorted(latency.items())}
 
 
 def build_metrics(runner: Runner) -> dict[str, Any]:
@@ -118,7 +127,9 @@ def build_metrics(runner: Runner) -> dict[str, Any]:
         "events": runner.events,
     })
     out.update(tlb_metrics(kernel, runner.setup.params["tlb"]))
-    out.update(_percentiles(runner.alloc_lat, "alloc"))
-    out.update(_percentiles(runner.free_lat, "free"))
+    allocs = [s for a, _ in runner.latency.values() for s in a]
+    frees = [s for _, f in runner.latency.values() for s in f]
+    out.update(_percentiles(allocs, "alloc"))
+    out.update(_percentiles(frees, "free"))
     out["cycles_by_category"] = dict(kernel.ledger.cycles)
     return out

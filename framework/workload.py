@@ -128,7 +128,12 @@ class Workload(ABC):
 
     @abstractmethod
     def events(self, rng: np.random.Generator) -> Iterator[Event]:
-        """Yield the events of one run. Every id freed or written must be live."""
+        """Yield the events of one run. Every id freed or written must be allocated first;
+        an id whose allocation got NULL may still be written and freed (skipped, counted)."""
+
+    def stats(self) -> dict[str, Any]:
+        """Workload-specific counts for the result's ``workload_stats`` (JSON-serialisable)."""
+        return {}
 
 
 class BackgroundLoad(Protocol):

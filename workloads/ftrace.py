@@ -266,6 +266,10 @@ class Ftrace(Workload):
         self.tail = [block.aid for block in replayer.live.values()]
         self.replay = ReplayStats(parse=parsed, live_at_end=len(self.tail), **replayer.counts)
 
+    def stats(self) -> dict[str, Any]:
+        """The replay's counts (:class:`ReplayStats`), parser counts included."""
+        return attrs.asdict(self.replay)
+
     def events(self, rng: np.random.Generator) -> Iterator[Event]:
         """The converted trace, in order, then (``free_at_end``) frees of what is left."""
         every = self.config["sample_every"]
