@@ -131,7 +131,7 @@ def build_registry(pm: pluggy.PluginManager | None = None) -> Registry:
         ("register_workloads", reg.workloads),
     ]
     for hook, table in tables:
-        for impl in reversed(getattr(manager.hook, hook).get_hookimpls()):
+        for impl in getattr(manager.hook, hook).get_hookimpls():  # registration order
             name = impl.plugin_name
             origin = ep_origins.get(name, Origin("builtin"))
             try:

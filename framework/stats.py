@@ -65,7 +65,7 @@ def pct_better(value: float, ref: float, lower_is_better: bool) -> float | None:
     if ref == 0:
         return 0.0 if value == 0 else None
     change = (value - ref) / abs(ref) * 100.0
-    return -change if lower_is_better else change
+    return (-change if lower_is_better else change) + 0.0  # + 0.0: no "-0.00%"
 
 
 def ratio_better(value: float, ref: float, lower_is_better: bool) -> float | None:
