@@ -173,3 +173,12 @@ def test_autoload_off_hides_third_party(plugin_site: Path) -> None:
     listing = run("list", env=env)
     assert "example-passthrough" not in listing.stdout
     assert "broken" not in listing.stdout
+
+
+def test_all_plugins_baseline_first() -> None:
+    """The six built-in designs run; the status quo is the reference column."""
+    proc = run("bench", "--plugins", "all", "--workloads", "secretmem", *SMALL)
+    assert proc.returncode == 0, proc.stderr
+    head = proc.stdout.splitlines()[0].split()
+    assert head == ["secretmem", "baseline", "gfp-unmapped", "unmapped-api", "migratetype",
+                    "jit-slab", "vmap-area"]
