@@ -80,6 +80,7 @@ class Kernel:
         self.cpus = spec.cpus
         self.ledger = Ledger()
         self.faults = faults or Faults()
+        self.alloc_faults = bool(self.faults.alloc_fail_orders or self.faults.alloc_fail_rate)
         self.violations: list[tuple[str, int, str]] = []
         self.allocated: dict[int, int] = {}
         self.nr_allocated = 0
@@ -195,7 +196,7 @@ class Kernel:
         stealing below pageblock_order), then without it, then the other nodes in order.
         ``zero`` is ``__GFP_ZERO``: the pages are cleared in ``post_alloc_hook``.
         """
-        if order >= MAX_ORDER or self.faults.fail_alloc(order, self.rng):
+        if order >= MAX_ORDER or (self.alloc_faults and self.faults.fail_alloc(order, self.rng)):
             return NO_PAGE
         first = self.current_node if node is None or node < 0 else node
         nodes = self.spec.nodes
@@ -330,7 +331,8 @@ class Kernel:
 
     def _free_to_buddy(self, pfn: int, order: int, to_tail: bool) -> None:
         zone = self.zone_of(pfn)
-        zone.free_one_page(pfn, order, zone.get_pageblock_migratetype(pfn), to_tail)
+        mt = zone.pageblock_mt.get(pfn >> PAGEBLOCK_ORDER, MIGRATE_MOVABLE)  # inlined getter
+        zone.free_one_page(pfn, order, mt, to_tail)
 
     def _alloc_pt_page(self) -> int:
         """split_large_page(): alloc_pages(GFP_KERNEL, 0) for the new page table."""
@@ -358,11 +360,14 @@ class Kernel:
         self._shootdown()
 
     def _shootdown(self) -> None:
+        """IPIs to every other online CPU and their modelled cost (native_flush_tlb_multi)."""
         others = self.cpus - 1
         if others:
-            self.ledger.tlb_ipis += others
-            self.ledger.charge("shootdown", self.costs["shootdown_base"]
-                               + self.costs["shootdown_per_cpu"] * others)
+            led = self.ledger
+            led.tlb_ipis += others
+            cost = self.costs["shootdown_base"] + self.costs["shootdown_per_cpu"] * others
+            led.cycles["shootdown"] += cost
+            led.total_cycles += cost
 
     def flush_tlb_kernel_range(self, nr_pages: int) -> None:
         """flush_tlb_kernel_range(): per-page INVLPG on every CPU up to the ceiling (33)."""
