@@ -46,7 +46,7 @@ from typing import Any
 import attrs
 
 from framework.kernel.buddy import NO_PAGE
-from framework.kernel.consts import MAX_ORDER, PAGEBLOCK_ORDER
+from framework.kernel.consts import MAX_ORDER, MIGRATE_UNMOVABLE, PAGEBLOCK_ORDER
 from framework.kernel.kernel import Kernel
 
 PB_UNMAPPED = 7  # include/linux/pageblock-flags.h (v3): PB_unmapped = 7
@@ -77,6 +77,16 @@ def clear_unmapped(kernel: Kernel, pfn: int, nr: int) -> None:
     kernel.ledger.charge("text_poke", costs["text_poke"] + costs["text_poke_page"] * nr)
     kernel.clear_pages(pfn, nr)
     kernel.flush_local(nr)
+
+
+def alloc_refill_block(kernel: Kernel, first_order: int, order: int) -> tuple[int, int]:
+    """The refill's ``alloc_pages(GFP_KERNEL | __GFP_ZERO, o)`` for o = ``first_order`` down
+    to ``order`` (mm/unmapped-alloc.c ``unmapped_pages_alloc()``): (pfn, o) or (NO_PAGE, -1)."""
+    for cache_order in range(first_order, order - 1, -1):
+        block = kernel.alloc_pages(cache_order, MIGRATE_UNMOVABLE, None, zero=True)
+        if block != NO_PAGE:
+            return block, cache_order
+    return NO_PAGE, -1
 
 
 class UnmappedCache:

@@ -96,12 +96,12 @@ from framework.allocator import Allocator
 from framework.hookspecs import hookimpl
 from framework.kernel.buddy import NO_PAGE
 from framework.kernel.callsites import MODULE_SITES, StatusQuo
-from framework.kernel.consts import MIGRATE_UNMOVABLE, PAGE_SHIFT, PAGE_SIZE, PMD_ORDER
+from framework.kernel.consts import PAGE_SHIFT, PAGE_SIZE, PMD_ORDER
 from framework.kernel.kernel import Kernel
 from framework.kernel.vmalloc import VM_FLUSH_RESET_PERMS, VmStruct
 from framework.params import Param
 from framework.request import Allocation, Request
-from plugins._unmapped_cache import UnmappedCache, clear_unmapped
+from plugins._unmapped_cache import UnmappedCache, alloc_refill_block, clear_unmapped
 
 SECRETMEM = "secretmem"
 
@@ -174,12 +174,7 @@ class GfpUnmapped(Allocator):
     def refill(self, order: int) -> int:
         """The miss path of unmapped_pages_alloc(): alloc, unmap, cache, take again."""
         kernel = self.kernel
-        block, cache_order = NO_PAGE, self.refill_order
-        while cache_order >= order:  # PMD_ORDER first, then smaller
-            block = kernel.alloc_pages(cache_order, MIGRATE_UNMOVABLE, None, zero=True)
-            if block != NO_PAGE:
-                break
-            cache_order -= 1
+        block, cache_order = alloc_refill_block(kernel, self.refill_order, order)  # PMD first
         if block == NO_PAGE:
             return NO_PAGE
         if self.fixed:

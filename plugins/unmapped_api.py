@@ -69,7 +69,6 @@ from framework.kernel.buddy import NO_PAGE
 from framework.kernel.callsites import get_order
 from framework.kernel.consts import (
     MAX_ORDER,
-    MIGRATE_UNMOVABLE,
     PAGE_SIZE,
     PAGEBLOCK_NR_PAGES,
     PMD_ORDER,
@@ -77,7 +76,7 @@ from framework.kernel.consts import (
 from framework.kernel.kernel import Kernel
 from framework.params import Param
 from framework.request import Allocation, Request
-from plugins._unmapped_cache import UnmappedCache, clear_unmapped
+from plugins._unmapped_cache import UnmappedCache, alloc_refill_block, clear_unmapped
 
 SECRETMEM, GUEST, DMA_NOKMAP = "secretmem", "guest", "dma_nokmap"
 
@@ -151,12 +150,7 @@ class UnmappedApi(Allocator):
     def refill(self, order: int) -> int:
         """The miss path: GFP_KERNEL | __GFP_ZERO block, set_memory_np, into the cache."""
         kernel = self.kernel
-        block, cache_order = NO_PAGE, max(self.refill_order, order)
-        while cache_order >= order:
-            block = kernel.alloc_pages(cache_order, MIGRATE_UNMOVABLE, None, zero=True)
-            if block != NO_PAGE:
-                break
-            cache_order -= 1
+        block, cache_order = alloc_refill_block(kernel, max(self.refill_order, order), order)
         if block == NO_PAGE:
             return NO_PAGE
         size = 1 << cache_order
