@@ -1,0 +1,67 @@
+"""Wall time of a sweep with --jobs 1 and --jobs 2, and the TLB model's share of a run.
+
+Usage::
+
+    python benchmarks/bench_sweep.py
+
+The sweep is every built-in plugin on secretmem and modules with 4 seeds (48 cells) on the
+default machine. It prints both wall times and their ratio (the target is <= 0.6), then the
+time of the TLB metrics call against the whole run for a few cells (the target is < 10%).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+SWEEP = ["bench", "--plugins", "all", "--workloads", "secretmem,modules", "--seeds", "4",
+         "--format", "json"]
+
+
+def framework_exe() -> str:
+    return os.path.join(os.path.dirname(sys.executable), "framework")
+
+
+def wall(jobs: int) -> float:
+    start = time.perf_counter()
+    subprocess.run([framework_exe(), *SWEEP, "--jobs", str(jobs)], check=True,
+                   stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def tlb_share() -> None:
+    os.environ["FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    from framework.engine import Cell, Runner, prepare
+    from framework.plugins import get_registry
+    from framework.tlb.settings import tlb_metrics
+
+    reg = get_registry()
+    for plugin, workload, machine in (("baseline", "secretmem", "default"),
+                                      ("vmap-area", "modules", "default"),
+                                      ("baseline", "secretmem", "huge-4t")):
+        setup = prepare(Cell(plugin, workload, machine, 1), reg)
+        runner = Runner(setup)
+        start = time.process_time()
+        runner.run()
+        total = time.process_time() - start
+        start = time.process_time()
+        for _ in range(5):
+            tlb_metrics(setup.kernel, setup.params["tlb"])
+        one = (time.process_time() - start) / 5
+        print(f"{plugin:10} {workload:10} {machine:8} run {total:6.3f} s CPU, TLB model "
+              f"{one * 1000:6.2f} ms = {100 * one / total:5.2f}% of the run")
+
+
+def main() -> None:
+    one = statistics.median(wall(1) for _ in range(2))
+    two = statistics.median(wall(2) for _ in range(2))
+    print(f"sweep of 48 cells: --jobs 1 {one:6.2f} s, --jobs 2 {two:6.2f} s, "
+          f"ratio {two / one:.2f}")
+    tlb_share()
+
+
+if __name__ == "__main__":
+    main()
