@@ -9,6 +9,7 @@ means at :data:`ALPHA` (the legend says so). With one seed nothing is marked.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import attrs
@@ -53,7 +54,9 @@ def welch_significant(a: Sequence[float], b: Sequence[float], alpha: float = ALP
     sa, sb = summarize(a), summarize(b)
     if sa.stddev == 0 and sb.stddev == 0:
         return sa.mean != sb.mean
-    result = sps.ttest_ind(a, b, equal_var=False)
+    with warnings.catch_warnings():  # nearly equal samples: scipy warns of precision loss
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = sps.ttest_ind(a, b, equal_var=False)
     return bool(result.pvalue < alpha)
 
 
