@@ -197,3 +197,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         _fail(exc.format_message().replace("\n", " "))
     except FrameworkError as exc:
         _fail(str(exc))
+
+
+from framework.plugin_commands import check_plugin, new_plugin  # noqa: E402
+
+cli.add_command(check_plugin)
+cli.add_command(new_plugin)

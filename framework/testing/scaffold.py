@@ -1,0 +1,263 @@
+"""``framework new-plugin NAME``: a ready-to-install plugin package, written from templates.
+
+The package (``framework-NAME/``) holds a ``pyproject.toml`` with the ``framework`` entry
+point, a module with an allocator skeleton that serves its sites through the v6.3 status-quo
+path (so it passes the conformance kit as generated: a design starts from something that
+works and changes one path at a time), a test file that subclasses the kit, and a README.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import attrs
+
+from framework.errors import BadParameter, FrameworkError
+from framework.request import SITES
+from framework.testing.checks import CONTRACT_VERSION
+
+NAME_RE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+
+
+@attrs.frozen(slots=True)
+class Names:
+    """The names one plugin name gives rise to."""
+
+    plugin: str
+    module: str
+    dist: str
+    cls: str
+
+    @classmethod
+    def of(cls, plugin: str) -> Names:
+        """``my-cache`` -> module ``framework_my_cache``, dist ``framework-my-cache``, class
+        ``MyCacheAllocator``.
+
+        :raises BadParameter: for a name that is not lower-case words joined by dashes.
+        """
+        if not NAME_RE.fullmatch(plugin):
+            raise BadParameter(f"plugin name {plugin!r}: expected lower-case letters and "
+                               "digits in words joined by '-', starting with a letter "
+                               "(e.g. my-cache)")
+        camel = "".join(part.capitalize() for part in plugin.split("-"))
+        return cls(plugin, "framework_" + plugin.replace("-", "_"), "framework-" + plugin,
+                   f"{camel}Allocator")
+
+
+def parse_covers(text: str) -> tuple[str, ...]:
+    """A comma list of sites; unknown ones are allowed only if they look like site names."""
+    sites = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+    if not sites:
+        raise BadParameter(f"--covers {text!r}: name at least one site, e.g. "
+                           f"{', '.join(SITES[:3])}")
+    for site in sites:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", site):
+            raise BadParameter(f"--covers: site {site!r} is not a site name; known sites: "
+                               f"{', '.join(SITES)}")
+    return sites
+
+
+def write_package(plugin: str, out: Path, covers: tuple[str, ...]) -> list[Path]:
+    """Write the package into ``out`` (created; must not exist or be empty).
+
+    :returns: the files written.
+    :raises FrameworkError: for a bad name or an ``out`` that already has files.
+    """
+    names = Names.of(plugin)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FrameworkError(f"{out}: already exists and is not an empty directory")
+    files = {
+        Path("pyproject.toml"): PYPROJECT,
+        Path("README.md"): README,
+        Path(names.module) / "__init__.py": MODULE,
+        Path("tests") / f"test_{names.module}.py": TESTS,
+    }
+    fields = {
+        "plugin": names.plugin, "module": names.module, "dist": names.dist,
+        "cls": names.cls, "covers": ", ".join(f'"{s}"' for s in covers),
+        "covers_text": ", ".join(covers), "contract": str(CONTRACT_VERSION),
+    }
+    written = []
+    for rel, template in files.items():
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_fill(template, fields), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def _fill(template: str, fields: dict[str, str]) -> str:
+    """Replace ``{{key}}`` markers (templates hold Python and TOML braces of their own)."""
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: fields[m.group(1)], template)
+
+
+PYPROJECT = '''\
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "{{dist}}"
+version = "0.0.1"
+description = "{{plugin}}: an allocator design for the framework"
+requires-python = ">=3.10"
+dependencies = ["framework"]
+
+[project.optional-dependencies]
+test = ["pytest>=7.4", "hypothesis>=6.90"]
+
+# The framework finds the design through this entry point (group "framework").
+[project.entry-points.framework]
+{{plugin}} = "{{module}}"
+
+[tool.setuptools]
+packages = ["{{module}}"]
+
+[tool.pytest.ini_options]
+testpaths = ["tests"]
+'''
+
+MODULE = '''\
+"""``{{plugin}}``: an allocator design for the framework.
+
+Models: (say which patch set or thread, with its lore id, and which kernel it applies to).
+
+As generated, the design serves its sites ({{covers_text}}) exactly as Linux v6.3 does, by
+delegating to the status-quo path (:class:`framework.kernel.callsites.StatusQuo`); replace
+one path at a time and keep ``framework check-plugin {{plugin}}`` green. Say here what is
+modelled, what is simplified and why, and which variants (``--set {{plugin}}.variant=...``)
+reproduce bugs reviewers found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from framework.allocator import Allocator
+from framework.hookspecs import hookimpl
+from framework.kernel.callsites import StatusQuo
+from framework.kernel.kernel import Kernel
+from framework.params import Param
+from framework.request import Allocation, Request
+
+
+class {{cls}}(Allocator):
+    """The design. Requests for sites outside :attr:`covers` never reach it: the engine
+    sends them to the v6.3 path, so every design runs every workload.
+    """
+
+    name = "{{plugin}}"
+    summary = "{{plugin}}: (one line for framework list)"
+    source = "(lore id of the patch set or thread it models)"
+    covers = frozenset({{{covers}}})
+    params = (
+        Param("variant", str, "posted", "posted: as posted; fixed: with the review's fixes",
+              choices=("posted", "fixed")),
+    )
+
+    def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:
+        """Attach to a freshly booted kernel model; register shrinkers and hooks here.
+
+        Call only the :class:`framework.kernel.kernel.Kernel` methods (alloc_pages,
+        free_pages, set_direct_map_*_noflush, set_memory_*, flush_tlb_*, module_alloc,
+        vfree, text_poke, ...) and its extension points (add_migratetype,
+        register_pageblock_flag, register_free_hook, register_shrinker).
+        """
+        super().__init__(kernel, params)
+        self.statusquo = StatusQuo(kernel)
+
+    def alloc(self, request: Request) -> Allocation | None:
+        """Serve ``request``; None is the kernel's NULL (the engine counts a failure).
+
+        Return ``Allocation(blocks=((pfn, order), ...), vaddr, size, unmapped, handle)``:
+        ``blocks`` the pages the owner has to itself (or () for a sub-page object, then a
+        ``vaddr`` in the module area), ``size`` at least ``request.size``, ``unmapped=True``
+        only if every page is absent from the direct map (the engine checks it), ``handle``
+        anything you need at free time.
+        """
+        return self.statusquo.alloc(request)
+
+    def free(self, allocation: Allocation) -> None:
+        """Take back what :meth:`alloc` handed out (``freed_by=OWNER`` requests)."""
+        self.statusquo.free(allocation)
+
+    def free_generic(self, allocation: Allocation) -> None:
+        """The pages come back through the generic path (``freed_by=GENERIC``: secretmem's
+        page-cache pages); the default frees each block with ``kernel.free_pages``."""
+        self.statusquo.free_generic(allocation)
+
+    def write(self, allocation: Allocation, length: int) -> None:
+        """The owner writes ``length`` bytes (0: all): a store, or text_poke on ROX text."""
+        self.statusquo.write(allocation, length)
+
+    def cache_pages(self) -> int:
+        """Pages taken from the buddy and not inside a live Allocation's ``blocks``.
+
+        The accounting contract: with everything freed and the shrinkers run, the buddy's
+        allocated pages are exactly page tables + this number.
+        """
+        return self.statusquo.cache_pages()
+
+    def metadata_bytes(self) -> int:
+        """Bytes of the design's own bookkeeping (bitmaps, tree nodes, slab headers)."""
+        return 0
+
+    def stats(self) -> dict[str, Any]:
+        """Design-specific counters, JSON-serialisable (``framework bench --stats``)."""
+        return {}
+
+
+@hookimpl
+def register_allocators(register: Callable[[type[Allocator]], None]) -> None:
+    """Register the design (called once, when the framework builds its registry)."""
+    register({{cls}})
+'''
+
+TESTS = '''\
+"""The framework's conformance kit, run on {{plugin}} (``pytest``), plus its registration."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from framework.testing import AllocatorTests
+from {{module}} import {{cls}}
+
+
+class Test{{cls}}(AllocatorTests):
+    """Every contract check and random sequences with every engine check on."""
+
+    contract_version = {{contract}}  # raise it to opt in to checks added later
+
+    @pytest.fixture(params=["posted", "fixed"])
+    def allocator_factory(self, request):
+        return ({{cls}}, {"variant": request.param})
+
+
+@pytest.mark.skipif(os.environ.get("FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD", "") not in ("", "0"),
+                    reason="entry points are not loaded")
+def test_registered_through_the_entry_point(framework_registry):
+    """Installed (pip install -e .), the package's entry point registers the design."""
+    assert framework_registry.allocators["{{plugin}}"] is {{cls}}
+'''
+
+README = '''\
+# {{dist}}
+
+`{{plugin}}`, an allocator design for the framework (a plugin in the entry-point group
+`framework`). As generated it serves {{covers_text}} the way Linux v6.3 does.
+
+    pip install -e '.[test]'
+    framework list                      # {{plugin}} is listed with this package's name
+    framework check-plugin {{plugin}}   # the conformance kit, one line per check
+    framework bench --plugins baseline,{{plugin}} --workloads all
+    pytest                              # the same kit, from tests/
+
+Test a variant with `framework check-plugin {{plugin}} --set {{plugin}}.variant=fixed`.
+The allocator contract, the kernel model's API and the kit are described in the
+framework's `docs/plugin-guide.md`.
+'''
