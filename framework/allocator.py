@@ -59,7 +59,13 @@ class Allocator(ABC):
         self.kernel.dirty.update(allocation.pfns())
 
     def shrink(self, nr_pages: int) -> int:
-        """Give back up to ``nr_pages`` cached pages (the shrinker); return how many."""
+        """Give back up to ``nr_pages`` cached pages; return how many.
+
+        For direct callers (tests, the conformance kit). ``pressure`` events reach a design
+        only through the shrinker it registers with ``kernel.register_shrinker`` in
+        ``__init__``, as a kernel cache registers with ``register_shrinker()``; a design
+        with a cache to give back must do both (the kit checks it).
+        """
         return 0
 
     def cache_pages(self) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 
 from framework.allocator import Allocator
 from framework.checks import Checker
-from framework.errors import InputError, PluginError
+from framework.errors import FrameworkError, InputError, PluginError
 from framework.kernel.callsites import StatusQuo
 from framework.kernel.directmap import region_map
 from framework.kernel.faults import FAULT_PARAMS, Faults
@@ -93,7 +93,10 @@ def prepare(cell: Cell, reg: Registry) -> Setup:
     work_p = resolve(cell.workload, work_cls.params, cell.scope(cell.workload))
     kernel = Kernel(spec, costs, Faults.from_params(faults_p, cell.seed))
     workload = work_cls(work_p, spec)
-    allocator = alloc_cls(kernel, plugin_p)
+    try:
+        allocator = alloc_cls(kernel, plugin_p)
+    except Exception as exc:
+        raise _plugin_failure(cell.plugin, "__init__", exc) from exc
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(cell.seed)))
     params = {
         "machine": {p.name: getattr(spec, p.name) for p in MACHINE_PARAMS},
@@ -257,7 +260,11 @@ class Runner:
             raise _plugin_failure(self.setup.cell.plugin, "shrink", exc) from exc
 
     def on_sample(self, event: Any) -> None:
-        self.checker.check_state(self.held_pages())
+        try:
+            held = self.held_pages()
+        except Exception as exc:
+            raise _plugin_failure(self.setup.cell.plugin, "cache_pages", exc) from exc
+        self.checker.check_state(held)
         self.series.append({"event": self.checker.event, **snapshot(self.kernel)})
 
     def held_pages(self) -> int:
@@ -267,16 +274,22 @@ class Runner:
     # -- the end -------------------------------------------------------------------------
     def finish(self) -> dict[str, Any]:
         """Final checks and the result record (DESIGN section 8)."""
-        self.checker.drain_kernel()
-        self.checker.check_state(self.held_pages())
         cell = self.setup.cell
-        metrics = build_metrics(self)
+        try:  # cache_pages(), metadata_bytes(), stats(): the design's code too
+            self.checker.drain_kernel()
+            self.checker.check_state(self.held_pages())
+            metrics = build_metrics(self)
+            stats = _jsonable(self.allocator.stats())
+        except FrameworkError:
+            raise
+        except Exception as exc:
+            raise _plugin_failure(cell.plugin, "finish (stats, cache_pages)", exc) from exc
         return {
             "plugin": cell.plugin, "workload": cell.workload, "machine": cell.machine,
             "seed": cell.seed, "params": self.setup.params, "metrics": metrics,
             "violations": [v.to_json() for v in self.checker.kept],
             "violation_counts": {k: v for k, v in self.checker.counts.items() if v},
-            "stats": _jsonable(self.allocator.stats()),
+            "stats": stats,
             "workload_stats": _jsonable(self.setup.workload.stats() if self.setup.workload
                                         else {}),
             "latency_by_site": latency_by_site(self.latency),
@@ -286,7 +299,7 @@ class Runner:
 
 
 def _plugin_failure(plugin: str, what: str, exc: Exception) -> PluginError:
-    if isinstance(exc, InputError):
+    if isinstance(exc, FrameworkError):
         return exc  # type: ignore[return-value]
     return PluginError(f"plugin {plugin} raised in {what}: {type(exc).__name__}: {exc}")
 

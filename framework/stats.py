@@ -13,7 +13,6 @@ import warnings
 from collections.abc import Sequence
 
 import attrs
-from scipy import stats as sps
 
 ALPHA = 0.05
 CONFIDENCE = 0.95
@@ -37,6 +36,8 @@ def summarize(values: Sequence[float]) -> Summary:
     mean = math.fsum(values) / n
     if n < 2:
         return Summary(mean, 0.0, 0.0, n)
+    from scipy import stats as sps  # imported on first use: keeps CLI start-up fast
+
     var = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
     sd = math.sqrt(var)
     half = float(sps.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sd / math.sqrt(n)
@@ -54,6 +55,8 @@ def welch_significant(a: Sequence[float], b: Sequence[float], alpha: float = ALP
     sa, sb = summarize(a), summarize(b)
     if sa.stddev == 0 and sb.stddev == 0:
         return sa.mean != sb.mean
+    from scipy import stats as sps
+
     with warnings.catch_warnings():  # nearly equal samples: scipy warns of precision loss
         warnings.simplefilter("ignore", RuntimeWarning)
         result = sps.ttest_ind(a, b, equal_var=False)

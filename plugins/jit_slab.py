@@ -44,11 +44,12 @@ Variants (``--set jit-slab.variant=...``):
   buddy while the module area still maps it ROX and its direct-map alias is still RO, and the
   ``vm_struct``/``vmap_area`` (and the module address range) leak. Modelled as
   ``kernel.free_pages(pfn, 0)`` without ``vfree``: the area stays in ``kernel.areas`` and its
-  pfn in the direct map's executable set. What the engine catches: nothing at the free itself
-  (conservation holds: the page is back in the buddy, and no check looks at vm areas); when
-  the page is reused by a path that restores its alias to RW (secretmem's ``free_folio``,
-  ``vfree`` of a ``VM_FLUSH_RESET_PERMS`` area...), ``wx_mapping`` ("X alias RW"): a page
-  executable through the leaked module mapping is writable through the direct map.
+  pfn in the direct map's executable set. What the engine catches: the free itself is a
+  ``bad_free`` (a page freed while a live vmalloc area still maps it; conservation holds, the
+  page is back in the buddy); when the page is reused by a path that restores its alias to RW
+  (secretmem's ``free_folio``, ``vfree`` of a ``VM_FLUSH_RESET_PERMS`` area...),
+  ``wx_mapping`` ("X alias RW"): a page executable through the leaked module mapping is
+  writable through the direct map.
   (In the real kernel ``folio_put`` would also find ``PG_slab`` set and ``page->mapping``
   overwritten by the overlay, a ``bad_page`` report on ``CONFIG_DEBUG_VM`` or at pcp drain;
   not modelled.)

@@ -264,9 +264,6 @@ def test_cli_raising_and_garbage_designs_are_their_own_failures(cli_env: dict[st
     assert "simple" in proc.stdout and "violations" in proc.stdout
 
 
-@pytest.mark.xfail(reason="framework/sweep.py _run_safe catches only FrameworkError: a design "
-                   "raising in __init__ or stats() takes the whole bench down (reported)",
-                   strict=False)
 @pytest.mark.parametrize("plugin", ["broken-init", "broken-stats"])
 def test_cli_design_raising_outside_alloc_is_its_own_failure(cli_env: dict[str, str],
                                                              plugin: str) -> None:
