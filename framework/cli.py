@@ -70,10 +70,14 @@ def cli() -> None:
               help="Where cells run: local processes (--jobs) or a Dask cluster.")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Dask scheduler address (tcp://host:8786) for --executor dask.")
+@click.option("--cell-timeout", default=1800.0, show_default=True,
+              type=click.FloatRange(0, None),
+              help="Wall seconds one run may take before it is reported as its plugin's "
+                   "failure (0: no limit).")
 def bench(plugins_spec: str, workloads_spec: str, machine: str, seeds: int, seed: int,
           sets: Sequence[str], fmt: str, metrics_spec: str, show_stats: bool,
           output: str | None, jobs: int, reference: str | None, executor: str,
-          scheduler: str | None) -> None:
+          scheduler: str | None, cell_timeout: float) -> None:
     """Run every chosen plugin on every chosen workload and print the comparison."""
     try:
         reg = get_registry()
@@ -86,7 +90,8 @@ def bench(plugins_spec: str, workloads_spec: str, machine: str, seeds: int, seed
     except FrameworkError as exc:
         _fail(str(exc))
     with progress(len(cells)) as bar:
-        outcomes = run_cells(cells, jobs, pool, on_done=_writer(output, bar))
+        outcomes = run_cells(cells, jobs, pool, on_done=_writer(output, bar),
+                             timeout=cell_timeout)
     _finish(outcomes, fmt, metrics, show_stats, reference)
 
 

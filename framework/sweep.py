@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
@@ -109,34 +111,73 @@ def make_cells(plugins: Sequence[str], workloads: Sequence[str], machine: str, s
             for w in workloads for p in plugins for i in range(seeds)]
 
 
-def _run_safe(cell: Cell) -> Outcome:
+class CellTimeout(BaseException):
+    """A cell ran past ``--cell-timeout`` (a design that loops). A BaseException, so the
+    engine's handlers of a design's own exceptions do not catch it."""
+
+
+@contextlib.contextmanager
+def watchdog(seconds: float) -> Iterator[None]:
+    """Raise :class:`CellTimeout` after ``seconds`` of wall time (0: no limit).
+
+    Outside the model: the model never reads a clock; this only stops a cell that does not
+    end. Works where signals do (the main thread of the CLI or of a worker process); a cell
+    run on a Dask worker thread has no watchdog.
+    """
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def fire(signum: int, frame: Any) -> None:
+        raise CellTimeout
+
+    previous = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
-        return Outcome(cell, run_cell(cell, get_registry()))
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _run_safe(cell: Cell, timeout: float = 0.0) -> Outcome:
+    try:
+        with watchdog(timeout):
+            return Outcome(cell, run_cell(cell, get_registry()))
     except FrameworkError as exc:
         return Outcome(cell, None, str(exc))
     except RecursionError as exc:
         return Outcome(cell, None, f"plugin {cell.plugin} failed: {exc}")
+    except CellTimeout:
+        return Outcome(cell, None, f"plugin {cell.plugin} did not finish within {timeout:g} s "
+                       "(--cell-timeout)")
 
 
 def run_cells(cells: Sequence[Cell], jobs: int = 1, executor: Executor | None = None,
-              on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-    """Run ``cells``; results come back in cell order whatever finishes first."""
+              on_done: Callable[[Outcome], None] | None = None,
+              timeout: float = 0.0) -> list[Outcome]:
+    """Run ``cells``; results come back in cell order whatever finishes first.
+
+    :param timeout: wall seconds a cell may take before it is reported as its plugin's
+        failure (0: no limit).
+    """
     outcomes: list[Outcome] = []
-    for outcome in _iterate(cells, jobs, executor):
+    for outcome in _iterate(cells, jobs, executor, timeout):
         outcomes.append(outcome)
         if on_done is not None:
             on_done(outcome)
     return outcomes
 
 
-def _iterate(cells: Sequence[Cell], jobs: int, executor: Executor | None) -> Iterator[Outcome]:
+def _iterate(cells: Sequence[Cell], jobs: int, executor: Executor | None,
+             timeout: float) -> Iterator[Outcome]:
     if executor is None and jobs <= 1:
-        yield from map(_run_safe, cells)
+        yield from (_run_safe(cell, timeout) for cell in cells)
         return
     own = executor is None
     pool = executor or ProcessPoolExecutor(max_workers=min(jobs, os.cpu_count() or 1))
     try:
-        futures = [pool.submit(_run_safe, cell) for cell in cells]
+        futures = [pool.submit(_run_safe, cell, timeout) for cell in cells]
         for future in futures:  # cell order, so output does not depend on timing
             yield future.result()
     finally:

@@ -264,6 +264,22 @@ def test_cli_raising_and_garbage_designs_are_their_own_failures(cli_env: dict[st
     assert "simple" in proc.stdout and "violations" in proc.stdout
 
 
+def test_cli_looping_design_is_stopped_and_reported(cli_env: dict[str, str]) -> None:
+    """--cell-timeout stops a design that never returns; the other results are printed."""
+    exe = Path(sys.executable).parent / "framework"
+    proc = subprocess.run(
+        [str(exe), "bench", "--plugins", "simple,broken-loops", "--workloads", "trace",
+         "--set", f"trace.path={cli_env['TRACE']}", "--set", "machine.mem_gib=4",
+         "--metrics", "violations", "--format", "csv", "--cell-timeout", "2"],
+        capture_output=True, text=True, env={**os.environ, **cli_env}, timeout=300,
+        check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "framework: error: broken-loops/trace: plugin broken-loops did not finish within 2 s "
+        "(--cell-timeout)"]
+    assert "simple" in proc.stdout
+
+
 @pytest.mark.parametrize("plugin", ["broken-init", "broken-stats"])
 def test_cli_design_raising_outside_alloc_is_its_own_failure(cli_env: dict[str, str],
                                                              plugin: str) -> None:
