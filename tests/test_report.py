@@ -46,6 +46,17 @@ def test_welch() -> None:
     assert welch_significant([1.0, 1.0], [2.0, 2.0])
 
 
+def test_welch_p_matches_scipy_ttest() -> None:
+    """Our Welch p-value (formula + scipy.special.stdtr) equals scipy.stats.ttest_ind's."""
+    from scipy.stats import ttest_ind
+
+    from framework.stats import welch_p
+
+    for a, b in (([1.0, 2.0, 4.0], [2.0, 3.0, 9.0, 10.0]), ([10.0, 12.0], [2.0, 4.0])):
+        ours = welch_p(summarize(a), summarize(b))
+        assert ours == pytest.approx(ttest_ind(a, b, equal_var=False).pvalue, rel=1e-9)
+
+
 def test_gmean_and_ratio() -> None:
     assert gmean([2.0, 0.5]) == pytest.approx(1.0)
     assert ratio_better(50, 100, True) == 2.0
