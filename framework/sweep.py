@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
@@ -26,6 +24,7 @@ from framework.machine.spec import configure
 from framework.params import resolve
 from framework.plugins import Registry, get_registry
 from framework.tlb.settings import TLB_PARAMS
+from framework.watchdog import watchdog
 
 
 @attrs.frozen(slots=True)
@@ -116,33 +115,13 @@ class CellTimeout(BaseException):
     engine's handlers of a design's own exceptions do not catch it."""
 
 
-@contextlib.contextmanager
-def watchdog(seconds: float) -> Iterator[None]:
-    """Raise :class:`CellTimeout` after ``seconds`` of wall time (0: no limit).
-
-    Outside the model: the model never reads a clock; this only stops a cell that does not
-    end. Works where signals do (the main thread of the CLI or of a worker process); a cell
-    run on a Dask worker thread has no watchdog.
-    """
-    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def fire(signum: int, frame: Any) -> None:
-        raise CellTimeout
-
-    previous = signal.signal(signal.SIGALRM, fire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+def _expired() -> None:
+    raise CellTimeout
 
 
 def _run_safe(cell: Cell, timeout: float = 0.0) -> Outcome:
     try:
-        with watchdog(timeout):
+        with watchdog(timeout, _expired):
             return Outcome(cell, run_cell(cell, get_registry()))
     except FrameworkError as exc:
         return Outcome(cell, None, str(exc))

@@ -49,7 +49,7 @@ from framework.kernel.consts import MAX_ORDER
 from framework.kernel.kernel import Kernel
 from framework.params import Param
 from framework.request import Allocation, Event, Request
-from framework.testing.harness import KINDS, Harness, KitFailure, StepTimeout, Target, watchdog
+from framework.testing.harness import KINDS, Harness, KitFailure, StepTimeout, Target
 from framework.testing.sites import (
     NEIGHBOUR_SITES,
     SITE_PROFILES,
@@ -58,6 +58,7 @@ from framework.testing.sites import (
     profile_for,
 )
 from framework.testing.stateful import TRACE_HEADER, Effort, Finding, search_all, trace_rows
+from framework.watchdog import watchdog
 
 #: The newest contract version. Version 1: every check listed in this module's docstring.
 CONTRACT_VERSION = 1

@@ -10,10 +10,7 @@ raises :class:`KitFailure` carrying the events so far, which is what hypothesis 
 
 from __future__ import annotations
 
-import contextlib
-import signal
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import attrs
 
@@ -25,6 +22,7 @@ from framework.kernel.faults import Faults
 from framework.kernel.kernel import Kernel
 from framework.machine.spec import MachineSpec
 from framework.request import ALLOC, FREE, PRESSURE, WRITE, Event, Request
+from framework.watchdog import watchdog
 
 #: Failure kinds besides the DESIGN section 9 rules: the design raised or returned garbage
 #: (the engine's PluginError), or one event ran past the watchdog's budget.
@@ -184,32 +182,3 @@ class Harness:
         raise KitFailure(rule, detail, tuple(self.events))
 
 
-@contextlib.contextmanager
-def watchdog(seconds: float, on_expiry: Callable[[], None]) -> Iterator[None]:
-    """Call ``on_expiry`` (which raises) if the body runs longer than ``seconds`` (wall clock).
-
-    SIGALRM-based: active only in the main thread on platforms that have it; otherwise (and
-    with ``seconds`` 0) the body runs unguarded. Nothing in the model reads the clock.
-    """
-    usable = (seconds > 0 and hasattr(signal, "setitimer")
-              and _in_main_thread())
-    if not usable:
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        on_expiry()
-
-    previous = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def _in_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
