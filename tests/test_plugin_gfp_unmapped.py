@@ -43,10 +43,11 @@ from framework.plugins import get_registry
 from framework.request import ALLOC, FREE, PRESSURE, WRITE, Event, Request
 from plugins.gfp_unmapped import GfpUnmapped
 from tests.conftest import small_spec
+from tests.helpers import SECRET, row, secret_pages
+from tests.helpers import unmapped_counters as counters
 
 FIRST = 16384  # first free pfn after the 64 MiB reservation
 GIB1 = 262144  # first pfn of GiB 1 (first free pfn with 1024 MiB reserved)
-SECRET = Request("secretmem", 4096, "UNMAPPED", True, None, "GENERIC")
 KPAGE = Request("kernel", 4096, "RW", True, None, "OWNER")
 PB_MASK = 1 << 7
 BOOT = {"DirectMap4k": 2048, "DirectMap2M": 1046528, "DirectMap1G": 3145728}
@@ -63,29 +64,6 @@ def run(events: list[Event], variant: str = "posted", reserved_mib: int = 64,
     setup.events = iter(events)
     runner = Runner(setup)
     return runner, runner.run()
-
-
-def counters(k: Kernel) -> dict[str, int]:
-    led = k.ledger
-    return {
-        **k.directmap.meminfo(), "l2": led.direct_map_level2_splits,
-        "l3": led.direct_map_level3_splits, "pt": k.directmap.pagetable_pages(),
-        "flush_all": led.tlb_flush_all, "flush_range": led.tlb_flush_range,
-        "flush_local": led.tlb_flush_local, "ipis": led.tlb_ipis, "cpa": led.cpa_calls,
-        "zeroed": led.zeroed_pages,
-    }
-
-
-def row(order: int, value: int = 1) -> list[int]:
-    """A debugfs row with ``value`` at ``order`` and 0 elsewhere."""
-    return [value if o == order else 0 for o in range(11)]
-
-
-def secret_pages(n: int, start: int = 1) -> list[Event]:
-    out = []
-    for i in range(start, start + n):
-        out += [Event(ALLOC, i, SECRET), Event(WRITE, i, None, 4096)]
-    return out
 
 
 def where(result: dict[str, Any], rule: str) -> list[int]:

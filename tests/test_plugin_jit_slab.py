@@ -26,9 +26,9 @@ from framework.plugins import get_registry
 from framework.request import Allocation, Request
 from plugins.jit_slab import NR_JIT_CACHES, JitSlabAllocator, bitmap_bytes, jit_cache_idx
 from tests.conftest import small_spec
+from tests.helpers import BPF512, load_1000
 
 FIRST = 16384
-BPF512 = Request("bpf_prog", 512, "ROX", False)
 
 
 def make(variant: str = "posted") -> tuple[Kernel, JitSlabAllocator]:
@@ -64,16 +64,6 @@ def test_cache_index_and_geometry() -> None:
     assert len(alloc.caches) == NR_JIT_CACHES
 
 
-def _load_1000(alloc: JitSlabAllocator) -> list[Allocation]:
-    progs = []
-    for _ in range(1000):
-        prog = alloc.alloc(BPF512)
-        assert prog is not None
-        alloc.write(prog, 0)
-        progs.append(prog)
-    return progs
-
-
 def test_1000_bpf_programs_of_512_bytes() -> None:
     """1,000 programs of 512 B, each written once, then all freed in load order.
 
@@ -99,7 +89,7 @@ def test_1000_bpf_programs_of_512_bytes() -> None:
              "fixed": {**loaded, "flush_all": 251, "ipis": 753, "cpa": 375}}
     for variant in ("posted", "fixed"):
         kernel, alloc = make(variant)
-        progs = _load_1000(alloc)
+        progs = load_1000(alloc)
         assert counters(kernel) == loaded
         assert kernel.directmap.meminfo()["DirectMap4k"] == 4096
         assert kernel.directmap.pagetable_pages() == 3 and kernel.pt_pfns == {FIRST + 1}

@@ -35,10 +35,10 @@ from framework.request import Allocation, Request
 from plugins.baseline import Baseline
 from plugins.vmap_area import VmapAreaAllocator
 from tests.conftest import small_spec
+from tests.helpers import BPF512, load_1000
 
 FIRST = 16384
 MIB = 1 << 20
-BPF512 = Request("bpf_prog", 512, "ROX", False)
 
 
 def make(params: dict[str, object] | None = None, spec: MachineSpec | None = None,
@@ -55,16 +55,6 @@ def counters(kernel: Kernel) -> dict[str, int]:
             "zeroed": led.zeroed_pages}
 
 
-def _load_1000(alloc: Baseline | VmapAreaAllocator) -> list[Allocation]:
-    progs = []
-    for _ in range(1000):
-        prog = alloc.alloc(BPF512)
-        assert prog is not None
-        alloc.write(prog, 0)
-        progs.append(prog)
-    return progs
-
-
 def test_baseline_1000_bpf_programs_one_pack() -> None:
     """v6.3 bpf_prog_pack: 512 B = 8 chunks of 64 B; 8000 chunks fit one pack (32768).
     alloc_new_pack: module_alloc(2 MiB) = 512 order-0 pages 16384..16895 (PMD 32 exactly).
@@ -77,7 +67,7 @@ def test_baseline_1000_bpf_programs_one_pack() -> None:
     1026 CPA calls, 4 full flushes, 12 IPIs, 2000 text_poke calls; PMD 32 stays split."""
     kernel = Kernel(small_spec(), resolve_costs({}))
     alloc = Baseline(kernel, {})
-    progs = _load_1000(alloc)
+    progs = load_1000(alloc)
     assert counters(kernel) == {"l2": 1, "l3": 0, "flush_all": 3, "flush_range": 0, "ipis": 9,
                                 "cpa": 2, "poke": 1000, "zeroed": 0}
     assert kernel.pt_pfns == {FIRST + 512} and alloc.cache_pages() == 512
@@ -104,7 +94,7 @@ def test_vmap_area_1000_bpf_programs_one_huge_chunk() -> None:
     6007 x 300). End: 4 CPA calls, 4 full flushes, 12 IPIs, 2000 text_poke, nothing held, not
     even a page-table page."""
     kernel, alloc = make()
-    progs = _load_1000(alloc)
+    progs = load_1000(alloc)
     assert counters(kernel) == {"l2": 0, "l3": 0, "flush_all": 2, "flush_range": 0, "ipis": 6,
                                 "cpa": 2, "poke": 1000, "zeroed": 512}
     assert kernel.directmap.meminfo() == {"DirectMap4k": 2048, "DirectMap2M": 1046528,

@@ -1,0 +1,47 @@
+"""Helpers shared by the design tests: counter snapshots, debugfs rows, event lists."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from framework.kernel.kernel import Kernel
+from framework.request import ALLOC, WRITE, Allocation, Event, Request
+
+SECRET = Request("secretmem", 4096, "UNMAPPED", True, None, "GENERIC")
+BPF512 = Request("bpf_prog", 512, "ROX", False)
+
+
+def unmapped_counters(k: Kernel) -> dict[str, int]:
+    """DirectMap, splits, page tables, flushes by kind, IPIs, CPA calls, zeroed pages."""
+    led = k.ledger
+    return {
+        **k.directmap.meminfo(), "l2": led.direct_map_level2_splits,
+        "l3": led.direct_map_level3_splits, "pt": k.directmap.pagetable_pages(),
+        "flush_all": led.tlb_flush_all, "flush_range": led.tlb_flush_range,
+        "flush_local": led.tlb_flush_local, "ipis": led.tlb_ipis, "cpa": led.cpa_calls,
+        "zeroed": led.zeroed_pages,
+    }
+
+
+def row(order: int, value: int = 1) -> list[int]:
+    """A debugfs row with ``value`` at ``order`` and 0 elsewhere."""
+    return [value if o == order else 0 for o in range(11)]
+
+
+def secret_pages(n: int, start: int = 1) -> list[Event]:
+    """``n`` secretmem faults, each written, ids from ``start``."""
+    out = []
+    for i in range(start, start + n):
+        out += [Event(ALLOC, i, SECRET), Event(WRITE, i, None, 4096)]
+    return out
+
+
+def load_1000(alloc: Any) -> list[Allocation]:
+    """1,000 BPF programs of 512 B, each written once through the design."""
+    progs = []
+    for _ in range(1000):
+        prog = alloc.alloc(BPF512)
+        assert prog is not None
+        alloc.write(prog, 0)
+        progs.append(prog)
+    return progs
