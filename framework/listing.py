@@ -15,7 +15,8 @@ from framework.tlb.settings import TLB_PARAMS
 
 
 def _params(scope: str, params: Iterable[Param]) -> list[str]:
-    return [f"    --set {scope}.{p.name}={p.default!s}  ({p.allowed()}) {p.help}" for p in params]
+    return [f"    --set {scope}.{p.name}={p.show_default()}  ({p.allowed()}) {p.help}"
+            for p in params]
 
 
 def _origin(reg: Registry, name: str) -> str:

@@ -45,13 +45,25 @@ class Param:
             return "one of " + ", ".join(self.choices)
         kind = {int: "an integer", float: "a number", bool: "a boolean (0/1)", str: "a string"}
         text = kind.get(self.type, self.type.__name__)
-        if self.min is not None and self.max is not None:
-            return f"{text} from {self.min:g} to {self.max:g}"
-        if self.min is not None:
-            return f"{text} >= {self.min:g}"
-        if self.max is not None:
-            return f"{text} <= {self.max:g}"
+        low, high = self._show(self.min), self._show(self.max)
+        if low is not None and high is not None:
+            return f"{text} from {low} to {high}"
+        if low is not None:
+            return f"{text} >= {low}"
+        if high is not None:
+            return f"{text} <= {high}"
         return text
+
+    def _show(self, bound: float | None) -> str | None:
+        if bound is None:
+            return None
+        return str(int(bound)) if self.type is int else f"{bound:g}"
+
+    def show_default(self) -> str:
+        """The default as it would be typed after ``--set SCOPE.KEY=``."""
+        if self.type is bool:
+            return "1" if self.default else "0"
+        return str(self.default)
 
     def parse(self, scope: str, raw: Any) -> Any:
         """Convert ``raw`` (a string from the CLI, or an already typed value) and check it.
