@@ -298,15 +298,20 @@ def check_free_accepts(config: KitConfig) -> None:
         raise CheckFailed(f"bad_free: {bad[0]}", "bad_free")
 
 
-def check_stats_json(config: KitConfig) -> None:
-    """stats() is a dict json.dumps accepts, before and after some allocations."""
+def _at_every_stage(config: KitConfig, probe: Callable[[Allocator, str], None]) -> None:
+    """Run ``probe`` at boot, with sample allocations live, and after freeing them."""
     _, allocator = boot(config)
-    _stats_ok(allocator, "at boot")
+    probe(allocator, "at boot")
     done = _alloc_all(allocator, samples(config, allocator))
-    _stats_ok(allocator, "with allocations live")
+    probe(allocator, "with allocations live")
     for req, got in done:
         _free(allocator, req, got)
-    _stats_ok(allocator, "after freeing")
+    probe(allocator, "after freeing")
+
+
+def check_stats_json(config: KitConfig) -> None:
+    """stats() is a dict json.dumps accepts, before and after some allocations."""
+    _at_every_stage(config, _stats_ok)
 
 
 def _stats_ok(allocator: Allocator, when: str) -> None:
@@ -329,13 +334,7 @@ def _numpy_scalar(value: Any) -> Any:
 
 def check_cache_and_metadata(config: KitConfig) -> None:
     """cache_pages() and metadata_bytes() are ints >= 0 at every stage."""
-    _, allocator = boot(config)
-    _counts_ok(allocator, "at boot")
-    done = _alloc_all(allocator, samples(config, allocator))
-    _counts_ok(allocator, "with allocations live")
-    for req, got in done:
-        _free(allocator, req, got)
-    _counts_ok(allocator, "after freeing")
+    _at_every_stage(config, _counts_ok)
 
 
 def _counts_ok(allocator: Allocator, when: str) -> None:
