@@ -11,6 +11,17 @@ SECRET = Request("secretmem", 4096, "UNMAPPED", True, None, "GENERIC")
 BPF512 = Request("bpf_prog", 512, "ROX", False)
 
 
+def counters(k: Kernel) -> dict[str, int]:
+    """DirectMap, splits, page tables, full and range flushes, IPIs, CPA calls."""
+    led = k.ledger
+    return {
+        **k.directmap.meminfo(),
+        "l2": led.direct_map_level2_splits, "l3": led.direct_map_level3_splits,
+        "pt": k.directmap.pagetable_pages(), "flush_all": led.tlb_flush_all,
+        "flush_range": led.tlb_flush_range, "ipis": led.tlb_ipis, "cpa": led.cpa_calls,
+    }
+
+
 def unmapped_counters(k: Kernel) -> dict[str, int]:
     """DirectMap, splits, page tables, flushes by kind, IPIs, CPA calls, zeroed pages."""
     led = k.ledger

@@ -25,19 +25,10 @@ from framework.kernel.vmalloc import VM_FLUSH_RESET_PERMS
 from framework.machine.costs import resolve_costs
 from framework.request import Request
 from tests.conftest import small_spec
+from tests.helpers import counters
 
 SECRET = Request("secretmem", 4096, "UNMAPPED", True, None, "GENERIC")
 FIRST = 16384  # first free pfn after the 64 MiB reservation
-
-
-def counters(k: Kernel) -> dict[str, int]:
-    led = k.ledger
-    return {
-        **k.directmap.meminfo(),
-        "l2": led.direct_map_level2_splits, "l3": led.direct_map_level3_splits,
-        "pt": k.directmap.pagetable_pages(), "flush_all": led.tlb_flush_all,
-        "flush_range": led.tlb_flush_range, "ipis": led.tlb_ipis, "cpa": led.cpa_calls,
-    }
 
 
 def test_boot_layout(kernel: Kernel) -> None:

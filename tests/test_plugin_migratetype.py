@@ -46,20 +46,11 @@ from framework.plugins import build_registry
 from framework.request import Allocation, Request
 from plugins.migratetype import Migratetype
 from tests.conftest import small_spec
+from tests.helpers import counters
 
 FIRST = 16384
 SECRET = Request("secretmem", 4096, "UNMAPPED", True, None, "GENERIC")
 BOOT_4K, BOOT_2M, BOOT_1G = 2048, 1046528, 3145728
-
-
-def counters(k: Kernel) -> dict[str, int]:
-    led = k.ledger
-    return {
-        **k.directmap.meminfo(),
-        "l2": led.direct_map_level2_splits, "l3": led.direct_map_level3_splits,
-        "pt": k.directmap.pagetable_pages(), "flush_all": led.tlb_flush_all,
-        "flush_range": led.tlb_flush_range, "ipis": led.tlb_ipis, "cpa": led.cpa_calls,
-    }
 
 
 def node_stats(plugin: Migratetype, node: int = 0) -> dict[str, int]:
