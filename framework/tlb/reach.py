@@ -514,12 +514,9 @@ def dtlb_reach(
         {"4k": bytes_4k, "2m": bytes_2m, "1g": bytes_1g},
     )
     _check_ranges(mem_share=mem_share, access_cycles=access_cycles, pt_cache_bytes=pt_cache_bytes)
-    exponent = _exponent(distribution, s)
-    cost = _costs(costs)
-    levels = dtlb_arrays(geometry)
     ref_classes, ref_name = _reference(classes, reference)
-    got = translate(classes, exponent, levels, cost, pt_cache_bytes)
-    ref = translate(ref_classes, exponent, levels, cost, pt_cache_bytes)
+    got, ref = _against_reference(classes, ref_classes, dtlb_arrays(geometry), distribution, s,
+                                  costs, pt_cache_bytes)
     return DtlbReach(
         dtlb_miss_rate=got.l1_miss_rate,
         stlb_miss_rate=got.stlb_miss_rate,
@@ -572,12 +569,9 @@ def itlb_reach(
     )
     _check_ranges(fetch_share=fetch_share, fetch_cycles=fetch_cycles, stlb_share=stlb_share,
                   pt_cache_bytes=pt_cache_bytes)
-    exponent = _exponent(distribution, s)
-    cost = _costs(costs)
-    levels = itlb_arrays(geometry, stlb_share)
     ref_classes, ref_name = _reference(classes, "2m", text_bytes_4k + text_bytes_2m)
-    got = translate(classes, exponent, levels, cost, pt_cache_bytes)
-    ref = translate(ref_classes, exponent, levels, cost, pt_cache_bytes)
+    got, ref = _against_reference(classes, ref_classes, itlb_arrays(geometry, stlb_share),
+                                  distribution, s, costs, pt_cache_bytes)
     return ItlbReach(
         itlb_miss_rate=got.l1_miss_rate,
         stlb_miss_rate=got.stlb_miss_rate,
@@ -587,6 +581,17 @@ def itlb_reach(
         est_slowdown_pct=slowdown_pct(got.cycles, ref.cycles, fetch_share, fetch_cycles),
         reference=ref_name,
     )
+
+
+def _against_reference(classes: tuple[PageClass, ...], ref_classes: tuple[PageClass, ...],
+                       levels: tuple[tuple[TlbArray, ...], tuple[TlbArray, ...]],
+                       distribution: str, s: float, costs: Mapping[str, float] | None,
+                       pt_cache_bytes: float) -> tuple[Translation, Translation]:
+    """Translate the page mix and its reference mapping through the same TLB arrays."""
+    exponent = _exponent(distribution, s)
+    cost = _costs(costs)
+    return (translate(classes, exponent, levels, cost, pt_cache_bytes),
+            translate(ref_classes, exponent, levels, cost, pt_cache_bytes))
 
 
 def slowdown_pct(cycles: float, ref_cycles: float, share: float, base_cycles: float) -> float:
