@@ -135,15 +135,27 @@ class Runner:
         self.allocator = setup.allocator
         self.statusquo = StatusQuo(setup.kernel)
         self.checker = Checker(setup.kernel)
+        self.covers = setup.allocator.covers  # a class constant: read once, not per event
         self.live: dict[int, tuple[Allocation, bool, Request]] = {}
         self.failed: set[int] = set()  # ids whose allocation got NULL
         self.latency: dict[str, tuple[array[float], array[float]]] = {}  # site: alloc, free
         self.series: list[dict[str, Any]] = []
-        self.totals = {"alloc_failures": 0, "allocs": 0, "frees": 0, "writes": 0,
-                       "pressure_freed": 0, "live_bytes": 0, "peak_requested_bytes": 0,
-                       "peak_footprint_pages": 0, "unmapped_served_mapped_bytes": 0}
+        self.alloc_failures = 0
+        self.pressure_freed = 0
+        self.live_bytes = 0
+        self.peak_requested_bytes = 0
+        self.peak_footprint_pages = 0
+        self.unmapped_served_mapped_bytes = 0
         self.events = 0
         self.load_pages = 0  # pages live in background-load allocations (ids < 0)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        """The run's counters for :func:`framework.metrics.build_metrics`."""
+        return {"alloc_failures": self.alloc_failures, "pressure_freed": self.pressure_freed,
+                "peak_requested_bytes": self.peak_requested_bytes,
+                "peak_footprint_pages": self.peak_footprint_pages,
+                "unmapped_served_mapped_bytes": self.unmapped_served_mapped_bytes}
 
     def run(self) -> dict[str, Any]:
         """Feed every event, then check the final state; return the result record."""
@@ -154,7 +166,7 @@ class Runner:
         index = -1
         for index, event in enumerate(self.setup.events):
             checker.event = index
-            handler = handlers.get(event.op)
+            handler = handlers.get(event[0])  # event.op
             if handler is None:
                 raise InputError(f"event {index}: unknown op {event.op!r}: "
                                  f"expected one of {', '.join(handlers)}")
@@ -165,44 +177,55 @@ class Runner:
         return self.finish()
 
     # -- handlers ------------------------------------------------------------------------
-    def on_alloc(self, event: Any) -> None:
-        req: Request = event.request
-        if event.id in self.live:
-            raise InputError(f"event {self.checker.event}: id {event.id} allocated while live")
-        mine = req.site in self.allocator.covers
-        ledger = self.kernel.ledger
+    def on_alloc(self, event: Event) -> None:
+        _, eid, req, _ = event
+        if eid in self.live:
+            raise InputError(f"event {self.checker.event}: id {eid} allocated while live")
+        mine = req.site in self.covers
+        kernel = self.kernel
+        ledger = kernel.ledger
         before = ledger.total_cycles
-        self.kernel.current_node = req.node or 0
+        kernel.current_node = req.node or 0
         try:
             alloc = (self.allocator.alloc if mine else self.statusquo.alloc)(req)
         except Exception as exc:
             raise _plugin_failure(self.setup.cell.plugin, "alloc", exc) from exc
-        totals = self.totals
-        if event.id >= 0:  # ids < 0: the background load's, kept out of the workload's metrics
-            lat = self.latency.get(req.site) or self.site_latency(req.site)
-            lat[0].append(ledger.total_cycles - before)
-        if alloc is None:  # the kernel's NULL: the caller neither writes nor frees it
-            totals["alloc_failures"] += 1
-            self.failed.add(event.id)
+        if eid < 0:  # ids < 0: the background load's, kept out of the workload's metrics
+            self._load_alloc(eid, alloc, mine, req)
             return
-        if not isinstance(alloc, Allocation):
+        lat = self.latency.get(req.site) or self.site_latency(req.site)
+        lat[0].append(ledger.total_cycles - before)
+        if alloc is None:  # the kernel's NULL: the caller neither writes nor frees it
+            self.alloc_failures += 1
+            self.failed.add(eid)
+            return
+        self._check_type(alloc)
+        self.live[eid] = (alloc, mine, req)
+        live_bytes = self.live_bytes = self.live_bytes + req.size
+        if req.perm == "UNMAPPED" and not alloc.unmapped:
+            self.unmapped_served_mapped_bytes += req.size
+        self.checker.on_alloc(eid, alloc, req)
+        if live_bytes > self.peak_requested_bytes:  # peaks, inline
+            self.peak_requested_bytes = live_bytes
+        used = kernel.nr_allocated - len(kernel.pt_pfns) - self.load_pages
+        if used > self.peak_footprint_pages:
+            self.peak_footprint_pages = used
+
+    def _check_type(self, alloc: object) -> None:
+        if alloc.__class__ is not Allocation and not isinstance(alloc, Allocation):
             raise PluginError(f"plugin {self.setup.cell.plugin}: alloc returned "
                               f"{type(alloc).__name__}, expected Allocation or None")
-        self.live[event.id] = (alloc, mine, req)
-        totals["allocs"] += 1
-        if event.id < 0:  # framework/workload.py with_background(): the load's allocation
-            self.load_pages += alloc.nr_pages()
-            self.checker.on_alloc(event.id, alloc, req)
+
+    def _load_alloc(self, eid: int, alloc: Allocation | None, mine: bool, req: Request) -> None:
+        """framework/workload.py with_background(): an allocation of the background load."""
+        if alloc is None:
+            self.alloc_failures += 1
+            self.failed.add(eid)
             return
-        totals["live_bytes"] += req.size
-        if req.perm == "UNMAPPED" and not alloc.unmapped:
-            totals["unmapped_served_mapped_bytes"] += req.size
-        self.checker.on_alloc(event.id, alloc, req)
-        if totals["live_bytes"] > totals["peak_requested_bytes"]:  # peaks, inline
-            totals["peak_requested_bytes"] = totals["live_bytes"]
-        used = self.kernel.nr_allocated - len(self.kernel.pt_pfns) - self.load_pages
-        if used > totals["peak_footprint_pages"]:
-            totals["peak_footprint_pages"] = used
+        self._check_type(alloc)
+        self.live[eid] = (alloc, mine, req)
+        self.load_pages += alloc.nr_pages()
+        self.checker.on_alloc(eid, alloc, req)
 
     def site_latency(self, site: str) -> tuple[array[float], array[float]]:
         """The alloc and free latency samples of one request site."""
@@ -211,13 +234,14 @@ class Runner:
             found = self.latency[site] = (array("d"), array("d"))
         return found
 
-    def on_free(self, event: Any) -> None:
-        entry = self.live.pop(event.id, None)
+    def on_free(self, event: Event) -> None:
+        eid = event[1]  # event.id
+        entry = self.live.pop(eid, None)
         if entry is None:
-            if event.id in self.failed:
-                self.failed.discard(event.id)
+            if eid in self.failed:
+                self.failed.discard(eid)
                 return
-            raise InputError(f"event {self.checker.event}: free of id {event.id}, "
+            raise InputError(f"event {self.checker.event}: free of id {eid}, "
                              "which is not live")
         alloc, mine, req = entry
         self.checker.on_free(alloc)
@@ -231,31 +255,30 @@ class Runner:
                 owner.free(alloc)
         except Exception as exc:
             raise _plugin_failure(self.setup.cell.plugin, "free", exc) from exc
-        self.totals["frees"] += 1
-        if event.id < 0:  # the background load's
+        if eid < 0:  # the background load's
             self.load_pages -= alloc.nr_pages()
             return
         lat = self.latency.get(req.site) or self.site_latency(req.site)
         lat[1].append(ledger.total_cycles - before)
-        self.totals["live_bytes"] -= req.size
+        self.live_bytes -= req.size
 
-    def on_write(self, event: Any) -> None:
-        entry = self.live.get(event.id)
+    def on_write(self, event: Event) -> None:
+        _, eid, _, arg = event
+        entry = self.live.get(eid)
         if entry is None:
-            if event.id in self.failed:
+            if eid in self.failed:
                 return
-            raise InputError(f"event {self.checker.event}: write to id {event.id}, "
+            raise InputError(f"event {self.checker.event}: write to id {eid}, "
                              "which is not live")
         alloc, mine, _ = entry
         try:
-            (self.allocator if mine else self.statusquo).write(alloc, event.arg)
+            (self.allocator if mine else self.statusquo).write(alloc, arg)
         except Exception as exc:
             raise _plugin_failure(self.setup.cell.plugin, "write", exc) from exc
-        self.totals["writes"] += 1
 
     def on_pressure(self, event: Any) -> None:
         try:
-            self.totals["pressure_freed"] += self.kernel.shrink(event.arg)
+            self.pressure_freed += self.kernel.shrink(event.arg)
         except Exception as exc:
             raise _plugin_failure(self.setup.cell.plugin, "shrink", exc) from exc
 

@@ -43,7 +43,7 @@ import numpy as np
 from framework.kernel.consts import MAX_ORDER, MIGRATE_MOVABLE
 from framework.machine.spec import MachineSpec
 from framework.params import Param, resolve
-from framework.request import Event
+from framework.request import SAMPLE, Event
 
 if TYPE_CHECKING:
     from framework.kernel.buddy import Zone
@@ -149,6 +149,23 @@ class BackgroundLoad(Protocol):
 
     def churn_per_event(self) -> float:
         """Background events interleaved per event of the workload on top."""
+
+
+def sampled(stream: Iterator[Event], every: int) -> Iterator[Event]:
+    """``stream`` with a ``sample`` event after every ``every`` of its events (0: none).
+
+    With ``every == 0`` the stream itself is returned: no per-event cost.
+    """
+    if not every:
+        return stream
+    return _sampled(stream, every)
+
+
+def _sampled(stream: Iterator[Event], every: int) -> Iterator[Event]:
+    for count, event in enumerate(stream, start=1):
+        yield event
+        if count % every == 0:
+            yield Event(SAMPLE)
 
 
 def background_rng(seed: int) -> np.random.Generator:

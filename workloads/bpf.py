@@ -52,8 +52,8 @@ import numpy as np
 from framework.errors import BadParameter
 from framework.machine.spec import MachineSpec
 from framework.params import Param
-from framework.request import ALLOC, FREE, SAMPLE, WRITE, Event, Request
-from framework.workload import Workload
+from framework.request import ALLOC, FREE, WRITE, Event, Request
+from framework.workload import Workload, sampled
 
 # kernel/bpf/core.c bpf_jit_binary_pack_alloc(): sizeof(struct bpf_binary_header) + 16
 JIT_OVERHEAD = 8 + 16
@@ -88,12 +88,13 @@ class Bpf(Workload):
 
     def events(self, rng: np.random.Generator) -> Iterator[Event]:
         """Yield load (alloc + write) and unload (free) events; all freed by the end."""
+        return sampled(self._stream(rng), self.config["sample_every"])
+
+    def _stream(self, rng: np.random.Generator) -> Iterator[Event]:
         cfg = self.config
         started = 0
         loaded: list[list[int]] = []
         next_id = 1
-        count = 0
-        every = cfg["sample_every"]
         while started < cfg["apps"] or loaded:
             if started < cfg["apps"] and (len(loaded) < cfg["concurrent"]
                                           and (not loaded or rng.random() < 0.5)):
@@ -103,11 +104,7 @@ class Bpf(Workload):
                 loaded.append(ids)
             else:
                 evs = [Event(FREE, pid) for pid in loaded.pop(int(rng.integers(len(loaded))))]
-            for ev in evs:
-                yield ev
-                count += 1
-                if every and count % every == 0:
-                    yield Event(SAMPLE)
+            yield from evs
 
     def proglen(self, rng: np.random.Generator) -> int:
         """One JITed program length in bytes: log-normal with mean ``mean_bytes``, cut."""

@@ -45,8 +45,8 @@ import numpy as np
 from framework.errors import BadParameter
 from framework.machine.spec import MachineSpec
 from framework.params import Param
-from framework.request import ALLOC, FREE, SAMPLE, WRITE, Event, Request
-from framework.workload import Workload
+from framework.request import ALLOC, FREE, WRITE, Event, Request
+from framework.workload import Workload, sampled
 
 PAGE_SIZE = 4096
 
@@ -79,11 +79,7 @@ class DmaNokmap(Workload):
 
     def events(self, rng: np.random.Generator) -> Iterator[Event]:
         """Probe, burst churn, unbind; with ``unbind_at_end`` everything is freed."""
-        every = self.config["sample_every"]
-        for count, ev in enumerate(self._stream(rng), start=1):
-            yield ev
-            if every and count % every == 0:
-                yield Event(SAMPLE)
+        return sampled(self._stream(rng), self.config["sample_every"])
 
     def _stream(self, rng: np.random.Generator) -> Iterator[Event]:
         cfg = self.config

@@ -60,8 +60,8 @@ import numpy as np
 from framework.errors import InputError
 from framework.machine.spec import MachineSpec
 from framework.params import Param
-from framework.request import ALLOC, FREE, SAMPLE, Event, Request
-from framework.workload import Workload
+from framework.request import ALLOC, FREE, Event, Request
+from framework.workload import Workload, sampled
 from workloads.ftrace_parse import ALLOC as TRACE_ALLOC
 from workloads.ftrace_parse import FREE_BATCHED, MAX_ORDER, PageEvent, ParseStats, read_trace
 
@@ -272,11 +272,7 @@ class Ftrace(Workload):
 
     def events(self, rng: np.random.Generator) -> Iterator[Event]:
         """The converted trace, in order, then (``free_at_end``) frees of what is left."""
-        every = self.config["sample_every"]
-        for count, ev in enumerate(self._all(), start=1):
-            yield ev
-            if every and count % every == 0:
-                yield Event(SAMPLE)
+        return sampled(self._all(), self.config["sample_every"])
 
     def _all(self) -> Iterator[Event]:
         yield from self.rows

@@ -41,8 +41,8 @@ import numpy as np
 from framework.errors import BadParameter
 from framework.machine.spec import MachineSpec
 from framework.params import Param
-from framework.request import ALLOC, FREE, SAMPLE, WRITE, Event, Request
-from framework.workload import Workload
+from framework.request import ALLOC, FREE, WRITE, Event, Request
+from framework.workload import Workload, sampled
 
 
 @attrs.define(slots=True)
@@ -85,12 +85,13 @@ class Guest(Workload):
 
     def events(self, rng: np.random.Generator) -> Iterator[Event]:
         """Yield fault (alloc + write) and teardown (free) events; all freed by the end."""
+        return sampled(self._stream(rng), self.config["sample_every"])
+
+    def _stream(self, rng: np.random.Generator) -> Iterator[Event]:
         cfg = self.config
         started = 0
         alive: list[_Vm] = []
         next_id = 1
-        count = 0
-        every = cfg["sample_every"]
         while started < cfg["vms"] or alive:
             if started < cfg["vms"] and (len(alive) < cfg["concurrent"]
                                          and (not alive or rng.random() < 0.5)):
@@ -104,11 +105,7 @@ class Guest(Workload):
                 next_id += 1
             else:
                 evs = [Event(FREE, aid) for aid in alive.pop(i).ids]  # kvm_gmem_release()
-            for ev in evs:
-                yield ev
-                count += 1
-                if every and count % every == 0:
-                    yield Event(SAMPLE)
+            yield from evs
 
     def _fault(self, vm: _Vm, aid: int) -> list[Event]:
         """kvm_gmem_get_folio(): one folio of ``chunk_kib``, then the guest writes it."""

@@ -42,8 +42,8 @@ import numpy as np
 from framework.errors import BadParameter
 from framework.machine.spec import MachineSpec
 from framework.params import Param
-from framework.request import ALLOC, FREE, SAMPLE, WRITE, Event, Request
-from framework.workload import Workload
+from framework.request import ALLOC, FREE, WRITE, Event, Request
+from framework.workload import Workload, sampled
 
 PAGE_SIZE = 4096
 
@@ -77,13 +77,14 @@ class PksPagetables(Workload):
 
     def events(self, rng: np.random.Generator) -> Iterator[Event]:
         """Yield process start (alloc + write per page) and exit (free) events."""
+        return sampled(self._stream(rng), self.config["sample_every"])
+
+    def _stream(self, rng: np.random.Generator) -> Iterator[Event]:
         cfg = self.config
         nodes = self.machine.nodes
         started = 0
         alive: list[list[int]] = []
         next_id = 1
-        count = 0
-        every = cfg["sample_every"]
         while started < cfg["processes"] or alive:
             if started < cfg["processes"] and (len(alive) < cfg["concurrent"]
                                                and (not alive or rng.random() < 0.5)):
@@ -94,11 +95,7 @@ class PksPagetables(Workload):
                 alive.append(ids)
             else:
                 evs = [Event(FREE, pid) for pid in alive.pop(int(rng.integers(len(alive))))]
-            for ev in evs:
-                yield ev
-                count += 1
-                if every and count % every == 0:
-                    yield Event(SAMPLE)
+            yield from evs
 
     def footprint(self, rng: np.random.Generator) -> int:
         """Page-table pages of one process: log-normal with mean ``mean_pages``, cut."""

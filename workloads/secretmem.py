@@ -17,12 +17,13 @@ step either starts one or acts on a random live one. A ``sample`` event is emitt
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import chain, repeat
 
 import numpy as np
 
 from framework.params import Param
-from framework.request import ALLOC, FREE, SAMPLE, WRITE, Event, Request
-from framework.workload import Workload
+from framework.request import ALLOC, FREE, WRITE, Event, Request
+from framework.workload import Workload, sampled
 
 
 class Secretmem(Workload):
@@ -44,14 +45,15 @@ class Secretmem(Workload):
 
     def events(self, rng: np.random.Generator) -> Iterator[Event]:
         """Yield the fault/write/punch/exit events; every page is freed by the end."""
+        return sampled(self._stream(rng), self.config["sample_every"])
+
+    def _stream(self, rng: np.random.Generator) -> Iterator[Event]:
         cfg = self.config
         nodes = self.machine.nodes
         started = 0
         alive: list[list[int]] = []
         punched: list[bool] = []
         next_id = 1
-        count = 0
-        every = cfg["sample_every"]
         while started < cfg["processes"] or alive:
             if started < cfg["processes"] and (len(alive) < cfg["concurrent"]
                                                and (not alive or rng.random() < 0.5)):
@@ -65,13 +67,9 @@ class Secretmem(Workload):
                     punched[i] = True
                     evs = self._punch(rng, alive[i])
                 else:
-                    evs = [Event(FREE, pid) for pid in alive.pop(i)]
+                    evs = list(map(Event, repeat(FREE), alive.pop(i)))
                     punched.pop(i)
-            for ev in evs:
-                yield ev
-                count += 1
-                if every and count % every == 0:
-                    yield Event(SAMPLE)
+            yield from evs
 
     def _start(self, rng: np.random.Generator, next_id: int, node: int
                ) -> tuple[list[int], int, list[Event]]:
@@ -80,15 +78,13 @@ class Secretmem(Workload):
         pages = max(1, round(float(rng.lognormal(mu, sigma))))
         req = Request("secretmem", 4096, "UNMAPPED", True, node, "GENERIC")
         ids = list(range(next_id, next_id + pages))
-        evs = []
-        for pid in ids:
-            evs.append(Event(ALLOC, pid, req))
-            evs.append(Event(WRITE, pid, None, 4096))
-        return ids, next_id + pages, evs
+        faults = map(Event, repeat(ALLOC), ids, repeat(req))  # alloc, write; alloc, write; ...
+        writes = map(Event, repeat(WRITE), ids, repeat(None), repeat(4096))
+        return ids, next_id + pages, list(chain.from_iterable(zip(faults, writes, strict=True)))
 
     @staticmethod
     def _punch(rng: np.random.Generator, ids: list[int]) -> list[Event]:
         gone = rng.choice(len(ids), size=len(ids) // 2, replace=False)
         drop = {ids[int(j)] for j in gone}
         ids[:] = [pid for pid in ids if pid not in drop]
-        return [Event(FREE, pid) for pid in sorted(drop)]
+        return list(map(Event, repeat(FREE), sorted(drop)))

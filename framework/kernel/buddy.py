@@ -231,6 +231,12 @@ class Zone:
         led = self.ledger
         led.cycles["buddy"] += self.c_op  # Ledger.charge(), inlined on the hot path
         led.total_cycles += self.c_op
+        lst = self.free_area[order][mt]
+        if lst:  # __rmqueue_smallest()'s first list, inlined: a block of exactly this order
+            pfn = lst.popitem()[0]
+            del self.buddy[pfn]
+            self.nr_free[order] -= 1
+            return pfn
         pfn = self.rmqueue_smallest(order, mt)
         if pfn != NO_PAGE:
             return pfn
@@ -374,18 +380,13 @@ class Zone:
             order += 1
             merged += 1
         if merged:
-            self.ledger.charge("buddy", self.c_step * merged)
-        if not to_tail:  # FPI_TO_TAIL, else buddy_merge_likely()
-            to_tail = self._buddy_merge_likely(pfn, order)
+            led.cycles["buddy"] += self.c_step * merged
+            led.total_cycles += self.c_step * merged
+        if not to_tail and order < MAX_ORDER - 2:  # FPI_TO_TAIL, else buddy_merge_likely():
+            # is the next-higher buddy free? Then list at the tail.
+            info = buddy.get((pfn & ~((2 << order) - 1)) ^ (2 << order))
+            to_tail = info is not None and info & 15 == order + 1
         self._add(pfn, order, mt, tail=to_tail)
-
-    def _buddy_merge_likely(self, pfn: int, order: int) -> bool:
-        """buddy_merge_likely(): is the next-higher buddy free? Then list at the tail."""
-        if order >= MAX_ORDER - 2:
-            return False
-        higher = (pfn & ~((2 << order) - 1)) ^ (2 << order)
-        info = self.buddy.get(higher)
-        return info is not None and info & 15 == order + 1
 
     def block_is_free(self, pfn: int) -> bool:
         """Is ``pfn`` inside a free block (PageBuddy on its head at some order)?"""

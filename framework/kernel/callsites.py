@@ -167,6 +167,10 @@ class StatusQuo:
         if allocation.handle == "secretmem":
             for pfn, _ in allocation.blocks:
                 self.secretmem_free_folio(pfn)
+            free_pages = self.kernel.free_pages
+            for pfn, order in allocation.blocks:  # _free_blocks() for unmovable pages
+                free_pages(pfn, order)
+            return
         self._free_blocks(allocation)
 
     def write(self, allocation: Allocation, length: int) -> None:
@@ -174,7 +178,9 @@ class StatusQuo:
         handle = allocation.handle
         kernel = self.kernel
         if handle == "secretmem":
-            kernel.dirty.update(p for p, _ in allocation.blocks)
+            dirty = kernel.dirty
+            for pfn, _ in allocation.blocks:
+                dirty.add(pfn)
         elif isinstance(handle, ModuleMem):
             if not handle.sealed:
                 kernel.dirty.update(handle.area.pages)
@@ -212,7 +218,7 @@ class StatusQuo:
     def secretmem_fault(self, node: int | None) -> int:
         """secretmem_fault(): zeroed page, set_direct_map_invalid_noflush, 1-page flush."""
         kernel = self.kernel
-        pfn = kernel.alloc_pages(0, MIGRATE_UNMOVABLE, node, zero=True)
+        pfn = kernel.alloc_pages(0, MIGRATE_UNMOVABLE, node, True)  # __GFP_ZERO
         if pfn == NO_PAGE:
             return NO_PAGE
         if kernel.set_direct_map_invalid_noflush(pfn):

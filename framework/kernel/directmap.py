@@ -144,10 +144,9 @@ class DirectMap:
 
         Returns (something changed, so CPA_FLUSHTLB; error: 0 or ENOMEM when a split could
         not get its page-table page). As in the kernel, entries changed before a failure stay
-        changed.
+        changed. (The kernel facade takes a single already-split page to :meth:`change_pte`
+        itself: the hot secretmem case.)
         """
-        if numpages == 1 and (pfn >> PMD_ORDER) in self.split_pmd:
-            return self._change_pte(pfn, set_mask, clr_mask) > 0, 0
         end = pfn + numpages
         changed = 0
         while pfn < end:
@@ -156,7 +155,7 @@ class DirectMap:
             elif (pfn >> PMD_ORDER) not in self.split_pmd:
                 step = self._change_large(pfn, end, set_mask, clr_mask, PMD_ORDER)
             else:
-                step = self._change_pte(pfn, set_mask, clr_mask)
+                step = self.change_pte(pfn, set_mask, clr_mask)
             if step == ENOMEM:
                 return bool(changed), ENOMEM
             if step > 0:
@@ -166,7 +165,7 @@ class DirectMap:
                 pfn -= step  # same protection: skipped, nothing changed
         return bool(changed), 0
 
-    def _change_pte(self, pfn: int, set_mask: int, clr_mask: int) -> int:
+    def change_pte(self, pfn: int, set_mask: int, clr_mask: int) -> int:
         """__change_page_attr() on a 4 KiB entry. Returns 1 if changed, -1 if unchanged."""
         old = self.pte_prot.get(pfn, PAGE_KERNEL)
         new = (old & ~clr_mask) | set_mask  # new_prot(), inlined on the hot path

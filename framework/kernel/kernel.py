@@ -109,6 +109,13 @@ class Kernel:
         self.lazy_nr = 0
         self.lazy_max = (32 << 20 >> PAGE_SHIFT) * self.cpus.bit_length()  # lazy_max_pages()
         self.rng = random.Random(self.faults.seed)
+        # Hot-path costs, looked up once: the cost table is fixed for a run.
+        self.c_zero = costs["zero_page"]
+        self.c_cpa_call = costs["cpa_call"]
+        self.c_invlpg = costs["invlpg"]
+        self.c_shootdown = costs["shootdown_base"] + costs["shootdown_per_cpu"] * (self.cpus - 1)
+        self.cpa_faults = bool(self.faults.cpa_fail_rate)
+        self.single_node = spec.nodes == 1
 
     def _build_zones(self) -> list[Zone]:
         per_node = self.spec.mem_pages // self.spec.nodes
@@ -230,7 +237,7 @@ class Kernel:
     def clear_pages(self, pfn: int, nr: int) -> None:
         """clear_page() over ``nr`` pages: charge zeroing and forget what was written."""
         led = self.ledger
-        cost = self.costs["zero_page"] * nr
+        cost = self.c_zero * nr
         led.cycles["zeroing"] += cost
         led.total_cycles += cost
         led.zeroed_pages += nr
@@ -249,7 +256,11 @@ class Kernel:
         to the buddy on its pageblock's migratetype list. Freeing pages the buddy does not
         consider handed out is recorded as ``bad_free`` and ignored.
         """
-        if not self._take_range(pfn, order):
+        alloc = self.allocated
+        if alloc.get(pfn) == order:  # _take_range()'s whole-block case, inlined
+            del alloc[pfn]
+            self.nr_allocated -= 1 << order
+        elif not self._take_range(pfn, order):
             self.violation("bad_free", pfn, f"order-{order} free of pages that are not "
                            "allocated (double free, or never handed out)")
             return
@@ -261,7 +272,9 @@ class Kernel:
             self.allocated[pfn] = order  # now held by the plugin's cache
             self.nr_allocated += 1 << order
             return
-        self._free_to_buddy(pfn, order, False)
+        zone = self.zones[0] if self.single_node else self.zone_of(pfn)  # _free_to_buddy()
+        zone.free_one_page(pfn, order, zone.pageblock_mt.get(pfn >> PAGEBLOCK_ORDER,
+                                                             MIGRATE_MOVABLE), False)
 
     def _take_range(self, pfn: int, order: int) -> bool:
         """Remove ``[pfn, pfn + 2^order)`` from :attr:`allocated`.
@@ -330,7 +343,7 @@ class Kernel:
         self._free_to_buddy(pfn, order, to_tail)
 
     def _free_to_buddy(self, pfn: int, order: int, to_tail: bool) -> None:
-        zone = self.zone_of(pfn)
+        zone = self.zones[0] if self.single_node else self.zone_of(pfn)
         mt = zone.pageblock_mt.get(pfn >> PAGEBLOCK_ORDER, MIGRATE_MOVABLE)  # inlined getter
         zone.free_one_page(pfn, order, mt, to_tail)
 
@@ -365,9 +378,8 @@ class Kernel:
         if others:
             led = self.ledger
             led.tlb_ipis += others
-            cost = self.costs["shootdown_base"] + self.costs["shootdown_per_cpu"] * others
-            led.cycles["shootdown"] += cost
-            led.total_cycles += cost
+            led.cycles["shootdown"] += self.c_shootdown
+            led.total_cycles += self.c_shootdown
 
     def flush_tlb_kernel_range(self, nr_pages: int) -> None:
         """flush_tlb_kernel_range(): per-page INVLPG on every CPU up to the ceiling (33)."""
@@ -376,11 +388,15 @@ class Kernel:
             return
         led = self.ledger
         led.tlb_flush_range += 1
-        local = self.costs["invlpg"] * nr_pages
-        led.cycles["flush_local"] += local  # Ledger.charge(), inlined on the hot path
+        local = self.c_invlpg * nr_pages
+        cycles = led.cycles
+        cycles["flush_local"] += local  # Ledger.charge(), inlined on the hot path
         led.total_cycles += local
-        if self.cpus > 1:
-            self._shootdown()
+        others = self.cpus - 1
+        if others:  # _shootdown(), inlined
+            led.tlb_ipis += others
+            cycles["shootdown"] += self.c_shootdown
+            led.total_cycles += self.c_shootdown
 
     def cpa_flush(self, nr_pages: int, force_flush_all: bool) -> None:
         """set_memory.c cpa_flush(): full flush if forced or over the ceiling, else per page."""
@@ -398,12 +414,14 @@ class Kernel:
     def _cpa_direct(self, pfn: int, nr: int, set_mask: int, clr_mask: int) -> tuple[bool, int]:
         led = self.ledger
         led.cpa_calls += 1
-        cost = self.costs["cpa_call"]
-        led.cycles["cpa"] += cost
-        led.total_cycles += cost
-        if self.faults.cpa_fail_rate and self.faults.fail_cpa(self.rng):
+        led.cycles["cpa"] += self.c_cpa_call
+        led.total_cycles += self.c_cpa_call
+        if self.cpa_faults and self.faults.fail_cpa(self.rng):
             return False, ENOMEM
-        return self.directmap.change(pfn, nr, set_mask, clr_mask)
+        dm = self.directmap
+        if nr == 1 and (pfn >> PMD_ORDER) in dm.split_pmd:  # DirectMap.change(), 4 KiB case
+            return dm.change_pte(pfn, set_mask, clr_mask) > 0, 0
+        return dm.change(pfn, nr, set_mask, clr_mask)
 
     def set_direct_map_invalid_noflush(self, pfn: int, nr: int = 1) -> int:
         """set_direct_map_invalid_noflush(): clear PRESENT|RW, no flush but a split's own.
