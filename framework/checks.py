@@ -71,9 +71,23 @@ class Checker:
     def on_alloc(self, aid: int, alloc: Allocation, request: Request) -> None:
         """Rules 1, 2, 3 and 5 for memory just handed out."""
         blocks = alloc.blocks
-        if len(blocks) == 1 and blocks[0][1] == 0:
-            self._one_page(aid, blocks[0][0], alloc.unmapped, request.zero)
-        elif blocks:
+        if len(blocks) == 1 and blocks[0][1] == 0:  # one page (most requests): same checks
+            p = blocks[0][0]
+            owner = self.owner
+            kernel = self.kernel
+            if p in owner:
+                self.record("double_alloc", p, f"already owned by allocation {owner[p]}")
+            elif p not in kernel.allocated and kernel.zone_of(p).block_is_free(p):
+                self.record("conservation", p, "handed out a page that is buddy-free")
+            owner[p] = aid
+            if alloc.unmapped and kernel.directmap.is_present(p):
+                self.record("unmapped_present", p, "unmapped allocation present in the direct "
+                            "map")
+            if request.zero and p in kernel.dirty:
+                self.record("not_zeroed", p, "zero requested but the page holds data written "
+                            "by an earlier owner")
+            return
+        if blocks:
             self._own_blocks(aid, alloc)
             if alloc.unmapped:
                 self.check_unmapped(alloc)
@@ -81,21 +95,6 @@ class Checker:
                 self._check_zero(alloc)
         if alloc.vaddr and not alloc.blocks:
             self._own_range(alloc.vaddr, alloc.vaddr + max(alloc.size, 1))
-
-    def _one_page(self, aid: int, p: int, unmapped: bool, zero: bool) -> None:
-        """The single-page case of rules 1, 2, 3 and 5 (most requests): same checks, inline."""
-        owner = self.owner
-        kernel = self.kernel
-        if p in owner:
-            self.record("double_alloc", p, f"already owned by allocation {owner[p]}")
-        elif p not in kernel.allocated and kernel.zone_of(p).block_is_free(p):
-            self.record("conservation", p, "handed out a page that is buddy-free")
-        owner[p] = aid
-        if unmapped and kernel.directmap.is_present(p):
-            self.record("unmapped_present", p, "unmapped allocation present in the direct map")
-        if zero and p in kernel.dirty:
-            self.record("not_zeroed", p, "zero requested but the page holds data written by "
-                        "an earlier owner")
 
     def _own_blocks(self, aid: int, alloc: Allocation) -> None:
         owner = self.owner

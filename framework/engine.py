@@ -164,15 +164,18 @@ class Runner:
         checker = self.checker
         kernel_violations = self.kernel.violations
         index = -1
-        for index, event in enumerate(self.setup.events):
-            checker.event = index
-            handler = handlers.get(event[0])  # event.op
-            if handler is None:
-                raise InputError(f"event {index}: unknown op {event.op!r}: "
-                                 f"expected one of {', '.join(handlers)}")
-            handler(event)
-            if kernel_violations:
-                checker.drain_kernel()
+        event = None
+        try:
+            for index, event in enumerate(self.setup.events):
+                checker.event = index
+                handlers[event[0]](event)  # event.op
+                if kernel_violations:
+                    checker.drain_kernel()
+        except KeyError:
+            if event is not None and event[0] not in handlers:
+                raise InputError(f"event {index}: unknown op {event[0]!r}: "
+                                 f"expected one of {', '.join(handlers)}") from None
+            raise
         self.events = index + 1
         return self.finish()
 

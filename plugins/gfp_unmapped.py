@@ -90,8 +90,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import attrs
-
 from framework.allocator import Allocator
 from framework.hookspecs import hookimpl
 from framework.kernel.buddy import NO_PAGE
@@ -249,7 +247,7 @@ class GfpUnmapped(Allocator):
         allocation = self.modules.alloc(request)
         if allocation is None or not allocation.blocks:
             return allocation
-        return attrs.evolve(allocation, unmapped=True)
+        return allocation._replace(unmapped=True)
 
     def secretmem_alloc(self, request: Request) -> Allocation | None:
         """secretmem_fault() per page: alloc_page(gfp | __GFP_ZERO | __GFP_UNMAPPED)."""

@@ -17,12 +17,12 @@ step either starts one or acts on a random live one. A ``sample`` event is emitt
 from __future__ import annotations
 
 from collections.abc import Iterator
-from itertools import chain, repeat
+from itertools import chain
 
 import numpy as np
 
 from framework.params import Param
-from framework.request import ALLOC, FREE, WRITE, Event, Request
+from framework.request import ALLOC, FREE, WRITE, Event, Request, make_events
 from framework.workload import Workload, sampled
 
 
@@ -67,7 +67,7 @@ class Secretmem(Workload):
                     punched[i] = True
                     evs = self._punch(rng, alive[i])
                 else:
-                    evs = list(map(Event, repeat(FREE), alive.pop(i)))
+                    evs = list(make_events(FREE, alive.pop(i)))
                     punched.pop(i)
             yield from evs
 
@@ -78,8 +78,8 @@ class Secretmem(Workload):
         pages = max(1, round(float(rng.lognormal(mu, sigma))))
         req = Request("secretmem", 4096, "UNMAPPED", True, node, "GENERIC")
         ids = list(range(next_id, next_id + pages))
-        faults = map(Event, repeat(ALLOC), ids, repeat(req))  # alloc, write; alloc, write; ...
-        writes = map(Event, repeat(WRITE), ids, repeat(None), repeat(4096))
+        faults = make_events(ALLOC, ids, req)  # alloc, write; alloc, write; ...
+        writes = make_events(WRITE, ids, None, 4096)
         return ids, next_id + pages, list(chain.from_iterable(zip(faults, writes, strict=True)))
 
     @staticmethod
@@ -87,4 +87,4 @@ class Secretmem(Workload):
         gone = rng.choice(len(ids), size=len(ids) // 2, replace=False)
         drop = {ids[int(j)] for j in gone}
         ids[:] = [pid for pid in ids if pid not in drop]
-        return list(map(Event, repeat(FREE), sorted(drop)))
+        return list(make_events(FREE, sorted(drop)))

@@ -386,7 +386,7 @@ class Zone:
             # is the next-higher buddy free? Then list at the tail.
             info = buddy.get((pfn & ~((2 << order) - 1)) ^ (2 << order))
             to_tail = info is not None and info & 15 == order + 1
-        self._add(pfn, order, mt, tail=to_tail)
+        self._add(pfn, order, mt, to_tail)
 
     def block_is_free(self, pfn: int) -> bool:
         """Is ``pfn`` inside a free block (PageBuddy on its head at some order)?"""

@@ -122,10 +122,10 @@ class DirectMap:
 
     def is_present(self, pfn: int) -> bool:
         """Is ``pfn`` present (readable through the direct map)? (:meth:`prot`, inlined)"""
-        if self.gbpages and (pfn >> PUD_ORDER) not in self.split_pud:
-            prot = self.pud_prot.get(pfn >> PUD_ORDER, PAGE_KERNEL)
-        elif (pfn >> PMD_ORDER) in self.split_pmd:
+        if (pfn >> PMD_ORDER) in self.split_pmd:  # 4 KiB first: a split PMD is in a split PUD
             prot = self.pte_prot.get(pfn, PAGE_KERNEL)
+        elif self.gbpages and (pfn >> PUD_ORDER) not in self.split_pud:
+            prot = self.pud_prot.get(pfn >> PUD_ORDER, PAGE_KERNEL)
         else:
             prot = self.pmd_prot.get(pfn >> PMD_ORDER, PAGE_KERNEL)
         return bool(prot & _PAGE_PRESENT)
