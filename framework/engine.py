@@ -136,6 +136,7 @@ class Runner:
         self.statusquo = StatusQuo(setup.kernel)
         self.checker = Checker(setup.kernel)
         self.covers = setup.allocator.covers  # a class constant: read once, not per event
+        self.ledger = setup.kernel.ledger
         self.live: dict[int, tuple[Allocation, bool, Request]] = {}
         self.failed: set[int] = set()  # ids whose allocation got NULL
         self.latency: dict[str, tuple[array[float], array[float]]] = {}  # site: alloc, free
@@ -186,7 +187,7 @@ class Runner:
             raise InputError(f"event {self.checker.event}: id {eid} allocated while live")
         mine = req.site in self.covers
         kernel = self.kernel
-        ledger = kernel.ledger
+        ledger = self.ledger
         before = ledger.total_cycles
         kernel.current_node = req.node or 0
         try:
@@ -249,7 +250,7 @@ class Runner:
         alloc, mine, req = entry
         self.checker.on_free(alloc)
         owner = self.allocator if mine else self.statusquo
-        ledger = self.kernel.ledger
+        ledger = self.ledger
         before = ledger.total_cycles
         try:
             if req.freed_by == "GENERIC":

@@ -206,9 +206,9 @@ class Kernel:
         if order >= MAX_ORDER or (self.alloc_faults and self.faults.fail_alloc(order, self.rng)):
             return NO_PAGE
         first = self.current_node if node is None or node < 0 else node
-        nodes = self.spec.nodes
         pfn = self.zones[first].rmqueue(order, mt, True)
         if pfn == NO_PAGE:
+            nodes = self.spec.nodes
             for i in range(nodes):
                 pfn = self.zones[(first + i) % nodes].rmqueue(order, mt, False)
                 if pfn != NO_PAGE:
