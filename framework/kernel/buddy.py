@@ -386,7 +386,15 @@ class Zone:
             # is the next-higher buddy free? Then list at the tail.
             info = buddy.get((pfn & ~((2 << order) - 1)) ^ (2 << order))
             to_tail = info is not None and info & 15 == order + 1
-        self._add(pfn, order, mt, to_tail)
+        if to_tail and order == TOP:  # may belong behind the untouched range: _add() decides
+            self._add(pfn, order, mt, True)
+            return
+        lst = self.free_area[order][mt]  # _add(), inlined on the hot path
+        lst[pfn] = None
+        if to_tail:
+            lst.move_to_end(pfn, last=False)
+        self.nr_free[order] += 1
+        buddy[pfn] = order | (mt << 4)
 
     def block_is_free(self, pfn: int) -> bool:
         """Is ``pfn`` inside a free block (PageBuddy on its head at some order)?"""

@@ -54,6 +54,8 @@ from framework.kernel.kernel import Kernel
 from framework.kernel.vmalloc import VmStruct
 from framework.request import Allocation, Request
 
+_new_tuple = tuple.__new__
+
 MAX_INSN_SIZE = 16  # arch/x86/include/asm/kprobes.h: kprobe_insn_slots.insn_size
 SLOTS_PER_PAGE = PAGE_SIZE // MAX_INSN_SIZE  # kernel/kprobes.c slots_per_page()
 BPF_PROG_CHUNK_SHIFT = 6  # kernel/bpf/core.c
@@ -203,7 +205,9 @@ class StatusQuo:
             pfn = self.secretmem_fault(request.node)
             if pfn == NO_PAGE:
                 return None
-            return Allocation(((pfn, 0),), 0, request.size, True, "secretmem")
+            # Allocation(((pfn, 0),), 0, size, True, "secretmem"), built without the named
+            # tuple's Python-level __new__: one per page on the hottest path.
+            return _new_tuple(Allocation, (((pfn, 0),), 0, request.size, True, "secretmem"))
         blocks = []
         for _ in range(max(1, -(-request.size // PAGE_SIZE))):
             pfn = self.secretmem_fault(request.node)
