@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from framework.engine import Cell, freeze_sets, run_cell
+from framework.kernel.ledger import Ledger
 from framework.plugins import get_registry
 
 HEADER = "op,id,site,size,perm,zero,node,freed_by\n"
@@ -59,3 +62,18 @@ def test_ftrace_workload_stats_reach_the_result(tmp_path: Path) -> None:
                       get_registry())
     stats = result["workload_stats"]
     assert (stats["allocs"], stats["frees"], stats["unknown_frees"]) == (1, 1, 1)
+
+
+def test_ledger_charges_reach_category_and_total_and_reject_unknown_names() -> None:
+    """Ledger.charge: 400 + 150 to ``cpa`` and 897 to ``zeroing`` give cpa 550, zeroing 897,
+    total 1447; the category map is read-only, and a counter name is not a category."""
+    led = Ledger()
+    led.charge("cpa", 400)
+    led.charge("cpa", 150)
+    led.charge("zeroing", 897)
+    assert (led.cycles["cpa"], led.cycles["zeroing"], led.total_cycles) == (550, 897, 1447)
+    assert sum(led.cycles.values()) == led.total_cycles
+    with pytest.raises(TypeError):
+        led.cycles["cpa"] += 1  # type: ignore[index]
+    with pytest.raises(KeyError):
+        led.charge("cpa_calls", 1)

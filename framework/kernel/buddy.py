@@ -229,7 +229,7 @@ class Zone:
     def rmqueue(self, order: int, mt: int, nofragment: bool) -> int:
         """__rmqueue(): smallest on ``mt``, else steal through the fallback table and retry."""
         led = self.ledger
-        led.cycles["buddy"] += self.c_op  # Ledger.charge(), inlined on the hot path
+        led.buddy_cycles += self.c_op  # Ledger.charge(), inlined on the hot path
         led.total_cycles += self.c_op
         lst = self.free_area[order][mt]
         if lst:  # __rmqueue_smallest()'s first list, inlined: a block of exactly this order
@@ -367,7 +367,7 @@ class Zone:
         """__free_one_page(): merge with free buddies up to MAX_ORDER - 1, then list it."""
         buddy = self.buddy
         led = self.ledger
-        led.cycles["buddy"] += self.c_op  # Ledger.charge(), inlined on the hot path
+        led.buddy_cycles += self.c_op  # Ledger.charge(), inlined on the hot path
         led.total_cycles += self.c_op
         merged = 0
         while order < TOP:
@@ -380,7 +380,7 @@ class Zone:
             order += 1
             merged += 1
         if merged:
-            led.cycles["buddy"] += self.c_step * merged
+            led.buddy_cycles += self.c_step * merged
             led.total_cycles += self.c_step * merged
         if not to_tail and order < MAX_ORDER - 2:  # FPI_TO_TAIL, else buddy_merge_likely():
             # is the next-higher buddy free? Then list at the tail.

@@ -178,7 +178,7 @@ class DirectMap:
         else:
             self.pte_prot[pfn] = new
         led = self.ledger
-        led.cycles["cpa"] += self.c_pte
+        led.cpa_cycles += self.c_pte
         led.total_cycles += self.c_pte
         if self.exec_pfns and new & _PAGE_RW and new & _PAGE_PRESENT and pfn in self.exec_pfns:
             self._wx(pfn, 1)

@@ -238,7 +238,7 @@ class Kernel:
         """clear_page() over ``nr`` pages: charge zeroing and forget what was written."""
         led = self.ledger
         cost = self.c_zero * nr
-        led.cycles["zeroing"] += cost
+        led.zeroing_cycles += cost
         led.total_cycles += cost
         led.zeroed_pages += nr
         dirty = self.dirty
@@ -378,7 +378,7 @@ class Kernel:
         if others:
             led = self.ledger
             led.tlb_ipis += others
-            led.cycles["shootdown"] += self.c_shootdown
+            led.shootdown_cycles += self.c_shootdown
             led.total_cycles += self.c_shootdown
 
     def flush_tlb_kernel_range(self, nr_pages: int) -> None:
@@ -389,13 +389,12 @@ class Kernel:
         led = self.ledger
         led.tlb_flush_range += 1
         local = self.c_invlpg * nr_pages
-        cycles = led.cycles
-        cycles["flush_local"] += local  # Ledger.charge(), inlined on the hot path
+        led.flush_local_cycles += local  # Ledger.charge(), inlined on the hot path
         led.total_cycles += local
         others = self.cpus - 1
         if others:  # _shootdown(), inlined
             led.tlb_ipis += others
-            cycles["shootdown"] += self.c_shootdown
+            led.shootdown_cycles += self.c_shootdown
             led.total_cycles += self.c_shootdown
 
     def cpa_flush(self, nr_pages: int, force_flush_all: bool) -> None:
@@ -414,7 +413,7 @@ class Kernel:
     def _cpa_direct(self, pfn: int, nr: int, set_mask: int, clr_mask: int) -> tuple[bool, int]:
         led = self.ledger
         led.cpa_calls += 1
-        led.cycles["cpa"] += self.c_cpa_call
+        led.cpa_cycles += self.c_cpa_call
         led.total_cycles += self.c_cpa_call
         if self.cpa_faults and self.faults.fail_cpa(self.rng):
             return False, ENOMEM
