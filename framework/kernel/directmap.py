@@ -24,6 +24,8 @@ from framework.kernel.consts import (
 )
 from framework.kernel.ledger import Ledger
 
+_NOT_GLOBAL = ~_PAGE_GLOBAL
+
 PMD_PAGES = 1 << PMD_ORDER
 PUD_PAGES = 1 << PUD_ORDER
 ENOMEM = -12
@@ -128,7 +130,7 @@ class DirectMap:
             prot = self.pud_prot.get(pfn >> PUD_ORDER, PAGE_KERNEL)
         else:
             prot = self.pmd_prot.get(pfn >> PMD_ORDER, PAGE_KERNEL)
-        return bool(prot & _PAGE_PRESENT)
+        return prot & _PAGE_PRESENT != 0
 
     def meminfo(self) -> dict[str, int]:
         """``DirectMap4k/2M/1G`` in kB as arch/x86/mm/pat/set_memory.c arch_report_meminfo."""
@@ -167,16 +169,17 @@ class DirectMap:
 
     def change_pte(self, pfn: int, set_mask: int, clr_mask: int) -> int:
         """__change_page_attr() on a 4 KiB entry. Returns 1 if changed, -1 if unchanged."""
-        old = self.pte_prot.get(pfn, PAGE_KERNEL)
+        pte_prot = self.pte_prot
+        old = pte_prot.get(pfn, PAGE_KERNEL)
         new = (old & ~clr_mask) | set_mask  # new_prot(), inlined on the hot path
         if not new & _PAGE_PRESENT:
-            new &= ~_PAGE_GLOBAL
+            new &= _NOT_GLOBAL
         if new == old:
             return -1
         if new == PAGE_KERNEL:
-            del self.pte_prot[pfn]
+            del pte_prot[pfn]
         else:
-            self.pte_prot[pfn] = new
+            pte_prot[pfn] = new
         led = self.ledger
         led.cpa_cycles += self.c_pte
         led.total_cycles += self.c_pte

@@ -46,6 +46,7 @@ from framework.machine.spec import MachineSpec
 MODULES_VADDR = 0xFFFFFFFFC0000000  # __START_KERNEL_map + KERNEL_IMAGE_SIZE (1 GiB, KASLR)
 MODULES_VPAGE = MODULES_VADDR >> PAGE_SHIFT
 PMD_PAGES = 1 << PMD_ORDER
+_PRESENT_RW = _PAGE_PRESENT | _PAGE_RW
 
 
 class Shrinker(Protocol):
@@ -428,11 +429,11 @@ class Kernel:
         ``nr > 1`` is ``set_direct_map_valid_noflush(page, nr, false)`` (later kernels).
         Returns 0 or -ENOMEM.
         """
-        return self._cpa_direct(pfn, nr, 0, _PAGE_PRESENT | _PAGE_RW)[1]
+        return self._cpa_direct(pfn, nr, 0, _PRESENT_RW)[1]
 
     def set_direct_map_default_noflush(self, pfn: int, nr: int = 1) -> int:
         """set_direct_map_default_noflush(): set PRESENT|RW (GLOBAL is not restored)."""
-        return self._cpa_direct(pfn, nr, _PAGE_PRESENT | _PAGE_RW, 0)[1]
+        return self._cpa_direct(pfn, nr, _PRESENT_RW, 0)[1]
 
     def set_memory_np(self, pfn: int, nr: int) -> int:
         """set_memory_np() on a direct-map range: change, vm_unmap_aliases, cpa_flush."""
