@@ -203,7 +203,8 @@ class Runner:
             self.alloc_failures += 1
             self.failed.add(eid)
             return
-        self._check_type(alloc)
+        if alloc.__class__ is not Allocation:
+            self._check_type(alloc)
         self.live[eid] = (alloc, mine, req)
         live_bytes = self.live_bytes = self.live_bytes + req.size
         if req.perm == "UNMAPPED" and not alloc.unmapped:
@@ -216,7 +217,7 @@ class Runner:
             self.peak_footprint_pages = used
 
     def _check_type(self, alloc: object) -> None:
-        if alloc.__class__ is not Allocation and not isinstance(alloc, Allocation):
+        if not isinstance(alloc, Allocation):
             raise PluginError(f"plugin {self.setup.cell.plugin}: alloc returned "
                               f"{type(alloc).__name__}, expected Allocation or None")
 

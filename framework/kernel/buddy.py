@@ -201,10 +201,14 @@ class Zone:
     def expand(self, pfn: int, low: int, high: int, mt: int) -> None:
         """mm/page_alloc.c expand(): put the upper halves back, largest first."""
         size = 1 << high
+        area, nr_free, buddy = self.free_area, self.nr_free, self.buddy
         while high > low:
             high -= 1
             size >>= 1
-            self._add(pfn + size, high, mt)
+            half = pfn + size
+            area[high][mt][half] = None  # _add(half, high, mt), inlined: head of the list
+            nr_free[high] += 1
+            buddy[half] = high | (mt << 4)
 
     def rmqueue_smallest(self, order: int, mt: int) -> int:
         """__rmqueue_smallest(): first block of the smallest order >= ``order`` on ``mt``."""
@@ -215,14 +219,18 @@ class Zone:
                 pfn = lst.popitem()[0]
                 del self.buddy[pfn]
                 self.nr_free[current] -= 1
-            else:
+            elif current == TOP and mt == MIGRATE_MOVABLE:  # only here can _first() find more
                 pfn = self._first(current, mt)
                 if pfn == NO_PAGE:
                     continue
                 self._del(pfn)
+            else:
+                continue
             if current > order:
                 self.expand(pfn, order, current, mt)
-                self.ledger.charge("buddy", self.c_step * (current - order))
+                led = self.ledger
+                led.buddy_cycles += self.c_step * (current - order)  # Ledger.charge(), inlined
+                led.total_cycles += self.c_step * (current - order)
             return pfn
         return NO_PAGE
 
@@ -375,7 +383,13 @@ class Zone:
             info = buddy.get(buddy_pfn)
             if info is None or info & 15 != order:  # page_is_buddy()
                 break
-            self._del(buddy_pfn)
+            del buddy[buddy_pfn]  # _del(buddy_pfn), inlined: order and mt are known
+            lst = self.free_area[order][info >> 4]
+            if buddy_pfn in lst:
+                del lst[buddy_pfn]
+            else:
+                del self.after_pristine[buddy_pfn]
+            self.nr_free[order] -= 1
             pfn &= buddy_pfn
             order += 1
             merged += 1
