@@ -55,6 +55,7 @@ class DirectMap:
     __slots__ = (
         "alloc_pt_page",
         "boot_pt_pages",
+        "c_call",
         "c_pte",
         "c_split",
         "exec_pfns",
@@ -100,6 +101,7 @@ class DirectMap:
         self.exec_pfns: set[int] = set()
         self.on_wx: Callable[[int], None] | None = None
         self.c_pte = costs["cpa_pte"]
+        self.c_call = costs["cpa_call"]
         self.c_split = costs["split_large_page"]
 
     # -- lookups (set_memory.c lookup_address) -------------------------------------------
@@ -141,13 +143,42 @@ class DirectMap:
         }
 
     # -- change_page_attr ----------------------------------------------------------------
+    def cpa(self, pfn: int, numpages: int, set_mask: int, clr_mask: int) -> tuple[bool, int]:
+        """change_page_attr_set_clr() on direct-map addresses: the call's own cost, then
+        :meth:`change`. Same return value.
+
+        One page already mapped by a PTE (every secretmem fault and free) takes
+        :meth:`change_pte`'s steps inline: this is the model's hottest path.
+        """
+        led = self.ledger
+        led.cpa_calls += 1
+        led.cpa_cycles += self.c_call
+        led.total_cycles += self.c_call
+        if numpages != 1 or (pfn >> PMD_ORDER) not in self.split_pmd:
+            return self.change(pfn, numpages, set_mask, clr_mask)
+        pte_prot = self.pte_prot  # change_pte(), inlined
+        old = pte_prot.get(pfn, PAGE_KERNEL)
+        new = (old & ~clr_mask) | set_mask
+        if not new & _PAGE_PRESENT:
+            new &= _NOT_GLOBAL
+        if new == old:
+            return False, 0
+        if new == PAGE_KERNEL:
+            del pte_prot[pfn]
+        else:
+            pte_prot[pfn] = new
+        led.cpa_cycles += self.c_pte
+        led.total_cycles += self.c_pte
+        if self.exec_pfns and new & _PAGE_RW and new & _PAGE_PRESENT and pfn in self.exec_pfns:
+            self._wx(pfn, 1)
+        return True, 0
+
     def change(self, pfn: int, numpages: int, set_mask: int, clr_mask: int) -> tuple[bool, int]:
         """__change_page_attr_set_clr() over ``numpages`` direct-map pages from ``pfn``.
 
         Returns (something changed, so CPA_FLUSHTLB; error: 0 or ENOMEM when a split could
         not get its page-table page). As in the kernel, entries changed before a failure stay
-        changed. (The kernel facade takes a single already-split page to :meth:`change_pte`
-        itself: the hot secretmem case.)
+        changed. No call cost: :meth:`cpa` charges it; alias processing reuses this.
         """
         end = pfn + numpages
         changed = 0

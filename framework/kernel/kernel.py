@@ -411,17 +411,16 @@ class Kernel:
         self.ledger.charge("flush_local", self.costs["invlpg"] * nr_pages)
 
     # -- CPA on the direct map -----------------------------------------------------------
-    def _cpa_direct(self, pfn: int, nr: int, set_mask: int, clr_mask: int) -> tuple[bool, int]:
+    def _cpa_fails(self) -> bool:
+        """``--set faults.cpa_fail_rate``: this CPA call fails with -ENOMEM before it changes
+        anything (it is still counted and charged)."""
+        if not self.faults.fail_cpa(self.rng):
+            return False
         led = self.ledger
         led.cpa_calls += 1
         led.cpa_cycles += self.c_cpa_call
         led.total_cycles += self.c_cpa_call
-        if self.cpa_faults and self.faults.fail_cpa(self.rng):
-            return False, ENOMEM
-        dm = self.directmap
-        if nr == 1 and (pfn >> PMD_ORDER) in dm.split_pmd:  # DirectMap.change(), 4 KiB case
-            return dm.change_pte(pfn, set_mask, clr_mask) > 0, 0
-        return dm.change(pfn, nr, set_mask, clr_mask)
+        return True
 
     def set_direct_map_invalid_noflush(self, pfn: int, nr: int = 1) -> int:
         """set_direct_map_invalid_noflush(): clear PRESENT|RW, no flush but a split's own.
@@ -429,11 +428,15 @@ class Kernel:
         ``nr > 1`` is ``set_direct_map_valid_noflush(page, nr, false)`` (later kernels).
         Returns 0 or -ENOMEM.
         """
-        return self._cpa_direct(pfn, nr, 0, _PRESENT_RW)[1]
+        if self.cpa_faults and self._cpa_fails():
+            return ENOMEM
+        return self.directmap.cpa(pfn, nr, 0, _PRESENT_RW)[1]
 
     def set_direct_map_default_noflush(self, pfn: int, nr: int = 1) -> int:
         """set_direct_map_default_noflush(): set PRESENT|RW (GLOBAL is not restored)."""
-        return self._cpa_direct(pfn, nr, _PRESENT_RW, 0)[1]
+        if self.cpa_faults and self._cpa_fails():
+            return ENOMEM
+        return self.directmap.cpa(pfn, nr, _PRESENT_RW, 0)[1]
 
     def set_memory_np(self, pfn: int, nr: int) -> int:
         """set_memory_np() on a direct-map range: change, vm_unmap_aliases, cpa_flush."""
@@ -446,7 +449,9 @@ class Kernel:
     def _set_memory_direct(self, pfn: int, nr: int, set_mask: int, clr_mask: int) -> int:
         """change_page_attr_set_clr() on direct-map addresses (no alias to process)."""
         self.vm_unmap_aliases()
-        changed, err = self._cpa_direct(pfn, nr, set_mask, clr_mask)
+        if self.cpa_faults and self._cpa_fails():
+            return ENOMEM
+        changed, err = self.directmap.cpa(pfn, nr, set_mask, clr_mask)
         if changed:
             self.cpa_flush(nr, False)
         return err
