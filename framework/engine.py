@@ -126,6 +126,26 @@ def _on_background(cell: Cell, reg: Registry, spec: MachineSpec, workload: Workl
     return with_background(events, load, background_rng(cell.seed)), bg_p  # type: ignore[arg-type]
 
 
+class SamplesBySite(dict[str, "array[float]"]):
+    """Latency samples of one kind (``kind`` 0: alloc, 1: free) by request site.
+
+    A site seen for the first time gets its ``(alloc, free)`` pair of arrays in ``pairs``;
+    this map then hands out the same array, so the hot path indexes once per event.
+    """
+
+    def __init__(self, pairs: dict[str, tuple[array[float], array[float]]], kind: int) -> None:
+        super().__init__()
+        self.pairs = pairs
+        self.kind = kind
+
+    def __missing__(self, site: str) -> array[float]:
+        pair = self.pairs.get(site)
+        if pair is None:
+            pair = self.pairs[site] = (array("d"), array("d"))
+        found = self[site] = pair[self.kind]
+        return found
+
+
 class Runner:
     """Runs one prepared cell's events through its design."""
 
@@ -140,6 +160,8 @@ class Runner:
         self.live: dict[int, tuple[Allocation, bool, Request]] = {}
         self.failed: set[int] = set()  # ids whose allocation got NULL
         self.latency: dict[str, tuple[array[float], array[float]]] = {}  # site: alloc, free
+        self.alloc_samples = SamplesBySite(self.latency, 0)  # site: alloc samples, same arrays
+        self.free_samples = SamplesBySite(self.latency, 1)
         self.series: list[dict[str, Any]] = []
         self.alloc_failures = 0
         self.pressure_freed = 0
@@ -197,8 +219,7 @@ class Runner:
         if eid < 0:  # ids < 0: the background load's, kept out of the workload's metrics
             self._load_alloc(eid, alloc, mine, req)
             return
-        lat = self.latency.get(req.site) or self.site_latency(req.site)
-        lat[0].append(ledger.total_cycles - before)
+        self.alloc_samples[req.site].append(ledger.total_cycles - before)
         if alloc is None:  # the kernel's NULL: the caller neither writes nor frees it
             self.alloc_failures += 1
             self.failed.add(eid)
@@ -232,13 +253,6 @@ class Runner:
         self.load_pages += alloc.nr_pages()
         self.checker.on_alloc(eid, alloc, req)
 
-    def site_latency(self, site: str) -> tuple[array[float], array[float]]:
-        """The alloc and free latency samples of one request site."""
-        found = self.latency.get(site)
-        if found is None:
-            found = self.latency[site] = (array("d"), array("d"))
-        return found
-
     def on_free(self, event: Event) -> None:
         eid = event[1]  # event.id
         entry = self.live.pop(eid, None)
@@ -263,8 +277,7 @@ class Runner:
         if eid < 0:  # the background load's
             self.load_pages -= alloc.nr_pages()
             return
-        lat = self.latency.get(req.site) or self.site_latency(req.site)
-        lat[1].append(ledger.total_cycles - before)
+        self.free_samples[req.site].append(ledger.total_cycles - before)
         self.live_bytes -= req.size
 
     def on_write(self, event: Event) -> None:

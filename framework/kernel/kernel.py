@@ -117,6 +117,7 @@ class Kernel:
         self.c_shootdown = costs["shootdown_base"] + costs["shootdown_per_cpu"] * (self.cpus - 1)
         self.cpa_faults = bool(self.faults.cpa_fail_rate)
         self.single_node = spec.nodes == 1
+        self.other_cpus = self.cpus - 1
 
     def _build_zones(self) -> list[Zone]:
         per_node = self.spec.mem_pages // self.spec.nodes
@@ -392,7 +393,7 @@ class Kernel:
         local = self.c_invlpg * nr_pages
         led.flush_local_cycles += local  # Ledger.charge(), inlined on the hot path
         led.total_cycles += local
-        others = self.cpus - 1
+        others = self.other_cpus
         if others:  # _shootdown(), inlined
             led.tlb_ipis += others
             led.shootdown_cycles += self.c_shootdown
