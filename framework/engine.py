@@ -155,7 +155,7 @@ class Runner:
         self.allocator = setup.allocator
         self.statusquo = StatusQuo(setup.kernel)
         self.checker = Checker(setup.kernel)
-        self.covers = setup.allocator.covers  # a class constant: read once, not per event
+        self.covers = setup.allocator.covers  # fixed once the design is built: read it once
         self.ledger = setup.kernel.ledger
         self.live: dict[int, tuple[Allocation, bool, Request]] = {}
         self.failed: set[int] = set()  # ids whose allocation got NULL
