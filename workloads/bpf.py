@@ -45,6 +45,7 @@ Parameters (``--set bpf.KEY=VALUE``):
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -88,9 +89,9 @@ class Bpf(Workload):
 
     def events(self, rng: np.random.Generator) -> Iterator[Event]:
         """Yield load (alloc + write) and unload (free) events; all freed by the end."""
-        return sampled(self._stream(rng), self.config["sample_every"])
+        return sampled(chain.from_iterable(self._batches(rng)), self.config["sample_every"])
 
-    def _stream(self, rng: np.random.Generator) -> Iterator[Event]:
+    def _batches(self, rng: np.random.Generator) -> Iterator[list[Event]]:
         cfg = self.config
         started = 0
         loaded: list[list[int]] = []
@@ -104,7 +105,7 @@ class Bpf(Workload):
                 loaded.append(ids)
             else:
                 evs = [Event(FREE, pid) for pid in loaded.pop(int(rng.integers(len(loaded))))]
-            yield from evs
+            yield evs
 
     def proglen(self, rng: np.random.Generator) -> int:
         """One JITed program length in bytes: log-normal with mean ``mean_bytes``, cut."""

@@ -33,6 +33,7 @@ Parameters (``--set guest.KEY=VALUE``):
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import chain
 from typing import Any
 
 import attrs
@@ -85,9 +86,9 @@ class Guest(Workload):
 
     def events(self, rng: np.random.Generator) -> Iterator[Event]:
         """Yield fault (alloc + write) and teardown (free) events; all freed by the end."""
-        return sampled(self._stream(rng), self.config["sample_every"])
+        return sampled(chain.from_iterable(self._batches(rng)), self.config["sample_every"])
 
-    def _stream(self, rng: np.random.Generator) -> Iterator[Event]:
+    def _batches(self, rng: np.random.Generator) -> Iterator[list[Event]]:
         cfg = self.config
         started = 0
         alive: list[_Vm] = []
@@ -105,7 +106,7 @@ class Guest(Workload):
                 next_id += 1
             else:
                 evs = [Event(FREE, aid) for aid in alive.pop(i).ids]  # kvm_gmem_release()
-            yield from evs
+            yield evs
 
     def _fault(self, vm: _Vm, aid: int) -> list[Event]:
         """kvm_gmem_get_folio(): one folio of ``chunk_kib``, then the guest writes it."""

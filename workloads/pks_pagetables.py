@@ -35,6 +35,7 @@ Parameters (``--set pks-pagetables.KEY=VALUE``):
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -77,9 +78,9 @@ class PksPagetables(Workload):
 
     def events(self, rng: np.random.Generator) -> Iterator[Event]:
         """Yield process start (alloc + write per page) and exit (free) events."""
-        return sampled(self._stream(rng), self.config["sample_every"])
+        return sampled(chain.from_iterable(self._batches(rng)), self.config["sample_every"])
 
-    def _stream(self, rng: np.random.Generator) -> Iterator[Event]:
+    def _batches(self, rng: np.random.Generator) -> Iterator[list[Event]]:
         cfg = self.config
         nodes = self.machine.nodes
         started = 0
@@ -95,7 +96,7 @@ class PksPagetables(Workload):
                 alive.append(ids)
             else:
                 evs = [Event(FREE, pid) for pid in alive.pop(int(rng.integers(len(alive))))]
-            yield from evs
+            yield evs
 
     def footprint(self, rng: np.random.Generator) -> int:
         """Page-table pages of one process: log-normal with mean ``mean_pages``, cut."""
