@@ -14,7 +14,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
-from framework.kernel.consts import MAX_ORDER, MIGRATE_MOVABLE, PAGE_KERNEL
+from framework.kernel.consts import (
+    _PAGE_GLOBAL,
+    _PAGE_NX,
+    _PAGE_PKEY,
+    _PAGE_PRESENT,
+    _PAGE_RW,
+    MAX_ORDER,
+    MIGRATE_MOVABLE,
+    PAGE_KERNEL,
+)
 from framework.kernel.kernel import Kernel
 from framework.machine.costs import resolve_costs
 from tests.conftest import small_spec
@@ -113,3 +122,33 @@ def test_direct_map_counters_agree(changes: list[tuple[int, int, bool]]) -> None
             if p < 4 << 18:
                 assert dm.is_present(p) == (p not in absent)
     assert dm.prot(0) == PAGE_KERNEL
+
+
+MASKS = st.sampled_from([_PAGE_PRESENT, _PAGE_RW, _PAGE_NX, _PAGE_GLOBAL, _PAGE_PKEY,
+                         _PAGE_PRESENT | _PAGE_RW, 0])
+
+
+def _table_state(k: Kernel) -> tuple[object, ...]:
+    dm, led = k.directmap, k.ledger
+    return (dict(dm.pte_prot), dict(dm.pmd_prot), dict(dm.pud_prot), set(dm.split_pmd),
+            set(dm.split_pud), dm.nr_4k, dm.nr_2m, dm.nr_1g, led.counters(), dict(led.cycles),
+            led.total_cycles, sorted(k.allocated.items()))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(16384, 16384 + 1535), st.integers(1, 3), MASKS, MASKS),
+                min_size=1, max_size=25))
+def test_one_page_cpa_inline_equals_the_general_walk(
+        changes: list[tuple[int, int, int, int]]) -> None:
+    """``DirectMap.cpa`` writes the one-page, PTE-mapped case inline; it must leave the
+    tables, counters, cycles and page-table pages exactly as charging the call and running
+    the general ``DirectMap.change`` walk does, and return the same value, for any sequence
+    of changes (pfns over three 2 MiB regions, so splits, in-place and PTE changes mix)."""
+    fast = Kernel(small_spec(), resolve_costs({}))
+    walk = Kernel(small_spec(), resolve_costs({}))
+    for pfn, nr, set_mask, clr_mask in changes:
+        got = fast.directmap.cpa(pfn, nr, set_mask, clr_mask)
+        walk.ledger.cpa_calls += 1
+        walk.ledger.charge("cpa", walk.costs["cpa_call"])
+        assert got == walk.directmap.change(pfn, nr, set_mask, clr_mask)
+        assert _table_state(fast) == _table_state(walk)
