@@ -12,7 +12,8 @@ Modelled (on the v6.3 kernel model, as if the three patches were applied to it):
   row is UNMOVABLE, RECLAIMABLE, MOVABLE; the three other types take it last.
   ``can_steal_fallback()`` says yes for it, but ``steal_suitable_fallback()`` jumps to
   ``single_page`` for it: only the found free block moves to the UNMAPPED lists, the
-  pageblock keeps its type ("handled later in get_page_from_freelist()").
+  pageblock keeps its type ("handled later in get_page_from_freelist()"). The model's
+  ``Kernel.add_migratetype(single_page=True)`` is that jump.
 - Conversion, ``set_pageblock_unmapped()`` in ``get_page_from_freelist()``: when an
   ``__GFP_UNMAPPED`` page comes from a pageblock that is not ``MIGRATE_UNMAPPED``,
   ``set_direct_map_invalid_noflush()`` then ``set_direct_map_default_noflush()`` on that page
@@ -44,10 +45,6 @@ Simplified, and why:
 
 - No per-cpu lists (the kernel model has none): the RFC puts UNMAPPED below
   ``MIGRATE_PCPTYPES``, so ``rmqueue_bulk()`` would pull a batch of UNMAPPED pages at once.
-- The model's ``Zone.steal_suitable_fallback()`` claims whole pageblocks for any type when
-  it steals a block of order >= ``pageblock_order`` and has no per-type "single page only"
-  switch; the plugin undoes that claim right after the allocation (restoring the types the
-  blocks had), which gives the RFC's state.
 - Conversion failure: the posted code calls ``move_to_free_list()`` on the page that
   ``rmqueue()`` already unlinked (for order 0, off a pcp list), which in C corrupts the list
   and leaves ``nr_free`` short. No reviewer raised it; the model does what the code intends:
@@ -72,7 +69,7 @@ import attrs
 
 from framework.allocator import Allocator
 from framework.hookspecs import hookimpl
-from framework.kernel.buddy import NO_PAGE, TOP, Zone
+from framework.kernel.buddy import NO_PAGE, Zone
 from framework.kernel.callsites import MODULE_SITES, StatusQuo
 from framework.kernel.consts import (
     MAX_ORDER,
@@ -120,6 +117,7 @@ class UnmappedMigratetype:
             fallbacks=(MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_MOVABLE),
             taken_last_by=(MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE),
             steal_policy=self.can_steal_fallback,
+            single_page=True,  # steal_suitable_fallback(): is_migrate_unmapped -> single_page
         )
         self.marker = kernel.register_pageblock_flag("migrate_unmapped", PB_MARKER_BIT)
         kernel.register_free_hook(self.marker, self.free_pages_prepare)
@@ -130,9 +128,9 @@ class UnmappedMigratetype:
         """mm/page_alloc.c can_steal_fallback() for every type, UNMAPPED included.
 
         The RFC answers true for UNMAPPED, then ``steal_suitable_fallback()`` goes to
-        ``single_page`` for it before anything uses the answer. In the model's Zone a false
-        answer is that single-page move (for blocks below pageblock_order; larger ones are
-        un-claimed in :meth:`alloc_pages`), so UNMAPPED gets false here.
+        ``single_page`` for it before anything uses the answer (``single_page=True`` above),
+        so the answer for UNMAPPED changes nothing; it is false here, as it was before the
+        model had that switch.
         """
         if start_mt == self.mt:
             return False
@@ -141,42 +139,14 @@ class UnmappedMigratetype:
         return (order >= PAGEBLOCK_ORDER // 2 or start_mt == MIGRATE_RECLAIMABLE
                 or start_mt == MIGRATE_UNMOVABLE)
 
-    def _claim_snapshot(self, order: int) -> dict[int, dict[int, int]]:
-        """Pageblock types of every zone that will have to fall back for this request."""
-        mt = self.mt
-        before = {}
-        for zone in self.kernel.zones:
-            area = zone.free_area  # UNMAPPED lists hold no untouched blocks: plain dicts
-            for o in range(order, MAX_ORDER):
-                if area[o][mt]:
-                    break
-            else:
-                before[zone.node] = dict(zone.pageblock_mt)
-        return before
-
-    def _unclaim(self, zone: Zone, pfn: int, before: dict[int, int]) -> None:
-        """steal_suitable_fallback(): ``goto single_page`` for UNMAPPED, so no block is claimed.
-
-        A steal of order >= pageblock_order lies in the MAX_ORDER - 1 block holding the
-        allocated page; restore the types its pageblocks had before the allocation.
-        """
-        first = (pfn >> TOP << TOP) >> PAGEBLOCK_ORDER
-        for block in range(first, first + (1 << (TOP - PAGEBLOCK_ORDER))):
-            old = before.get(block, MIGRATE_MOVABLE)
-            if zone.pageblock_mt.get(block) == self.mt and old != self.mt:
-                zone.set_pageblock_migratetype(block << PAGEBLOCK_ORDER, old)
-
     # -- allocation ----------------------------------------------------------------------
     def alloc_pages(self, order: int, node: int | None, zero: bool) -> int:
         """__alloc_pages(gfp | __GFP_UNMAPPED): the head pfn, unmapped, or NO_PAGE (NULL)."""
         kernel = self.kernel
-        before = self._claim_snapshot(order)
         pfn = kernel.alloc_pages(order, self.mt, node)  # rmqueue(); zeroing comes below
         if pfn == NO_PAGE:
             return NO_PAGE
         zone = kernel.zone_of(pfn)
-        if zone.node in before:
-            self._unclaim(zone, pfn, before[zone.node])
         if self.set_pageblock_unmapped(zone, pfn, order):  # get_page_from_freelist()
             return NO_PAGE
         if zero:

@@ -17,6 +17,7 @@ from framework.kernel.consts import (
     _PAGE_NX,
     _PAGE_PRESENT,
     _PAGE_RW,
+    MIGRATE_MOVABLE,
     MIGRATE_UNMOVABLE,
     PAGE_KERNEL,
 )
@@ -249,8 +250,6 @@ def test_kprobe_insn_slots_share_a_page(kernel: Kernel) -> None:
 def test_order10_to_tail_while_untouched_blocks_remain() -> None:
     """__free_pages_ok(FPI_TO_TAIL) of an order-10 block while boot blocks are still
     untouched lists it after them; counted once: free + allocated + reserved == RAM."""
-    from framework.kernel.consts import MIGRATE_MOVABLE
-
     k = Kernel(small_spec(mem_gib=1), resolve_costs({}))
     free_before = k.buddy_free_pages()
     pfn = k.alloc_pages(10, MIGRATE_MOVABLE)
@@ -259,3 +258,24 @@ def test_order10_to_tail_while_untouched_blocks_remain() -> None:
     assert k.check_conservation() == 0
     assert k.buddy_free_pages() == free_before
     assert k.zones[0].nr_free_at(10) == free_before >> 10
+
+
+def test_added_migratetype_single_page_steal_claims_no_pageblock() -> None:
+    """An added type with ``single_page=True`` falling back on a fresh machine.
+
+    Its lists are empty, so __rmqueue_fallback (ALLOC_NOFRAGMENT: min_order 9) finds the
+    largest MOVABLE block, the order-10 block at 16384 (64 MiB reserved), as in
+    ``test_one_secretmem_page``. Without the switch, an order >= pageblock_order steal claims
+    both pageblocks (32 and 33) for the new type; with it, only the free block moves to the
+    new type's lists and both pageblocks stay MOVABLE. Either way expand() hands out 16384
+    and leaves one free block of each order 0..9 on the new type's lists (1023 pages).
+    """
+    for single_page, claimed in ((False, {32: 3, 33: 3}), (True, {})):
+        k = Kernel(small_spec(), resolve_costs({}))
+        mt = k.add_migratetype(fallbacks=(MIGRATE_MOVABLE,), single_page=single_page)
+        assert mt == 3
+        assert k.alloc_pages(0, mt) == FIRST
+        zone = k.zones[0]
+        assert {b: t for b, t in zone.pageblock_mt.items() if b in (32, 33)} == claimed
+        assert [len(zone.free_area[o][mt]) for o in range(10)] == [1] * 10
+        assert zone.free_area[9][mt] and next(iter(zone.free_area[9][mt])) == FIRST + 512

@@ -61,6 +61,7 @@ class Zone:
         "pristine_end",
         "pristine_gone",
         "pristine_next",
+        "single_page_types",
         "start_pfn",
         "steal_policy",
     )
@@ -82,6 +83,7 @@ class Zone:
         self.movable_used: dict[int, int] = {}
         self.fallbacks = fallbacks
         self.steal_policy: Callable[[int, int], bool] | None = None
+        self.single_page_types: set[int] = set()  # steal one free block, never a pageblock
         self.ledger = ledger
         self.c_op = costs["buddy_op"]
         self.c_step = costs["buddy_step"]
@@ -303,6 +305,9 @@ class Zone:
 
     def steal_suitable_fallback(self, pfn: int, start_mt: int, whole_block: bool) -> None:
         """steal_suitable_fallback(): claim whole pageblocks when enough of them is free/alike."""
+        if start_mt in self.single_page_types:  # an added type's "goto single_page" first
+            self._move(pfn, start_mt)
+            return
         current = self.buddy[pfn] & 15
         old_mt = self.get_pageblock_migratetype(pfn)
         if current >= PAGEBLOCK_ORDER:  # Take ownership for orders >= pageblock_order

@@ -131,12 +131,16 @@ class Kernel:
 
     # -- extension points ----------------------------------------------------------------
     def add_migratetype(self, fallbacks: tuple[int, ...], taken_last_by: tuple[int, ...] = (),
-                        steal_policy: Callable[[int, int], bool] | None = None) -> int:
+                        steal_policy: Callable[[int, int], bool] | None = None,
+                        single_page: bool = False) -> int:
         """Add a migratetype (e.g. ``MIGRATE_UNMAPPED``) with its own free lists.
 
         :param fallbacks: the new type's row of the ``fallbacks`` table.
         :param taken_last_by: existing types that may fall back to the new one, last.
         :param steal_policy: replaces ``can_steal_fallback()`` when given.
+        :param single_page: when the new type falls back, ``steal_suitable_fallback()`` moves
+            only the free block it found to the new type's lists and claims no pageblock,
+            whatever the block's order (a ``goto single_page`` at its top).
         :returns: the new migratetype number.
         """
         mt = self.nr_migratetypes
@@ -145,6 +149,8 @@ class Kernel:
             zone.add_migratetype()
             if steal_policy is not None:
                 zone.steal_policy = steal_policy
+            if single_page:
+                zone.single_page_types.add(mt)
         self.fallbacks[mt] = fallbacks
         for other in taken_last_by:
             self.fallbacks[other] = (*self.fallbacks[other], mt)
