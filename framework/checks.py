@@ -41,11 +41,22 @@ class Violation:
 
 
 class Checker:
-    """Keeps the owner of every handed-out page and byte range and judges each event."""
+    """Keeps the owner of every handed-out page and byte range and judges each event.
+
+    Ownership is kept per page for order-0 blocks (:attr:`owner`) and per block for larger
+    ones (:attr:`big`, with their heads sorted in :attr:`big_heads`), so a machine filled with
+    2 MiB folios costs one entry per folio, not 512. A block that turns out to overlap
+    another owned page or block is split into per-page entries first, so every overlap is
+    judged page by page exactly as if all ownership were per page. :meth:`pages` gives the
+    per-page view.
+    """
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
-        self.owner: dict[int, int] = {}
+        self.owner: dict[int, int] = {}  # pfn -> allocation id, pages owned one by one
+        self.big: dict[int, tuple[int, int]] = {}  # head pfn -> (pages, id), owned whole
+        self.big_heads: list[int] = []  # the keys of big, sorted
+        self.big_pages = 0
         self.range_starts: list[int] = []
         self.range_ends: dict[int, int] = {}
         self.counts: dict[str, int] = dict.fromkeys(RULES, 0)
@@ -75,6 +86,8 @@ class Checker:
             p = blocks[0][0]
             owner = self.owner
             kernel = self.kernel
+            if self.big_heads:  # inside a block owned whole? Then judge it page by page
+                self._split_big(p, p + 1)
             if p in owner:
                 self.record("double_alloc", p, f"already owned by allocation {owner[p]}")
             elif p not in kernel.allocated and kernel.zone_of(p).block_is_free(p):
@@ -100,14 +113,51 @@ class Checker:
         owner = self.owner
         kernel = self.kernel
         for pfn, order in alloc.blocks:
+            end = pfn + (1 << order)
+            if self.big_heads:
+                self._split_big(pfn, end)
             held = self._held_whole(pfn, order)
-            for p in range(pfn, pfn + (1 << order)):
+            if order and not any(p in owner for p in range(pfn, end)):
+                self._own_whole(aid, pfn, end, held)  # no overlap: one entry for the block
+                continue
+            for p in range(pfn, end):
                 if p in owner:
                     self.record("double_alloc", p, f"already owned by allocation {owner[p]}")
                 elif not held and p not in kernel.allocated and (
                         kernel.zone_of(p).block_is_free(p)):
                     self.record("conservation", p, "handed out a page that is buddy-free")
                 owner[p] = aid
+
+    def _own_whole(self, aid: int, pfn: int, end: int, held: bool) -> None:
+        """Own ``[pfn, end)``, which overlaps nothing owned, as one block (rule 1 per page
+        unless the buddy handed it out whole)."""
+        kernel = self.kernel
+        if not held:
+            for p in range(pfn, end):
+                if p not in kernel.allocated and kernel.zone_of(p).block_is_free(p):
+                    self.record("conservation", p, "handed out a page that is buddy-free")
+        self.big[pfn] = (end - pfn, aid)
+        bisect.insort(self.big_heads, pfn)
+        self.big_pages += end - pfn
+
+    def _split_big(self, start: int, end: int) -> None:
+        """Turn every block owned whole that overlaps ``[start, end)`` into per-page entries."""
+        heads = self.big_heads
+        i = bisect.bisect_right(heads, start)
+        if i and heads[i - 1] + self.big[heads[i - 1]][0] > start:
+            i -= 1  # the block before start reaches into the range
+        while i < len(heads) and heads[i] < end:
+            head = heads.pop(i)
+            pages, aid = self.big.pop(head)
+            self.big_pages -= pages
+            self.owner.update(dict.fromkeys(range(head, head + pages), aid))
+
+    def pages(self) -> dict[int, int]:
+        """Every owned page and its allocation id (blocks owned whole expanded)."""
+        out = dict(self.owner)
+        for head, (pages, aid) in self.big.items():
+            out.update(dict.fromkeys(range(head, head + pages), aid))
+        return out
 
     def _held_whole(self, pfn: int, order: int) -> bool:
         """Does one block the buddy handed out contain all of ``[pfn, pfn + 2^order)``?
@@ -163,7 +213,15 @@ class Checker:
             self.check_unmapped(alloc)
         owner = self.owner
         for pfn, order in alloc.blocks:
-            for p in range(pfn, pfn + (1 << order)):
+            end = pfn + (1 << order)
+            if self.big.get(pfn, (0,))[0] == end - pfn:  # owned whole: forget the block
+                del self.big[pfn]
+                del self.big_heads[bisect.bisect_left(self.big_heads, pfn)]
+                self.big_pages -= end - pfn
+                continue
+            if self.big_heads:
+                self._split_big(pfn, end)
+            for p in range(pfn, end):
                 owner.pop(p, None)
         if alloc.vaddr and not alloc.blocks:
             i = bisect.bisect_left(self.range_starts, alloc.vaddr)
@@ -183,7 +241,7 @@ class Checker:
         if gap:
             self.record("conservation", 0, f"free + allocated + reserved differs from RAM "
                         f"by {gap} pages")
-        accounted = len(self.owner) + held_pages + len(kernel.pt_pfns)
+        accounted = len(self.owner) + self.big_pages + held_pages + len(kernel.pt_pfns)
         if accounted != kernel.nr_allocated:
             self.record("conservation", 0, f"{kernel.nr_allocated} pages allocated from the "
                         f"buddy but {accounted} accounted for (live + cached + page tables)")

@@ -92,7 +92,7 @@ def test_512_secretmem_posted() -> None:
     }
     assert k.pt_pfns == {16896}
     assert result["violation_counts"] == {"unmapped_present": 511}
-    assert runner.checker.owner.keys() == set(range(FIRST, FIRST + 512))
+    assert runner.checker.pages().keys() == set(range(FIRST, FIRST + 512))
     stats = result["stats"]
     assert stats["Free"] == [0] * 11 and stats["Cached"] == row(9)
     assert stats["Released"] == [0] * 11
@@ -176,7 +176,7 @@ def test_free_then_realloc_fixed_is_clean() -> None:
               Event(ALLOC, 2, SECRET)]
     runner, result = run(events, "fixed")
     assert result["violation_counts"] == {}
-    assert runner.checker.owner == {FIRST: 2}
+    assert runner.checker.pages() == {FIRST: 2}
     assert counters(runner.kernel) == {
         **BOOT, "l2": 0, "l3": 0, "pt": 2, "flush_all": 1, "flush_range": 0,
         "flush_local": 1, "ipis": 3, "cpa": 1, "zeroed": 513,
@@ -266,7 +266,7 @@ def test_stolen_after_partial_release_posted() -> None:
     assert result["violation_counts"] == {"unmapped_present": 2, "not_zeroed": 1}
     assert where(result, "unmapped_present") == [FIRST + 1, FIRST]
     assert where(result, "not_zeroed") == [FIRST]
-    assert runner.checker.owner[16897] == 3
+    assert runner.checker.pages()[16897] == 3
     stats = result["stats"]
     assert stats["Released"] == row(0) and stats["stolen_pages"] == 1
     assert runner.kernel.get_pageblock_flags(FIRST) & PB_MASK
@@ -284,7 +284,7 @@ def test_stolen_after_partial_release_fixed() -> None:
     runner, result = run(stolen_after_release(), "fixed")
     assert result["violation_counts"] == {}
     assert result["stats"]["stolen_pages"] == 1
-    assert runner.checker.owner[FIRST] == 5
+    assert runner.checker.pages()[FIRST] == 5
     assert counters(runner.kernel) == {
         "DirectMap4k": 4096, "DirectMap2M": 1044480, "DirectMap1G": 3145728, "l2": 1, "l3": 0,
         "pt": 3, "flush_all": 2, "flush_range": 1, "flush_local": 1, "ipis": 9, "cpa": 3,
@@ -321,7 +321,7 @@ def test_stolen_page_allocated_before_the_block_was_marked(
     """
     runner, result = run(stolen_before_marking(), variant, refill_order=4)
     assert result["violation_counts"] == violations
-    assert runner.checker.owner[16400] == 2 and runner.checker.owner[FIRST] == 3
+    assert runner.checker.pages()[16400] == 2 and runner.checker.pages()[FIRST] == 3
     assert runner.kernel.pt_pfns == {16385}
     stats = result["stats"]
     assert stats["Cached"] == row(4) and stats["stolen_pages"] == 1
@@ -362,7 +362,7 @@ def test_module_posted() -> None:
         "zeroed": 512,
     }
     assert result["stats"]["lock_round_trips"] == 11 and result["stats"]["refills"] == 1
-    assert runner.checker.owner == {FIRST: 3}
+    assert runner.checker.pages() == {FIRST: 3}
     assert k.directmap.prot(FIRST + 3) == _PAGE_PRESENT | _PAGE_RW | _PAGE_NX
 
 

@@ -93,7 +93,7 @@ def test_free_then_realloc_is_cleared_at_hand_out(free_hook: int) -> None:
               Event(ALLOC, 2, SECRET)]
     runner, result = run(events, free_hook=free_hook)
     assert result["violation_counts"] == {}
-    assert runner.checker.owner == {FIRST: 2}
+    assert runner.checker.pages() == {FIRST: 2}
     assert result["stats"]["zeroed_at_handout"] == 1
     assert counters(runner.kernel) == {
         **BOOT, "l2": 0, "l3": 0, "pt": 2, "flush_all": 1, "flush_range": 0,
@@ -113,7 +113,7 @@ def test_guest_memory_is_not_zeroed() -> None:
               Event(ALLOC, 2, SECRET), Event(ALLOC, 3, guest_4k)]
     runner, result = run(events)
     assert result["violation_counts"] == {}
-    assert runner.checker.owner == {FIRST: 2, FIRST + 1: 3}
+    assert runner.checker.pages() == {FIRST: 2, FIRST + 1: 3}
     assert FIRST + 1 in runner.kernel.dirty
     assert result["stats"]["zeroed_at_handout"] == 1
     assert counters(runner.kernel)["zeroed"] == 513
@@ -142,7 +142,7 @@ def test_partial_refill_and_the_free_hook(free_hook: int, owner: int, stolen: in
               Event(FREE, 1), Event(ALLOC, 3, SECRET)]
     runner, result = run(events, free_hook=free_hook, refill_order=4)
     assert result["violation_counts"] == {}
-    assert runner.checker.owner[16400] == 2 and runner.checker.owner[owner] == 3
+    assert runner.checker.pages()[16400] == 2 and runner.checker.pages()[owner] == 3
     assert result["stats"]["stolen_pages"] == stolen
     assert runner.kernel.get_pageblock_flags(FIRST) & PB_MASK
     got = counters(runner.kernel)

@@ -1,0 +1,61 @@
+"""The checker's ownership: whole blocks as one entry, overlaps judged page by page."""
+
+from __future__ import annotations
+
+from framework.checks import Checker
+from framework.kernel.consts import MIGRATE_UNMOVABLE
+from framework.kernel.kernel import Kernel
+from framework.machine.costs import resolve_costs
+from framework.request import Allocation, Request
+from tests.conftest import small_spec
+
+FIRST = 16384  # first free pfn after the 64 MiB reservation
+REQ = Request("kernel", 4096, "RW", zero=False)
+
+
+def test_whole_blocks_are_one_entry_and_overlaps_are_judged_per_page() -> None:
+    """On a fresh 4 GiB machine an order-2 UNMOVABLE allocation gets pfn 16384 (the first
+    order-10 block, stolen and split). Owning it takes one entry. A page inside it handed to
+    allocation 2 is one double_alloc (owner 1) and turns the block into per-page entries; an
+    order-1 block at 16384 for allocation 3 then overlaps two pages, owned by 1 and 2: two
+    more. Each step the owned pages equal what the buddy handed out (4), so the accounting
+    check is silent; freeing allocation 1 forgets its four pages (as per-page ownership
+    always did), leaving nothing owned."""
+    k = Kernel(small_spec(), resolve_costs({}))
+    pfn = k.alloc_pages(2, MIGRATE_UNMOVABLE)
+    assert pfn == FIRST
+    c = Checker(k)
+    first = Allocation(((pfn, 2),), 0, 16384)
+    c.on_alloc(1, first, REQ)
+    assert (c.big, c.owner, c.big_pages) == ({pfn: (4, 1)}, {}, 4)
+    assert c.pages() == dict.fromkeys(range(pfn, pfn + 4), 1)
+    c.check_state(0)
+    c.on_alloc(2, Allocation(((pfn + 1, 0),), 0, 4096), REQ)
+    assert (c.big, c.big_heads, c.big_pages) == ({}, [], 0)
+    assert c.owner == {pfn: 1, pfn + 1: 2, pfn + 2: 1, pfn + 3: 1}
+    c.on_alloc(3, Allocation(((pfn, 1),), 0, 8192), REQ)
+    assert [(v.rule, v.where, v.detail[-12:]) for v in c.kept] == [
+        ("double_alloc", pfn + 1, "allocation 1"),
+        ("double_alloc", pfn, "allocation 1"),
+        ("double_alloc", pfn + 1, "allocation 2"),
+    ]
+    c.check_state(0)
+    assert c.counts["conservation"] == 0
+    c.on_free(first)
+    assert c.pages() == {}
+
+
+def test_a_block_beside_a_whole_block_stays_whole() -> None:
+    """Two adjacent order-1 blocks (16384 and 16386, from one order-2 allocation split by
+    the design) overlap nothing: two entries, no violation, and freeing one leaves the
+    other whole."""
+    k = Kernel(small_spec(), resolve_costs({}))
+    pfn = k.alloc_pages(2, MIGRATE_UNMOVABLE)
+    c = Checker(k)
+    left, right = Allocation(((pfn, 1),), 0, 8192), Allocation(((pfn + 2, 1),), 0, 8192)
+    c.on_alloc(1, left, REQ)
+    c.on_alloc(2, right, REQ)
+    assert (c.big, c.big_heads, c.owner) == ({pfn: (2, 1), pfn + 2: (2, 2)}, [pfn, pfn + 2], {})
+    assert sum(c.counts.values()) == 0
+    c.on_free(left)
+    assert (c.big, c.big_heads, c.big_pages) == ({pfn + 2: (2, 2)}, [pfn + 2], 2)
