@@ -279,3 +279,26 @@ def test_added_migratetype_single_page_steal_claims_no_pageblock() -> None:
         assert {b: t for b, t in zone.pageblock_mt.items() if b in (32, 33)} == claimed
         assert [len(zone.free_area[o][mt]) for o in range(10)] == [1] * 10
         assert zone.free_area[9][mt] and next(iter(zone.free_area[9][mt])) == FIRST + 512
+
+
+def test_w_x_still_seen_when_one_of_two_mappings_of_a_page_goes_nx(kernel: Kernel) -> None:
+    """A buggy design maps pfn 16384 (the first UNMOVABLE page) in two module areas A and B
+    (``vmalloc_from`` with a source that returns the same page twice), makes both ROX, then
+    B NX again. A still maps the page executable, so making its direct-map alias writable
+    (``set_direct_map_default_noflush``: PRESENT | RW) is a W^X violation: one
+    ``wx_mapping`` at 16384. After ``vfree(A)`` nothing maps it executable, and the same
+    change records nothing more."""
+    pfn = kernel.alloc_pages(0, MIGRATE_UNMOVABLE)
+    assert pfn == FIRST
+    a = kernel.vmalloc_from(1, 0, lambda order: pfn)
+    b = kernel.vmalloc_from(1, 0, lambda order: pfn)
+    assert a is not None and b is not None
+    assert kernel.set_memory_rox(a.addr, 1) == 0 and kernel.set_memory_rox(b.addr, 1) == 0
+    assert kernel.violations == []
+    kernel.set_memory_nx(b.addr, 1)
+    kernel.set_direct_map_default_noflush(pfn)
+    assert [(rule, where) for rule, where, _ in kernel.violations] == [("wx_mapping", pfn)]
+    kernel.vfree(a)  # no VM_FLUSH_RESET_PERMS (flags 0): only the executable count moves
+    kernel.set_direct_map_invalid_noflush(pfn)
+    kernel.set_direct_map_default_noflush(pfn)
+    assert len(kernel.violations) == 1

@@ -98,7 +98,9 @@ class DirectMap:
         self.alloc_pt_page = alloc_pt_page
         self.free_pt_page = free_pt_page
         self.flush_tlb_all = flush_tlb_all
-        self.exec_pfns: set[int] = set()
+        # pfn -> how many module-area mappings of it are executable (two after a design maps
+        # one page twice: making one of them NX must not hide the other from W^X checks)
+        self.exec_pfns: dict[int, int] = {}
         self.on_wx: Callable[[int], None] | None = None
         self.c_pte = costs["cpa_pte"]
         self.c_call = costs["cpa_call"]
@@ -242,6 +244,18 @@ class DirectMap:
                 self._wx(pfn, size)
             return size
         return ENOMEM if not self.split(pfn, order) else 0
+
+    def exec_gained(self, pfn: int) -> None:
+        """A module-area mapping of ``pfn`` became executable."""
+        self.exec_pfns[pfn] = self.exec_pfns.get(pfn, 0) + 1
+
+    def exec_lost(self, pfn: int) -> None:
+        """A module-area mapping of ``pfn`` stopped being executable (NX, or unmapped)."""
+        left = self.exec_pfns.get(pfn, 0) - 1
+        if left > 0:
+            self.exec_pfns[pfn] = left
+        else:
+            self.exec_pfns.pop(pfn, None)
 
     def _wx(self, pfn: int, numpages: int) -> None:
         if self.on_wx is None:

@@ -557,7 +557,9 @@ class Kernel:
         self.modules.free(area.addr, area.span)
         self.lazy.append((area.addr, area.addr + area.span))  # free_vmap_area_noflush()
         self.lazy_nr += area.span
-        self.directmap.exec_pfns.difference_update(area.pages)
+        for pfn, prot in zip(area.pages, area.prot, strict=True):
+            if not prot & _PAGE_NX:  # its executable mappings go with the area
+                self.directmap.exec_lost(pfn)
         if area.flags & VM_FLUSH_RESET_PERMS:
             self._vm_reset_perms(area)
         elif self.lazy_nr > self.lazy_max:
@@ -651,7 +653,7 @@ class Kernel:
         prots = area.prot
         changed = False
         made_exec: list[int] = []
-        exec_pfns = self.directmap.exec_pfns
+        dm = self.directmap
         for i in range(first, first + nr):
             old = prots[i]
             new = new_prot(old, set_mask, clr_mask)
@@ -661,9 +663,11 @@ class Kernel:
             changed = True
             pfn = area.pages[i]
             if new & _PAGE_NX:
-                exec_pfns.discard(pfn)
+                if not old & _PAGE_NX:
+                    dm.exec_lost(pfn)
                 continue
-            exec_pfns.add(pfn)
+            if old & _PAGE_NX:
+                dm.exec_gained(pfn)
             if new & _PAGE_RW:
                 self.violation("wx_mapping", (area.addr + i) << PAGE_SHIFT, "module area RW+X")
             elif old & _PAGE_NX:
