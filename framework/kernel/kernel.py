@@ -104,7 +104,9 @@ class Kernel:
         self.directmap.on_wx = lambda pfn: self.violation("wx_mapping", pfn, "X alias RW")
         self.modules = VmapSpace(MODULES_VPAGE, MODULES_LEN_PAGES)
         self.areas: dict[int, VmStruct] = {}
-        self.vm_mapped: set[int] = set()  # pfns backing live vmalloc areas
+        # pfn -> how many live vmalloc areas map it (two only after a design's bug: freeing one
+        # area must not hide the other from the bad_free check)
+        self.vm_mapped: dict[int, int] = {}
         self.area_starts: list[int] = []
         self.lazy: list[tuple[int, int]] = []
         self.lazy_nr = 0
@@ -272,7 +274,7 @@ class Kernel:
             self.violation("bad_free", pfn, f"order-{order} free of pages that are not "
                            "allocated (double free, or never handed out)")
             return
-        if self.vm_mapped and not self.vm_mapped.isdisjoint(range(pfn, pfn + (1 << order))):
+        if self.vm_mapped and not self.vm_mapped.keys().isdisjoint(range(pfn, pfn + (1 << order))):
             self.violation("bad_free", pfn, "page freed while a vmalloc area still maps it")
         if movable:
             self._count_movable(pfn, -(1 << order))
@@ -532,7 +534,9 @@ class Kernel:
     def _insert_area(self, area: VmStruct) -> None:
         self.areas[area.addr] = area
         bisect.insort(self.area_starts, area.addr)
-        self.vm_mapped.update(area.pages)
+        mapped = self.vm_mapped
+        for pfn in area.pages:
+            mapped[pfn] = mapped.get(pfn, 0) + 1
 
     def _free_area_pages(self, area: VmStruct) -> None:
         for pfn in area.pages:
@@ -551,7 +555,11 @@ class Kernel:
             return
         del self.areas[area.addr]
         self.area_starts.remove(area.addr)
-        self.vm_mapped.difference_update(area.pages)
+        mapped = self.vm_mapped
+        for pfn in area.pages:
+            left = mapped.pop(pfn, 0) - 1
+            if left > 0:
+                mapped[pfn] = left
         self.ledger.charge("vmap", self.costs["vmap_area"]
                            + self.costs["vmap_page"] * (area.nr_pages >> area.page_order))
         self.modules.free(area.addr, area.span)
