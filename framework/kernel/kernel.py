@@ -565,7 +565,8 @@ class Kernel:
         self.modules.free(area.addr, area.span)
         self.lazy.append((area.addr, area.addr + area.span))  # free_vmap_area_noflush()
         self.lazy_nr += area.span
-        for pfn, prot in zip(area.pages, area.prot, strict=True):
+        # (strict=False: a design's vmalloc_from() order may back more pages than it maps)
+        for pfn, prot in zip(area.pages, area.prot, strict=False):
             if not prot & _PAGE_NX:  # its executable mappings go with the area
                 self.directmap.exec_lost(pfn)
         if area.flags & VM_FLUSH_RESET_PERMS:
