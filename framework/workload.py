@@ -151,6 +151,23 @@ class BackgroundLoad(Protocol):
         """Background events interleaved per event of the workload on top."""
 
 
+def start_next(rng: np.random.Generator, started: int, total: int, live: int,
+               concurrent: int) -> bool:
+    """One step of a churn workload: start a new process, app or VM (True) or act on a live one.
+
+    Starts while fewer than ``total`` have started and fewer than ``concurrent`` are live;
+    with some live, a fair coin decides (drawn only then, so the stream is the same as the
+    workloads' original inline test).
+    """
+    return started < total and live < concurrent and (not live or rng.random() < 0.5)
+
+
+def lognormal_with_mean(rng: np.random.Generator, mean: float, sigma: float) -> int:
+    """One log-normal draw whose mean is ``mean``, rounded to an integer."""
+    mu = np.log(mean) - sigma * sigma / 2  # E[X] = exp(mu + sigma^2 / 2) = mean
+    return round(float(rng.lognormal(mu, sigma)))
+
+
 def sampled(stream: Iterator[Event], every: int) -> Iterator[Event]:
     """``stream`` with a ``sample`` event after every ``every`` of its events (0: none).
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from framework.request import ALLOC, FREE, SAMPLE, WRITE, Event, Request, make_events
-from framework.workload import sampled
+from framework.workload import sampled, start_next
 
 
 def test_make_events_equals_one_event_per_id() -> None:
@@ -30,3 +32,17 @@ def test_sampled_with_zero_is_the_stream_itself() -> None:
     """``every=0`` adds nothing and no wrapper: the same iterator comes back."""
     stream = iter([Event(FREE, 1)])
     assert sampled(stream, 0) is stream
+
+
+def test_start_next_draws_the_coin_only_with_some_live() -> None:
+    """All started, or ``concurrent`` live: no start, no draw. None live: start, no draw.
+    Some live and room left: the coin decides, one draw (the generator moves on)."""
+    rng = np.random.Generator(np.random.PCG64(1))
+    state = rng.bit_generator.state
+    assert not start_next(rng, 5, 5, 0, 3)
+    assert not start_next(rng, 0, 5, 3, 3)
+    assert start_next(rng, 0, 5, 0, 3)
+    assert rng.bit_generator.state == state
+    coin = np.random.Generator(np.random.PCG64(1)).random() < 0.5
+    assert start_next(rng, 0, 5, 1, 3) == coin
+    assert rng.bit_generator.state != state

@@ -54,7 +54,7 @@ from framework.errors import BadParameter
 from framework.machine.spec import MachineSpec
 from framework.params import Param
 from framework.request import ALLOC, FREE, WRITE, Event, Request
-from framework.workload import Workload, sampled
+from framework.workload import Workload, lognormal_with_mean, sampled, start_next
 
 # kernel/bpf/core.c bpf_jit_binary_pack_alloc(): sizeof(struct bpf_binary_header) + 16
 JIT_OVERHEAD = 8 + 16
@@ -97,8 +97,7 @@ class Bpf(Workload):
         loaded: list[list[int]] = []
         next_id = 1
         while started < cfg["apps"] or loaded:
-            if started < cfg["apps"] and (len(loaded) < cfg["concurrent"]
-                                          and (not loaded or rng.random() < 0.5)):
+            if start_next(rng, started, cfg["apps"], len(loaded), cfg["concurrent"]):
                 started += 1
                 ids, evs = self._load(rng, next_id)
                 next_id += len(ids)
@@ -110,9 +109,7 @@ class Bpf(Workload):
     def proglen(self, rng: np.random.Generator) -> int:
         """One JITed program length in bytes: log-normal with mean ``mean_bytes``, cut."""
         cfg = self.config
-        mean, sigma = cfg["mean_bytes"], cfg["sigma"]
-        mu = np.log(mean) - sigma * sigma / 2  # E[X] = exp(mu + sigma^2 / 2) = mean
-        length = round(float(rng.lognormal(mu, sigma)))
+        length = lognormal_with_mean(rng, cfg["mean_bytes"], cfg["sigma"])
         return min(cfg["max_bytes"], max(cfg["min_bytes"], length))
 
     def _load(self, rng: np.random.Generator, next_id: int) -> tuple[list[int], list[Event]]:

@@ -46,7 +46,7 @@ from framework.errors import BadParameter
 from framework.machine.spec import MachineSpec
 from framework.params import Param
 from framework.request import ALLOC, FREE, WRITE, Event, Request
-from framework.workload import Workload, sampled
+from framework.workload import Workload, sampled, start_next
 
 PAGE_SIZE = 4096
 
@@ -93,8 +93,7 @@ class DmaNokmap(Workload):
         started = 0
         live: list[list[int]] = []
         while started < cfg["bursts"] or live:
-            if started < cfg["bursts"] and (len(live) < cfg["concurrent"]
-                                            and (not live or rng.random() < 0.5)):
+            if start_next(rng, started, cfg["bursts"], len(live), cfg["concurrent"]):
                 started += 1
                 node = nodes[int(rng.integers(len(nodes)))]
                 evs = self._buffers(rng, ids, cfg["burst_buffers"], node)

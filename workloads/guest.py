@@ -43,7 +43,7 @@ from framework.errors import BadParameter
 from framework.machine.spec import MachineSpec
 from framework.params import Param
 from framework.request import ALLOC, FREE, WRITE, Event, Request
-from framework.workload import Workload, sampled
+from framework.workload import Workload, sampled, start_next
 
 
 @attrs.define(slots=True)
@@ -94,8 +94,7 @@ class Guest(Workload):
         alive: list[_Vm] = []
         next_id = 1
         while started < cfg["vms"] or alive:
-            if started < cfg["vms"] and (len(alive) < cfg["concurrent"]
-                                         and (not alive or rng.random() < 0.5)):
+            if start_next(rng, started, cfg["vms"], len(alive), cfg["concurrent"]):
                 started += 1
                 alive.append(_Vm(int(rng.integers(self.machine.nodes)), self.faults))
                 continue

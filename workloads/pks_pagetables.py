@@ -44,7 +44,7 @@ from framework.errors import BadParameter
 from framework.machine.spec import MachineSpec
 from framework.params import Param
 from framework.request import ALLOC, FREE, WRITE, Event, Request
-from framework.workload import Workload, sampled
+from framework.workload import Workload, lognormal_with_mean, sampled, start_next
 
 PAGE_SIZE = 4096
 
@@ -87,8 +87,7 @@ class PksPagetables(Workload):
         alive: list[list[int]] = []
         next_id = 1
         while started < cfg["processes"] or alive:
-            if started < cfg["processes"] and (len(alive) < cfg["concurrent"]
-                                               and (not alive or rng.random() < 0.5)):
+            if start_next(rng, started, cfg["processes"], len(alive), cfg["concurrent"]):
                 started += 1
                 node = int(rng.integers(nodes))
                 ids, evs = self._start(next_id, self.footprint(rng), node)
@@ -101,9 +100,7 @@ class PksPagetables(Workload):
     def footprint(self, rng: np.random.Generator) -> int:
         """Page-table pages of one process: log-normal with mean ``mean_pages``, cut."""
         cfg = self.config
-        mean, sigma = cfg["mean_pages"], cfg["sigma"]
-        mu = np.log(mean) - sigma * sigma / 2  # E[X] = exp(mu + sigma^2 / 2) = mean
-        pages = round(float(rng.lognormal(mu, sigma)))
+        pages = lognormal_with_mean(rng, cfg["mean_pages"], cfg["sigma"])
         return min(cfg["max_pages"], max(cfg["min_pages"], pages))
 
     @staticmethod

@@ -23,7 +23,7 @@ import numpy as np
 
 from framework.params import Param
 from framework.request import ALLOC, FREE, WRITE, Event, Request, make_events
-from framework.workload import Workload, sampled
+from framework.workload import Workload, lognormal_with_mean, sampled, start_next
 
 
 class Secretmem(Workload):
@@ -56,8 +56,7 @@ class Secretmem(Workload):
         punched: list[bool] = []
         next_id = 1
         while started < cfg["processes"] or alive:
-            if started < cfg["processes"] and (len(alive) < cfg["concurrent"]
-                                               and (not alive or rng.random() < 0.5)):
+            if start_next(rng, started, cfg["processes"], len(alive), cfg["concurrent"]):
                 started += 1
                 ids, next_id, evs = self._start(rng, next_id, int(rng.integers(nodes)))
                 alive.append(ids)
@@ -74,9 +73,7 @@ class Secretmem(Workload):
 
     def _start(self, rng: np.random.Generator, next_id: int, node: int
                ) -> tuple[list[int], int, list[Event]]:
-        mean, sigma = self.config["mean_pages"], self.config["sigma"]
-        mu = np.log(mean) - sigma * sigma / 2  # so that the mean is mean_pages
-        pages = max(1, round(float(rng.lognormal(mu, sigma))))
+        pages = max(1, lognormal_with_mean(rng, self.config["mean_pages"], self.config["sigma"]))
         req = Request("secretmem", 4096, "UNMAPPED", True, node, "GENERIC")
         ids = list(range(next_id, next_id + pages))
         faults = make_events(ALLOC, ids, req)  # alloc, write; alloc, write; ...

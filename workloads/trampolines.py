@@ -57,7 +57,7 @@ from framework.errors import BadParameter
 from framework.machine.spec import MachineSpec
 from framework.params import Param
 from framework.request import ALLOC, FREE, SAMPLE, WRITE, Event, Request
-from framework.workload import Workload
+from framework.workload import Workload, start_next
 
 KINDS: tuple[str, ...] = ("kprobe", "ftrace", "bpf")
 
@@ -116,8 +116,7 @@ class Trampolines(Workload):
         count = 0
         every = cfg["sample_every"]
         while attached < cfg["attaches"] or st.live:
-            if attached < cfg["attaches"] and (len(st.live) < cfg["concurrent"]
-                                               and (not st.live or rng.random() < 0.5)):
+            if start_next(rng, attached, cfg["attaches"], len(st.live), cfg["concurrent"]):
                 attached += 1
                 evs = self._attach(rng, st)
             else:
