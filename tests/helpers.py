@@ -1,10 +1,12 @@
-"""Helpers shared by the design tests: counter snapshots, debugfs rows, event lists."""
+"""Helpers shared by the design tests: counter snapshots, debugfs rows, event lists, cells."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from framework.engine import Cell, freeze_sets, run_cell
 from framework.kernel.kernel import Kernel
+from framework.plugins import get_registry
 from framework.request import ALLOC, WRITE, Allocation, Event, Request
 
 SECRET = Request("secretmem", 4096, "UNMAPPED", True, None, "GENERIC")
@@ -56,3 +58,13 @@ def load_1000(alloc: Any) -> list[Allocation]:
         alloc.write(prog, 0)
         progs.append(prog)
     return progs
+
+
+SMALL_MEM_GIB = {"background": "1"}  # workloads that fill the whole machine first
+
+
+def cell_result(plugin: str, workload: str, sets: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """One cell on a 4 GiB default machine (1 GiB for the machine-filling ``background``)."""
+    mem = SMALL_MEM_GIB.get(workload, "4")
+    cell = Cell(plugin, workload, "default", 1, freeze_sets({**sets, "machine": {"mem_gib": mem}}))
+    return run_cell(cell, get_registry())

@@ -34,7 +34,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from framework.engine import Cell, Runner, freeze_sets, prepare, run_cell
+from framework.engine import Cell, Runner, freeze_sets, prepare
 from framework.kernel.consts import _PAGE_GLOBAL, _PAGE_NX, _PAGE_PRESENT, _PAGE_RW, PAGE_KERNEL
 from framework.kernel.kernel import MODULES_VPAGE, Kernel
 from framework.machine.costs import resolve_costs
@@ -43,7 +43,7 @@ from framework.plugins import get_registry
 from framework.request import ALLOC, FREE, PRESSURE, WRITE, Event, Request
 from plugins.gfp_unmapped import GfpUnmapped
 from tests.conftest import small_spec
-from tests.helpers import SECRET, row, secret_pages
+from tests.helpers import SECRET, cell_result, row, secret_pages
 from tests.helpers import unmapped_counters as counters
 
 FIRST = 16384  # first free pfn after the 64 MiB reservation
@@ -423,15 +423,6 @@ def test_debugfs_text_matches_the_docstring_example() -> None:
     import plugins._unmapped_cache as cache_module
     assert "\n".join(line.strip() for line in text.splitlines()) in "\n".join(
         line.strip() for line in (cache_module.__doc__ or "").splitlines())
-
-
-SMALL = {"background": "1"}  # GiB for workloads that fill the whole machine first
-
-
-def cell_result(plugin: str, workload: str, sets: dict[str, dict[str, str]]) -> dict[str, Any]:
-    mem = SMALL.get(workload, "4")
-    cell = Cell(plugin, workload, "default", 1, freeze_sets({**sets, "machine": {"mem_gib": mem}}))
-    return run_cell(cell, get_registry())
 
 
 def test_default_suite() -> None:

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from framework.engine import Cell, Runner, freeze_sets, prepare, run_cell
+from framework.engine import Cell, Runner, freeze_sets, prepare
 from framework.kernel.consts import _PAGE_NX, _PAGE_PRESENT, _PAGE_RW
 from framework.plugins import get_registry
 from framework.request import ALLOC, FREE, PRESSURE, WRITE, Event, Request
-from tests.helpers import SECRET, row, secret_pages
+from tests.helpers import SECRET, cell_result, row, secret_pages
 from tests.helpers import unmapped_counters as counters
 
 FIRST = 16384
@@ -198,15 +198,6 @@ def test_pagetable_is_not_covered() -> None:
 
 
 # -- whole cells ----------------------------------------------------------------------------
-SMALL = {"background": "1"}  # GiB for workloads that fill the whole machine first
-
-
-def cell_result(plugin: str, workload: str, sets: dict[str, dict[str, str]]) -> dict[str, Any]:
-    mem = SMALL.get(workload, "4")
-    cell = Cell(plugin, workload, "default", 1, freeze_sets({**sets, "machine": {"mem_gib": mem}}))
-    return run_cell(cell, get_registry())
-
-
 def test_default_suite() -> None:
     """Every default workload runs without an exception and breaks no promise of the design's
     own; secretmem (the one generic-free user) also with the free hook and without shrinker."""
