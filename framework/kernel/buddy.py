@@ -203,14 +203,10 @@ class Zone:
     def expand(self, pfn: int, low: int, high: int, mt: int) -> None:
         """mm/page_alloc.c expand(): put the upper halves back, largest first."""
         size = 1 << high
-        area, nr_free, buddy = self.free_area, self.nr_free, self.buddy
         while high > low:
             high -= 1
             size >>= 1
-            half = pfn + size
-            area[high][mt][half] = None  # _add(half, high, mt), inlined: head of the list
-            nr_free[high] += 1
-            buddy[half] = high | (mt << 4)
+            self._add(pfn + size, high, mt)
 
     def rmqueue_smallest(self, order: int, mt: int) -> int:
         """__rmqueue_smallest(): first block of the smallest order >= ``order`` on ``mt``."""
@@ -241,12 +237,6 @@ class Zone:
         led = self.ledger
         led.buddy_cycles += self.c_op  # Ledger.charge(), inlined on the hot path
         led.total_cycles += self.c_op
-        lst = self.free_area[order][mt]
-        if lst:  # __rmqueue_smallest()'s first list, inlined: a block of exactly this order
-            pfn = lst.popitem()[0]
-            del self.buddy[pfn]
-            self.nr_free[order] -= 1
-            return pfn
         pfn = self.rmqueue_smallest(order, mt)
         if pfn != NO_PAGE:
             return pfn
@@ -388,13 +378,7 @@ class Zone:
             info = buddy.get(buddy_pfn)
             if info is None or info & 15 != order:  # page_is_buddy()
                 break
-            del buddy[buddy_pfn]  # _del(buddy_pfn), inlined: order and mt are known
-            lst = self.free_area[order][info >> 4]
-            if buddy_pfn in lst:
-                del lst[buddy_pfn]
-            else:
-                del self.after_pristine[buddy_pfn]
-            self.nr_free[order] -= 1
+            self._del(buddy_pfn)
             pfn &= buddy_pfn
             order += 1
             merged += 1
@@ -405,15 +389,7 @@ class Zone:
             # is the next-higher buddy free? Then list at the tail.
             info = buddy.get((pfn & ~((2 << order) - 1)) ^ (2 << order))
             to_tail = info is not None and info & 15 == order + 1
-        if to_tail and order == TOP:  # may belong behind the untouched range: _add() decides
-            self._add(pfn, order, mt, True)
-            return
-        lst = self.free_area[order][mt]  # _add(), inlined on the hot path
-        lst[pfn] = None
-        if to_tail:
-            lst.move_to_end(pfn, last=False)
-        self.nr_free[order] += 1
-        buddy[pfn] = order | (mt << 4)
+        self._add(pfn, order, mt, to_tail)
 
     def block_is_free(self, pfn: int) -> bool:
         """Is ``pfn`` inside a free block (PageBuddy on its head at some order)?"""
