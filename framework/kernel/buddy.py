@@ -281,6 +281,7 @@ class Zone:
 
     def _largest_fallback(self, order: int, start_mt: int, min_order: int
                           ) -> tuple[int, int, bool] | None:
+        """__rmqueue_fallback()'s search: largest order first, ``find_smallest`` for MOVABLE."""
         for current in range(MAX_ORDER - 1, min_order - 1, -1):
             fallback_mt, can_steal = self.find_suitable_fallback(current, start_mt)
             if fallback_mt == -1:

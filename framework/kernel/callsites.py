@@ -277,6 +277,7 @@ class StatusQuo:
         return self._take_slot(page, 0, request)
 
     def _take_slot(self, page: InsnPage, index: int, request: Request) -> Allocation:
+        """__get_insn_slot(): mark the slot used (``SLOT_USED``) and return its address."""
         page.used[index] = 1
         self.kernel.ledger.charge("slab", self.kernel.costs["slab_op"])
         vaddr = (page.area.addr << PAGE_SHIFT) + index * MAX_INSN_SIZE
@@ -312,6 +313,7 @@ class StatusQuo:
         return self._bpf_place(pack, 0, nbits, request)
 
     def _bpf_place(self, pack: BpfPack, pos: int, nbits: int, request: Request) -> Allocation:
+        """bpf_prog_pack_alloc(): ``bitmap_set()`` the free chunks found; their address."""
         pack.used[pos:pos + nbits] = b"\1" * nbits
         self.kernel.ledger.charge("slab", self.kernel.costs["slab_op"])
         prog = BpfProg(nbits << BPF_PROG_CHUNK_SHIFT, pack, pos)
@@ -333,6 +335,7 @@ class StatusQuo:
         return pack
 
     def _bpf_big_alloc(self, request: Request, size: int) -> Allocation | None:
+        """bpf_prog_pack_alloc() above a pack's size: its own module_alloc(), then RO and X."""
         kernel = self.kernel
         area = kernel.module_alloc(size)
         if area is None:
@@ -415,6 +418,7 @@ class StatusQuo:
         return Allocation(tuple(blocks), 0, request.size, False, (handle, mt))
 
     def _free_blocks(self, allocation: Allocation) -> None:
+        """__free_pages() of each block (PKS page tables get their key cleared first)."""
         kernel = self.kernel
         handle = allocation.handle
         movable = isinstance(handle, tuple) and handle[1] == MIGRATE_MOVABLE

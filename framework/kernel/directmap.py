@@ -258,6 +258,7 @@ class DirectMap:
             self.exec_pfns.pop(pfn, None)
 
     def _wx(self, pfn: int, numpages: int) -> None:
+        """The W^X rule as CONFIG_DEBUG_WX's ptdump_check_wx() would report it, per page."""
         if self.on_wx is None:
             return
         for p in sorted(self.exec_pfns):
@@ -323,6 +324,7 @@ class DirectMap:
         return done
 
     def _collapse_pmd(self, m: int) -> int:
+        """collapse_pmd_page(): 512 equal present PTEs of a split PMD become one 2 MiB entry."""
         pt = self.pt_pages.get((LEVEL_2M, m))
         if pt is None:
             return 0
@@ -346,6 +348,7 @@ class DirectMap:
         return 1
 
     def _collapse_pud(self, g: int) -> int:
+        """collapse_pud_page(): 512 equal present 2 MiB entries become one 1 GiB entry."""
         pt = self.pt_pages.get((LEVEL_1G, g))
         if pt is None:
             return 0

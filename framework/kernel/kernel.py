@@ -234,6 +234,7 @@ class Kernel:
         return pfn
 
     def _count_movable(self, pfn: int, delta: int) -> None:
+        """Movable pages in use per pageblock: what steal_suitable_fallback()'s ``alike`` counts."""
         used = self.zone_of(pfn).movable_used
         block = pfn >> PAGEBLOCK_ORDER
         used[block] = used.get(block, 0) + delta
@@ -332,6 +333,7 @@ class Kernel:
         return True
 
     def _divert(self, pfn: int, order: int) -> bool:
+        """free_pages_prepare(): offer a block of a hooked pageblock to the plugin's hook."""
         zone = self.zone_of(pfn)
         bits = zone.pageblock_flags.get(pfn >> PAGEBLOCK_ORDER, 0)
         if not bits & self.free_hook_mask:
@@ -353,6 +355,7 @@ class Kernel:
         self._free_to_buddy(pfn, order, to_tail)
 
     def _free_to_buddy(self, pfn: int, order: int, to_tail: bool) -> None:
+        """free_one_page() on the pageblock's migratetype (get_pfnblock_migratetype())."""
         zone = self.zones[0] if self.single_node else self.zone_of(pfn)
         mt = zone.pageblock_mt.get(pfn >> PAGEBLOCK_ORDER, MIGRATE_MOVABLE)  # inlined getter
         zone.free_one_page(pfn, order, mt, to_tail)
@@ -367,6 +370,7 @@ class Kernel:
         return pfn
 
     def _free_pt_page(self, pfn: int) -> None:
+        """A page-table page back to the buddy (cpa_collapse_large_pages() frees them)."""
         self.pt_pfns.discard(pfn)
         self.free_pages(pfn, 0)
 
@@ -496,6 +500,7 @@ class Kernel:
 
     def _vmalloc_try(self, nr_pages: int, vm_flags: int, node: int | None, align: int,
                      order: int) -> VmStruct | None:
+        """__vmalloc_node_range() at one page order, backed by vm_area_alloc_pages()."""
         def from_buddy(order: int) -> int:
             return self.alloc_pages(order, MIGRATE_UNMOVABLE, node)
 
@@ -532,6 +537,7 @@ class Kernel:
         return area
 
     def _insert_area(self, area: VmStruct) -> None:
+        """insert_vmap_area() + setup_vmalloc_vm(): the area is live and maps its pages."""
         self.areas[area.addr] = area
         bisect.insort(self.area_starts, area.addr)
         mapped = self.vm_mapped
@@ -539,6 +545,7 @@ class Kernel:
             mapped[pfn] = mapped.get(pfn, 0) + 1
 
     def _free_area_pages(self, area: VmStruct) -> None:
+        """vfree()'s page loop: __free_pages() of every backing page."""
         for pfn in area.pages:
             self.free_pages(pfn, 0)
         area.pages = []
