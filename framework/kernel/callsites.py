@@ -169,10 +169,6 @@ class StatusQuo:
         if allocation.handle == "secretmem":
             for pfn, _ in allocation.blocks:
                 self.secretmem_free_folio(pfn)
-            free_pages = self.kernel.free_pages
-            for pfn, order in allocation.blocks:  # _free_blocks() for unmovable pages
-                free_pages(pfn, order)
-            return
         self._free_blocks(allocation)
 
     def write(self, allocation: Allocation, length: int) -> None:
