@@ -56,7 +56,6 @@ class Checker:
         self.owner: dict[int, int] = {}  # pfn -> allocation id, pages owned one by one
         self.big: dict[int, tuple[int, int]] = {}  # head pfn -> (pages, id), owned whole
         self.big_heads: list[int] = []  # the keys of big, sorted
-        self.big_pages = 0
         self.range_starts: list[int] = []
         self.range_ends: dict[int, int] = {}
         self.counts: dict[str, int] = dict.fromkeys(RULES, 0)
@@ -138,7 +137,6 @@ class Checker:
                     self.record("conservation", p, "handed out a page that is buddy-free")
         self.big[pfn] = (end - pfn, aid)
         bisect.insort(self.big_heads, pfn)
-        self.big_pages += end - pfn
 
     def _split_big(self, start: int, end: int) -> None:
         """Turn every block owned whole that overlaps ``[start, end)`` into per-page entries."""
@@ -149,8 +147,11 @@ class Checker:
         while i < len(heads) and heads[i] < end:
             head = heads.pop(i)
             pages, aid = self.big.pop(head)
-            self.big_pages -= pages
             self.owner.update(dict.fromkeys(range(head, head + pages), aid))
+
+    def owned_pages(self) -> int:
+        """How many pages live allocations own (each page once)."""
+        return len(self.owner) + sum(pages for pages, _ in self.big.values())
 
     def pages(self) -> dict[int, int]:
         """Every owned page and its allocation id (blocks owned whole expanded)."""
@@ -217,7 +218,6 @@ class Checker:
             if self.big.get(pfn, (0,))[0] == end - pfn:  # owned whole: forget the block
                 del self.big[pfn]
                 del self.big_heads[bisect.bisect_left(self.big_heads, pfn)]
-                self.big_pages -= end - pfn
                 continue
             if self.big_heads:
                 self._split_big(pfn, end)
@@ -241,7 +241,7 @@ class Checker:
         if gap:
             self.record("conservation", 0, f"free + allocated + reserved differs from RAM "
                         f"by {gap} pages")
-        accounted = len(self.owner) + self.big_pages + held_pages + len(kernel.pt_pfns)
+        accounted = self.owned_pages() + held_pages + len(kernel.pt_pfns)
         if accounted != kernel.nr_allocated:
             self.record("conservation", 0, f"{kernel.nr_allocated} pages allocated from the "
                         f"buddy but {accounted} accounted for (live + cached + page tables)")

@@ -30,11 +30,11 @@ def test_whole_blocks_are_one_entry_and_overlaps_are_judged_per_page() -> None:
     c = Checker(k)
     first = Allocation(((pfn, 2),), 0, 16384)
     c.on_alloc(1, first, REQ)
-    assert (c.big, c.owner, c.big_pages) == ({pfn: (4, 1)}, {}, 4)
+    assert (c.big, c.owner, c.owned_pages()) == ({pfn: (4, 1)}, {}, 4)
     assert c.pages() == dict.fromkeys(range(pfn, pfn + 4), 1)
     c.check_state(0)
     c.on_alloc(2, Allocation(((pfn + 1, 0),), 0, 4096), REQ)
-    assert (c.big, c.big_heads, c.big_pages) == ({}, [], 0)
+    assert (c.big, c.big_heads, c.owned_pages()) == ({}, [], 4)
     assert c.owner == {pfn: 1, pfn + 1: 2, pfn + 2: 1, pfn + 3: 1}
     c.on_alloc(3, Allocation(((pfn, 1),), 0, 8192), REQ)
     assert [(v.rule, v.where, v.detail[-12:]) for v in c.kept] == [
@@ -61,7 +61,7 @@ def test_a_block_beside_a_whole_block_stays_whole() -> None:
     assert (c.big, c.big_heads, c.owner) == ({pfn: (2, 1), pfn + 2: (2, 2)}, [pfn, pfn + 2], {})
     assert sum(c.counts.values()) == 0
     c.on_free(left)
-    assert (c.big, c.big_heads, c.big_pages) == ({pfn + 2: (2, 2)}, [pfn + 2], 2)
+    assert (c.big, c.big_heads, c.owned_pages()) == ({pfn + 2: (2, 2)}, [pfn + 2], 2)
 
 
 class _PerPageOracle:
@@ -117,4 +117,4 @@ def test_block_ownership_judges_like_per_page_ownership(
             checker.kept)]
         assert checker.counts["double_alloc"] == len(oracle.found)
         assert checker.pages() == oracle.owner
-        assert len(checker.owner) + checker.big_pages == len(oracle.owner)
+        assert checker.owned_pages() == len(oracle.owner)
