@@ -1,7 +1,8 @@
 """The engine: one plugin x workload x machine x seed -> one result.
 
-The hot loop feeds each event to the design (or, for sites the design does not cover, to the
-v6.3 status-quo path), measures the cycles each alloc and free charged, and runs the checks.
+The hot loop feeds each event to the design (a :class:`framework.statusquo.StatusQuo`
+subclass: one call per event, whatever the site), measures the cycles each alloc and free
+charged, and runs the checks.
 No pluggy call, no wall clock, no global random state: the same cell gives the same result.
 """
 
@@ -17,10 +18,10 @@ import numpy as np
 from framework.allocator import Allocator
 from framework.checks import Checker
 from framework.errors import FrameworkError, InputError, PluginError
-from framework.kernel.callsites import StatusQuo
 from framework.kernel.directmap import region_map
 from framework.kernel.faults import FAULT_PARAMS, Faults
 from framework.kernel.kernel import Kernel
+from framework.legacy import adopt
 from framework.machine.costs import resolve_costs
 from framework.machine.spec import MACHINE_PARAMS, MachineSpec, configure
 from framework.metrics import build_metrics, latency_by_site, snapshot
@@ -94,7 +95,7 @@ def prepare(cell: Cell, reg: Registry) -> Setup:
     kernel = Kernel(spec, costs, Faults.from_params(faults_p, cell.seed))
     workload = work_cls(work_p, spec)
     try:
-        allocator = alloc_cls(kernel, plugin_p)
+        allocator = adopt(alloc_cls, kernel, plugin_p)
     except Exception as exc:
         raise _plugin_failure(cell.plugin, "__init__", exc) from exc
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(cell.seed)))
@@ -153,11 +154,9 @@ class Runner:
         self.setup = setup
         self.kernel = setup.kernel
         self.allocator = setup.allocator
-        self.statusquo = StatusQuo(setup.kernel)
         self.checker = Checker(setup.kernel)
-        self.covers = setup.allocator.covers  # fixed once the design is built: read it once
         self.ledger = setup.kernel.ledger
-        self.live: dict[int, tuple[Allocation, bool, Request]] = {}
+        self.live: dict[int, tuple[Allocation, Request]] = {}
         self.failed: set[int] = set()  # ids whose allocation got NULL
         self.latency: dict[str, tuple[array[float], array[float]]] = {}  # site: alloc, free
         self.alloc_samples = SamplesBySite(self.latency, 0)  # site: alloc samples, same arrays
@@ -207,17 +206,16 @@ class Runner:
         _, eid, req, _ = event
         if eid in self.live:
             raise InputError(f"event {self.checker.event}: id {eid} allocated while live")
-        mine = req.site in self.covers
         kernel = self.kernel
         ledger = self.ledger
         before = ledger.total_cycles
         kernel.current_node = req.node or 0
         try:
-            alloc = (self.allocator.alloc if mine else self.statusquo.alloc)(req)
+            alloc = self.allocator.alloc(req)
         except Exception as exc:
             raise _plugin_failure(self.setup.cell.plugin, "alloc", exc) from exc
         if eid < 0:  # ids < 0: the background load's, kept out of the workload's metrics
-            self._load_alloc(eid, alloc, mine, req)
+            self._load_alloc(eid, alloc, req)
             return
         self.alloc_samples[req.site].append(ledger.total_cycles - before)
         if alloc is None:  # the kernel's NULL: the caller neither writes nor frees it
@@ -226,7 +224,7 @@ class Runner:
             return
         if alloc.__class__ is not Allocation:
             self._check_type(alloc)
-        self.live[eid] = (alloc, mine, req)
+        self.live[eid] = (alloc, req)
         live_bytes = self.live_bytes = self.live_bytes + req.size
         if req.perm == "UNMAPPED" and not alloc.unmapped:
             self.unmapped_served_mapped_bytes += req.size
@@ -242,14 +240,14 @@ class Runner:
             raise PluginError(f"plugin {self.setup.cell.plugin}: alloc returned "
                               f"{type(alloc).__name__}, expected Allocation or None")
 
-    def _load_alloc(self, eid: int, alloc: Allocation | None, mine: bool, req: Request) -> None:
+    def _load_alloc(self, eid: int, alloc: Allocation | None, req: Request) -> None:
         """framework/workload.py with_background(): an allocation of the background load."""
         if alloc is None:
             self.alloc_failures += 1
             self.failed.add(eid)
             return
         self._check_type(alloc)
-        self.live[eid] = (alloc, mine, req)
+        self.live[eid] = (alloc, req)
         self.load_pages += alloc.nr_pages()
         self.checker.on_alloc(eid, alloc, req)
 
@@ -262,9 +260,9 @@ class Runner:
                 return
             raise InputError(f"event {self.checker.event}: free of id {eid}, "
                              "which is not live")
-        alloc, mine, req = entry
+        alloc, req = entry
         self.checker.on_free(alloc)
-        owner = self.allocator if mine else self.statusquo
+        owner = self.allocator
         ledger = self.ledger
         before = ledger.total_cycles
         try:
@@ -288,9 +286,8 @@ class Runner:
                 return
             raise InputError(f"event {self.checker.event}: write to id {eid}, "
                              "which is not live")
-        alloc, mine, _ = entry
         try:
-            (self.allocator if mine else self.statusquo).write(alloc, arg)
+            self.allocator.write(entry[0], arg)
         except Exception as exc:
             raise _plugin_failure(self.setup.cell.plugin, "write", exc) from exc
 
@@ -309,8 +306,8 @@ class Runner:
         self.series.append({"event": self.checker.event, **snapshot(self.kernel)})
 
     def held_pages(self) -> int:
-        """Pages the design and the status-quo path hold outside live allocations."""
-        return self.allocator.cache_pages() + self.statusquo.cache_pages()
+        """Pages the design holds outside live allocations (status-quo packs included)."""
+        return self.allocator.cache_pages()
 
     # -- the end -------------------------------------------------------------------------
     def finish(self) -> dict[str, Any]:

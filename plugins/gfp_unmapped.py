@@ -93,42 +93,18 @@ from typing import Any
 from framework.allocator import Allocator
 from framework.hookspecs import hookimpl
 from framework.kernel.buddy import NO_PAGE
-from framework.kernel.callsites import MODULE_SITES, StatusQuo
 from framework.kernel.consts import PAGE_SHIFT, PAGE_SIZE, PMD_ORDER
 from framework.kernel.kernel import Kernel
 from framework.kernel.vmalloc import VM_FLUSH_RESET_PERMS, VmStruct
 from framework.params import Param
 from framework.request import Allocation, Request
+from framework.statusquo import MODULE_SITES, StatusQuo
 from plugins._unmapped_cache import UnmappedCache, alloc_refill_block, clear_unmapped
 
 SECRETMEM = "secretmem"
 
 
-class UnmappedModuleKernel:
-    """The kernel as the v6.3 module, trampoline and BPF paths see it under v3.
-
-    Every attribute is the real :class:`Kernel`'s except ``module_alloc`` and ``vfree``, which
-    go to the design. The status-quo helpers of :class:`StatusQuo` (section allocation and
-    STRICT_MODULE_RWX sealing, bpf_prog_pack first fit, text_poke writes) run unchanged on it.
-    """
-
-    def __init__(self, kernel: Kernel, design: GfpUnmapped) -> None:
-        self._kernel = kernel
-        self._design = design
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._kernel, name)
-
-    def module_alloc(self, size: int, vm_flags: int = 0) -> VmStruct | None:
-        """arch/x86/kernel/module.c module_alloc() with ``GFP_KERNEL | __GFP_UNMAPPED``."""
-        return self._design.module_alloc(size, vm_flags)
-
-    def vfree(self, area: VmStruct) -> None:
-        """vfree() of a module-area allocation (see :meth:`GfpUnmapped.vfree`)."""
-        self._design.vfree(area)
-
-
-class GfpUnmapped(Allocator):
+class GfpUnmapped(StatusQuo):
     """``__GFP_UNMAPPED`` v3: one global unmapped buddy cache (see the module docstring)."""
 
     name = "gfp-unmapped"
@@ -150,7 +126,6 @@ class GfpUnmapped(Allocator):
         self.cache = UnmappedCache(kernel, fixed_release=self.fixed)
         kernel.register_free_hook(self.cache.pb_mask, self.free_pages_prepare)
         kernel.register_shrinker(self.cache)
-        self.modules = StatusQuo(UnmappedModuleKernel(kernel, self))  # type: ignore[arg-type]
         self.handed: dict[int, int] = {}  # head pfn -> order of blocks the cache handed out
         self.refills = 0
         self.stolen_pages = 0
@@ -239,13 +214,11 @@ class GfpUnmapped(Allocator):
         if self.fixed:
             self.kernel.vm_unmap_aliases()
 
-    # -- the Allocator contract ----------------------------------------------------------
+    # -- the sites it changes ------------------------------------------------------------
     def alloc(self, request: Request) -> Allocation | None:
-        """secretmem faults one page at a time; module_alloc users go the v6.3 way."""
-        if request.site == SECRETMEM:
-            return self.secretmem_alloc(request)
-        allocation = self.modules.alloc(request)
-        if allocation is None or not allocation.blocks:
+        """Module memory comes from the cache, so it is promised unmapped (the point of v3)."""
+        allocation = self._by_site[request.site](request)
+        if allocation is None or not allocation.blocks or request.site not in self.covers:
             return allocation
         return allocation._replace(unmapped=True)
 
@@ -261,27 +234,13 @@ class GfpUnmapped(Allocator):
             blocks.append((pfn, 0))
         return Allocation(tuple(blocks), 0, request.size, True, SECRETMEM)
 
-    def free(self, allocation: Allocation) -> None:
-        """Owner frees: module memory through vfree / the pack; secretmem as a page-cache put."""
-        if allocation.handle == SECRETMEM:
-            self.free_generic(allocation)
-        else:
-            self.modules.free(allocation)
-
     def free_generic(self, allocation: Allocation) -> None:
         """__free_pages() of each block; the PB_unmapped diversion takes them (no free_folio)."""
         if allocation.handle != SECRETMEM:
-            self.modules.free(allocation)
+            super().free_generic(allocation)
             return
         for pfn, order in allocation.blocks:
             self.kernel.free_pages(pfn, order)
-
-    def write(self, allocation: Allocation, length: int) -> None:
-        """Module memory: loader copy then seal, or text_poke; secretmem: a plain store."""
-        if allocation.handle == SECRETMEM:
-            super().write(allocation, length)
-        else:
-            self.modules.write(allocation, length)
 
     def shrink(self, nr_pages: int) -> int:
         """The v3 shrinker's scan."""
@@ -289,7 +248,7 @@ class GfpUnmapped(Allocator):
 
     def cache_pages(self) -> int:
         """Pages on the cache's free lists plus pages in this design's BPF packs."""
-        return self.cache.nr_pages() + self.modules.cache_pages()
+        return self.cache.nr_pages() + super().cache_pages()
 
     def metadata_bytes(self) -> int:
         """free_area[] and the extra pageblock bits."""

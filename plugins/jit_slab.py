@@ -79,6 +79,7 @@ from framework.kernel.kernel import Kernel
 from framework.kernel.vmalloc import VmStruct
 from framework.params import Param
 from framework.request import Allocation, Request
+from framework.statusquo import StatusQuo
 
 JITALLOC_MIN_SIZE = 16  # mm/jitalloc.c
 JITALLOC_MIN_SHIFT = 4  # ilog2(JITALLOC_MIN_SIZE)
@@ -148,7 +149,7 @@ class JitObj:
     area: VmStruct | None = None
 
 
-class JitSlabAllocator(Allocator):
+class JitSlabAllocator(StatusQuo):
     """Kent Overstreet's jit/text slab (see the module docstring)."""
 
     name = "jit-slab"
@@ -179,7 +180,7 @@ class JitSlabAllocator(Allocator):
         self.live_bitmap_bytes = 0
 
     # -- jit_alloc ----------------------------------------------------------------------
-    def alloc(self, request: Request) -> Allocation | None:
+    def jit_alloc(self, request: Request) -> Allocation | None:
         """jit_alloc(NULL, len): a slab object, or module_alloc for big (or posted tiny) ones."""
         length = request.size
         idx = jit_cache_idx(length, self.posted)
@@ -193,10 +194,13 @@ class JitSlabAllocator(Allocator):
             return Allocation((), vaddr, length, False, obj)
         return self.jit_alloc_pages(length)
 
+    bpf_prog_alloc = jit_alloc  # the thread: BPF programs and trampolines call jit_alloc()
+    trampoline_alloc = jit_alloc
+
     def jit_alloc_pages(self, length: int) -> Allocation | None:
         """jit_alloc() else-branch: module_alloc(len), set_vm_flush_reset_perms, rox."""
         kernel = self.kernel
-        area = kernel.module_alloc(length)
+        area = self.module_alloc(length)
         if area is None:
             return None
         kernel.set_memory_rox(area.addr, -(-length // PAGE_SIZE))
@@ -228,7 +232,7 @@ class JitSlabAllocator(Allocator):
     def jit_slab_alloc(self, cache: JitCache) -> JitSlab | None:
         """jit_slab_alloc(): module_alloc(PAGE_SIZE), kcalloc bitmap, rox one page."""
         kernel = self.kernel
-        area = kernel.module_alloc(PAGE_SIZE)
+        area = self.module_alloc(PAGE_SIZE)
         if area is None:
             return None
         kernel.set_memory_rox(area.addr, 1)  # set_vm_flush_reset_perms + set_memory_rox
@@ -240,7 +244,10 @@ class JitSlabAllocator(Allocator):
 
     # -- jit_update ---------------------------------------------------------------------
     def write(self, allocation: Allocation, length: int) -> None:
-        """jit_update() = text_poke_copy() over the object."""
+        """jit_update() = text_poke_copy() over the object; other sites as v6.3 writes."""
+        if not isinstance(allocation.handle, JitObj):
+            super().write(allocation, length)
+            return
         vaddr = allocation.vaddr
         self.kernel.text_poke(vaddr >> PAGE_SHIFT, vaddr & (PAGE_SIZE - 1),
                               length or allocation.size)
@@ -248,11 +255,14 @@ class JitSlabAllocator(Allocator):
     # -- jit_free -----------------------------------------------------------------------
     def free(self, allocation: Allocation) -> None:
         """jit_free(): vfree a non-slab page; else clear the bit, relist, release if empty."""
-        obj: JitObj = allocation.handle
+        obj = allocation.handle
+        if not isinstance(obj, JitObj):
+            super().free(allocation)
+            return
         slab = obj.slab
         if slab is None:  # !folio_test_slab(folio): vfree(buf)
             assert obj.area is not None
-            self.kernel.vfree(obj.area)
+            self.vfree(obj.area)
             self.big_objects -= 1
             return
         cache = slab.cache
@@ -281,7 +291,7 @@ class JitSlabAllocator(Allocator):
             kernel.free_pages(slab.area.pages[0], 0)
             self.leaked_areas.append(slab.area)
         else:
-            kernel.vfree(slab.area)
+            self.vfree(slab.area)
 
     def _charge_slab_op(self) -> None:
         kernel = self.kernel
@@ -290,7 +300,7 @@ class JitSlabAllocator(Allocator):
     # -- accounting ---------------------------------------------------------------------
     def cache_pages(self) -> int:
         """Slab pages (partial and full): taken from the buddy, not in any Allocation.blocks."""
-        return self.live_slab_pages
+        return self.live_slab_pages + super().cache_pages()
 
     def metadata_bytes(self) -> int:
         """The kcalloc'd bitmaps of live slabs (struct jit_slab overlays struct page)."""

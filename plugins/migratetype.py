@@ -63,14 +63,13 @@ Parameters: none (no reviewer-found bug, so no ``variant``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import attrs
 
 from framework.allocator import Allocator
 from framework.hookspecs import hookimpl
 from framework.kernel.buddy import NO_PAGE, Zone
-from framework.kernel.callsites import MODULE_SITES, StatusQuo
 from framework.kernel.consts import (
     MAX_ORDER,
     MIGRATE_MOVABLE,
@@ -81,7 +80,7 @@ from framework.kernel.consts import (
 )
 from framework.kernel.kernel import Kernel
 from framework.kernel.vmalloc import VM_FLUSH_RESET_PERMS, VmStruct
-from framework.request import Allocation, Request
+from framework.statusquo import MODULE_SITES, StatusQuo
 
 # The RFC adds no pageblock bit (MIGRATE_UNMAPPED fits the 3 migratetype bits). The model keeps
 # migratetypes apart from pageblock_flags, so this marker (the third migratetype bit, which
@@ -238,27 +237,22 @@ class UnmappedMigratetype:
         return out
 
 
-class RfcModuleKernel:
-    """The kernel with RFC patch 3/3 applied: ``module_alloc()`` passes ``__GFP_UNMAPPED``.
+class Migratetype(StatusQuo):
+    """The RFC's buddy-side grouping; secretmem and every module_alloc-backed site use it.
 
-    Every other attribute is the real kernel's, so the v6.3 call sites built on it (module
-    sections, trampolines, bpf_prog_pack) run unchanged on UNMAPPED pages.
+    Patch 2/3 changes :meth:`secretmem_fault`, patch 3/3 :meth:`module_alloc`; every other
+    path is the status quo's.
     """
 
-    def __init__(self, kernel: Kernel, unmapped: UnmappedMigratetype) -> None:
-        self._kernel = kernel
-        self.module_alloc = unmapped.module_alloc
+    name = "migratetype"
+    summary = ("2022 RFC: MIGRATE_UNMAPPED pageblocks, PTE-mapped once per block, "
+               "unmapped per allocation (secretmem, module_alloc)")
+    source = "20220127085608.306306-1-rppt@kernel.org (RFC 0/3, patches -2, -3, -4)"
+    covers = frozenset({"secretmem", "bpf_prog", *MODULE_SITES})
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._kernel, name)
-
-
-class RfcCallSites(StatusQuo):
-    """The v6.3 call sites with RFC patches 2/3 (secretmem) and 3/3 (module_alloc)."""
-
-    def __init__(self, kernel: Kernel, unmapped: UnmappedMigratetype) -> None:
-        super().__init__(cast(Kernel, RfcModuleKernel(kernel, unmapped)))
-        self.unmapped = unmapped
+    def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:
+        super().__init__(kernel, params)
+        self.unmapped = UnmappedMigratetype(kernel)
 
     def secretmem_fault(self, node: int | None) -> int:
         """secretmem_fault() with ``alloc_page(gfp | __GFP_ZERO | __GFP_UNMAPPED)``.
@@ -272,40 +266,9 @@ class RfcCallSites(StatusQuo):
         self.kernel.flush_tlb_kernel_range(1)
         return pfn
 
-
-class Migratetype(Allocator):
-    """The RFC's buddy-side grouping; secretmem and every module_alloc-backed site use it."""
-
-    name = "migratetype"
-    summary = ("2022 RFC: MIGRATE_UNMAPPED pageblocks, PTE-mapped once per block, "
-               "unmapped per allocation (secretmem, module_alloc)")
-    source = "20220127085608.306306-1-rppt@kernel.org (RFC 0/3, patches -2, -3, -4)"
-    covers = frozenset({"secretmem", "bpf_prog", *MODULE_SITES})
-
-    def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:
-        super().__init__(kernel, params)
-        self.unmapped = UnmappedMigratetype(kernel)
-        self.sites = RfcCallSites(kernel, self.unmapped)
-
-    def alloc(self, request: Request) -> Allocation | None:
-        """secretmem faults and module_alloc-backed sites, on MIGRATE_UNMAPPED pages."""
-        return self.sites.alloc(request)
-
-    def free(self, allocation: Allocation) -> None:
-        """vfree / bpf_prog_pack_free / the page-cache free of secretmem pages."""
-        self.sites.free(allocation)
-
-    def free_generic(self, allocation: Allocation) -> None:
-        """secretmem_free_folio() (restore, zero), then __free_pages (remap hook, buddy)."""
-        self.sites.free_generic(allocation)
-
-    def write(self, allocation: Allocation, length: int) -> None:
-        """Loader copy and STRICT_MODULE_RWX seal, text_poke, or a plain store."""
-        self.sites.write(allocation, length)
-
-    def cache_pages(self) -> int:
-        """Pages in BPF packs; UNMAPPED free pages are buddy-free, not a cache."""
-        return self.sites.cache_pages()
+    def module_alloc(self, size: int, vm_flags: int = 0) -> VmStruct | None:
+        """module_alloc() with ``__GFP_UNMAPPED`` (RFC patch 3/3)."""
+        return self.unmapped.module_alloc(size, vm_flags)
 
     def metadata_bytes(self) -> int:
         """The extra list heads: one per order in free_area, NR_PCP_ORDERS per CPU (pcp)."""

@@ -66,22 +66,26 @@ from typing import Any
 from framework.allocator import Allocator
 from framework.hookspecs import hookimpl
 from framework.kernel.buddy import NO_PAGE
-from framework.kernel.callsites import get_order
 from framework.kernel.consts import (
     MAX_ORDER,
     PAGE_SIZE,
     PAGEBLOCK_NR_PAGES,
     PMD_ORDER,
+    get_order,
 )
 from framework.kernel.kernel import Kernel
 from framework.params import Param
 from framework.request import Allocation, Request
+from framework.statusquo import StatusQuo
 from plugins._unmapped_cache import UnmappedCache, alloc_refill_block, clear_unmapped
 
 SECRETMEM, GUEST, DMA_NOKMAP = "secretmem", "guest", "dma_nokmap"
 
 
-class UnmappedApi(Allocator):
+UNMAPPED_API = "unmapped-api"  # the handle of an allocation from the unmapped cache
+
+
+class UnmappedApi(StatusQuo):
     """``unmapped_pages_alloc/free`` on the unmapped buddy cache (see the module docstring)."""
 
     name = "unmapped-api"
@@ -190,8 +194,8 @@ class UnmappedApi(Allocator):
         if self.clean:
             self.clean.difference_update(range(pfn, pfn + (1 << order)))
 
-    # -- the Allocator contract ----------------------------------------------------------
-    def alloc(self, request: Request) -> Allocation | None:
+    # -- the sites it serves ----------------------------------------------------------------
+    def unmapped_alloc(self, request: Request) -> Allocation | None:
         """secretmem per page, guest in chunks of up to 2 MiB, dma_nokmap in one block."""
         nr_pages = max(1, -(-request.size // PAGE_SIZE))
         if request.site == SECRETMEM:
@@ -201,6 +205,10 @@ class UnmappedApi(Allocator):
             return self._alloc_blocks(request, [order])
         return self._alloc_chunked(request, nr_pages)
 
+    secretmem_alloc = unmapped_alloc  # the users of unmapped_pages_alloc() in rfc-v2
+    guest_alloc = unmapped_alloc
+    dma_nokmap_alloc = unmapped_alloc
+
     def _alloc_blocks(self, request: Request, orders: list[int]) -> Allocation | None:
         blocks: list[tuple[int, int]] = []
         for order in orders:
@@ -209,7 +217,7 @@ class UnmappedApi(Allocator):
                 self._undo(blocks)
                 return None
             blocks.append((pfn, order))
-        return Allocation(tuple(blocks), 0, request.size, True, request.site)
+        return Allocation(tuple(blocks), 0, request.size, True, UNMAPPED_API)
 
     def _alloc_chunked(self, request: Request, left: int) -> Allocation | None:
         """Largest blocks first, at most order 9, smaller when a block cannot be had."""
@@ -226,19 +234,25 @@ class UnmappedApi(Allocator):
                 continue
             blocks.append((pfn, order))
             left -= 1 << order
-        return Allocation(tuple(blocks), 0, request.size, True, request.site)
+        return Allocation(tuple(blocks), 0, request.size, True, UNMAPPED_API)
 
     def _undo(self, blocks: list[tuple[int, int]]) -> None:
         for pfn, order in blocks:
             self.unmapped_pages_free(pfn, order)
 
     def free(self, allocation: Allocation) -> None:
-        """unmapped_pages_free() of every block."""
+        """unmapped_pages_free() of every block; other sites as v6.3 frees them."""
+        if allocation.handle != UNMAPPED_API:
+            super().free(allocation)
+            return
         for pfn, order in allocation.blocks:
             self.unmapped_pages_free(pfn, order)
 
     def free_generic(self, allocation: Allocation) -> None:
         """With the hook, the generic path diverts; without, secretmem's free_folio frees."""
+        if allocation.handle != UNMAPPED_API:
+            super().free_generic(allocation)
+            return
         if not self.free_hook:
             self.free(allocation)
             return
@@ -250,8 +264,8 @@ class UnmappedApi(Allocator):
         return self.cache.scan_objects(nr_pages) if self.shrinker else 0
 
     def cache_pages(self) -> int:
-        """Pages on the cache's free lists."""
-        return self.cache.nr_pages()
+        """Pages on the cache's free lists (and status-quo packs and slot pages)."""
+        return self.cache.nr_pages() + super().cache_pages()
 
     def metadata_bytes(self) -> int:
         """free_area[] and the extra pageblock bits (the snapshot still sets PB_unmapped)."""

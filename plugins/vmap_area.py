@@ -83,11 +83,13 @@ from framework.kernel.kernel import Kernel
 from framework.kernel.vmalloc import VM_ALLOW_HUGE_VMAP, VM_NO_GUARD, VmStruct
 from framework.params import Param
 from framework.request import Allocation, Request
+from framework.statusquo import StatusQuo
 
 PMD_SIZE = 1 << (PMD_ORDER + PAGE_SHIFT)
 PMD_PAGES = 1 << PMD_ORDER
 SIZEOF_VMAP_AREA = 64  # x86-64, v6.1 struct vmap_area (without v6.3's flags)
 BPF_PROG_EXEC_ALIGN = 64  # kernel/bpf/core.c in v5 patch 4/6
+EXECMEM = "execmem"  # the handle of an object execmem_alloc() handed out
 MODULE_TEXT_SITES = frozenset({"module_text", "module_init_text"})
 BASE_SITES = frozenset({"bpf_prog", "trampoline"})
 FL_FIT, LE_FIT, RE_FIT, NE_FIT = 1, 2, 3, 4  # mm/vmalloc.c enum fit_type
@@ -179,7 +181,7 @@ def classify_va_fit_type(start: int, end: int, addr: int, size: int) -> int:
     return RE_FIT if end == addr + size else NE_FIT
 
 
-class VmapAreaAllocator(Allocator):
+class VmapAreaAllocator(StatusQuo):
     """Song Liu's execmem_alloc v5 (see the module docstring)."""
 
     name = "vmap-area"
@@ -218,7 +220,7 @@ class VmapAreaAllocator(Allocator):
         self.fallback = 0
 
     # -- execmem_alloc ------------------------------------------------------------------
-    def alloc(self, request: Request) -> Allocation | None:
+    def execmem_site_alloc(self, request: Request) -> Allocation | None:
         """The site's call: round and align, then execmem_alloc()."""
         if request.site in MODULE_TEXT_SITES:
             align = PAGE_SIZE
@@ -228,7 +230,16 @@ class VmapAreaAllocator(Allocator):
         addr = self.execmem_alloc(size, align)
         if addr < 0:
             return None
-        return Allocation((), addr, request.size, False, None)
+        return Allocation((), addr, request.size, False, EXECMEM)
+
+    bpf_prog_alloc = execmem_site_alloc  # bpf_jit_binary_pack_alloc() -> execmem_alloc()
+    trampoline_alloc = execmem_site_alloc  # arch_alloc_bpf_trampoline(), ftrace, kprobes
+
+    def module_mem_alloc(self, request: Request) -> Allocation | None:
+        """``modules=1``: module text from execmem_alloc() as well; other sections as v6.3."""
+        if request.site in self.covers:
+            return self.execmem_site_alloc(request)
+        return super().module_mem_alloc(request)
 
     def execmem_alloc(self, size: int, align: int) -> int:
         """execmem_alloc(): lowest match in the free tree, a new region on a miss; -1 = NULL."""
@@ -281,7 +292,10 @@ class VmapAreaAllocator(Allocator):
 
     # -- execmem_fill -------------------------------------------------------------------
     def write(self, allocation: Allocation, length: int) -> None:
-        """execmem_fill() -> arch_fill_execmem() = text_poke_copy()."""
+        """execmem_fill() -> arch_fill_execmem() = text_poke_copy(); other sites as v6.3."""
+        if allocation.handle != EXECMEM:
+            super().write(allocation, length)
+            return
         vaddr = allocation.vaddr
         self.kernel.text_poke(vaddr >> PAGE_SHIFT, vaddr & (PAGE_SIZE - 1),
                               length or allocation.size)
@@ -289,6 +303,9 @@ class VmapAreaAllocator(Allocator):
     # -- execmem_free -------------------------------------------------------------------
     def free(self, allocation: Allocation) -> None:
         """execmem_free(addr): the size comes from the busy tree, not the caller."""
+        if allocation.handle != EXECMEM:
+            super().free(allocation)
+            return
         self.execmem_free(allocation.vaddr)
 
     def execmem_free(self, addr: int) -> None:
@@ -347,7 +364,7 @@ class VmapAreaAllocator(Allocator):
     # -- accounting ---------------------------------------------------------------------
     def cache_pages(self) -> int:
         """Every backing page of every live region: objects are sub-ranges (blocks=())."""
-        return self.chunk_pages
+        return self.chunk_pages + super().cache_pages()
 
     def metadata_bytes(self) -> int:
         """One struct vmap_area per busy object and per free range (64 B each)."""

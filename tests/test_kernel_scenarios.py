@@ -11,7 +11,6 @@ the lowest first on the list.
 
 from __future__ import annotations
 
-from framework.kernel.callsites import StatusQuo
 from framework.kernel.consts import (
     _PAGE_GLOBAL,
     _PAGE_NX,
@@ -25,6 +24,7 @@ from framework.kernel.kernel import Kernel
 from framework.kernel.vmalloc import VM_FLUSH_RESET_PERMS
 from framework.machine.costs import resolve_costs
 from framework.request import Request
+from framework.statusquo import StatusQuo
 from tests.conftest import small_spec
 from tests.helpers import counters
 

@@ -41,6 +41,7 @@ from framework.machine.costs import resolve_costs
 from framework.params import resolve
 from framework.plugins import get_registry
 from framework.request import ALLOC, FREE, PRESSURE, WRITE, Event, Request
+from framework.statusquo import StatusQuo
 from plugins.gfp_unmapped import GfpUnmapped
 from tests.conftest import small_spec
 from tests.helpers import SECRET, cell_result, row, secret_pages
@@ -402,7 +403,7 @@ def test_module_pages_come_from_the_cache() -> None:
     assert kernel.allocated == {FIRST: 9, 16896: 0}  # the refill block and the page table
     bpf = design.alloc(Request("bpf_prog", 100, "ROX", False, None, "OWNER"))
     assert bpf is not None and bpf.blocks == ()
-    assert design.modules.cache_pages() == 512  # the pack: 512 pages from the cache
+    assert StatusQuo.cache_pages(design) == 512  # the pack: 512 pages from the cache
     assert design.cache.nr_pages() == 509 and design.cache_pages() == 509 + 512
     assert design.refills == 2 and kernel.pt_pfns == {16896, 16897}
 

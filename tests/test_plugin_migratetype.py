@@ -30,7 +30,6 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invaria
 
 from framework.engine import Cell, freeze_sets, run_cell
 from framework.kernel.buddy import TOP, Zone
-from framework.kernel.callsites import StatusQuo
 from framework.kernel.consts import (
     _PAGE_NX,
     _PAGE_PRESENT,
@@ -44,6 +43,7 @@ from framework.kernel.kernel import Kernel
 from framework.machine.costs import resolve_costs
 from framework.plugins import build_registry
 from framework.request import Allocation, Request
+from framework.statusquo import StatusQuo
 from plugins.migratetype import Migratetype
 from tests.conftest import small_spec
 from tests.helpers import counters

@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 
-from framework.kernel.callsites import MODULE_SITES
 from framework.machine.costs import resolve_costs
 from framework.plugins import build_registry, plugin_manager
+from framework.statusquo import MODULE_SITES
 from framework.testing import (
     CONTRACT_VERSION,
     AllocatorTests,

@@ -23,7 +23,6 @@ os.environ.setdefault("FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD", "1")
 
 from framework.engine import Cell, Runner, freeze_sets, prepare
 from framework.errors import BadParameter
-from framework.kernel.callsites import StatusQuo
 from framework.kernel.consts import MAX_ORDER, MIGRATE_MOVABLE, MIGRATE_UNMOVABLE
 from framework.kernel.kernel import Kernel
 from framework.listing import list_registry
@@ -32,6 +31,7 @@ from framework.machine.spec import MachineSpec
 from framework.params import resolve
 from framework.plugins import get_registry
 from framework.request import ALLOC, FREE, Event, Request
+from framework.statusquo import StatusQuo
 from framework.sweep import validate_sets
 from framework.workload import COMMON_PARAMS, FreeAreaProbe, with_background
 from workloads.background import Background, free_state

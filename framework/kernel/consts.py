@@ -43,3 +43,9 @@ FALLBACKS: dict[int, tuple[int, ...]] = {
     MIGRATE_MOVABLE: (MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE),
     MIGRATE_RECLAIMABLE: (MIGRATE_UNMOVABLE, MIGRATE_MOVABLE),
 }
+
+
+def get_order(size: int) -> int:
+    """include/asm-generic/getorder.h get_order(): the order of the block ``size`` bytes need."""
+    pages = max(1, -(-size // PAGE_SIZE))
+    return (pages - 1).bit_length()

@@ -20,6 +20,7 @@ from framework.engine import Cell, Runner, Setup
 from framework.errors import PluginError
 from framework.kernel.faults import Faults
 from framework.kernel.kernel import Kernel
+from framework.legacy import as_design
 from framework.machine.spec import MachineSpec
 from framework.request import ALLOC, FREE, PRESSURE, WRITE, Event, Request
 from framework.watchdog import watchdog
@@ -83,7 +84,7 @@ class Harness:
     def __init__(self, target: Target) -> None:
         self.target = target
         kernel = Kernel(target.spec, target.costs, target.faults)
-        allocator = target.factory(kernel)
+        allocator = as_design(target.factory(kernel))  # first-API designs: framework/legacy.py
         cell = Cell(allocator.name, "conformance", target.spec.name, target.faults.seed)
         setup = Setup(cell=cell, params={}, kernel=kernel, allocator=allocator,
                       events=iter(()))
