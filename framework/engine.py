@@ -156,6 +156,7 @@ class Runner:
         self.allocator = setup.allocator
         self.checker = Checker(setup.kernel)
         self.ledger = setup.kernel.ledger
+        self.pages = setup.kernel.page_alloc  # read and set on every alloc: no facade layer
         self.live: dict[int, tuple[Allocation, Request]] = {}
         self.failed: set[int] = set()  # ids whose allocation got NULL
         self.latency: dict[str, tuple[array[float], array[float]]] = {}  # site: alloc, free
@@ -206,10 +207,10 @@ class Runner:
         _, eid, req, _ = event
         if eid in self.live:
             raise InputError(f"event {self.checker.event}: id {eid} allocated while live")
-        kernel = self.kernel
+        pages = self.pages
         ledger = self.ledger
         before = ledger.total_cycles
-        kernel.current_node = req.node or 0
+        pages.current_node = req.node or 0
         try:
             alloc = self.allocator.alloc(req)
         except Exception as exc:
@@ -231,7 +232,7 @@ class Runner:
         self.checker.on_alloc(eid, alloc, req)
         if live_bytes > self.peak_requested_bytes:  # peaks, inline
             self.peak_requested_bytes = live_bytes
-        used = kernel.nr_allocated - len(kernel.pt_pfns) - self.load_pages
+        used = pages.nr_allocated - len(pages.pt_pfns) - self.load_pages
         if used > self.peak_footprint_pages:
             self.peak_footprint_pages = used
 

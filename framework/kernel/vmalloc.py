@@ -10,12 +10,33 @@ augmented rbtree; the model scans, which changes simulation time, not modelled c
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 
 import attrs
+
+from framework.kernel.buddy import NO_PAGE
+from framework.kernel.consts import (
+    _PAGE_NX,
+    MIGRATE_UNMOVABLE,
+    MODULES_LEN_PAGES,
+    PAGE_KERNEL,
+    PAGE_SHIFT,
+    PMD_ORDER,
+)
+from framework.kernel.directmap import DirectMap
+from framework.kernel.ledger import Ledger
+from framework.kernel.page_alloc import PageAlloc, Violation
+from framework.kernel.tlbflush import TlbFlush
+from framework.machine.spec import MachineSpec
 
 VM_FLUSH_RESET_PERMS = 0x100  # include/linux/vmalloc.h
 VM_ALLOW_HUGE_VMAP = 0x400
 VM_NO_GUARD = 0x40
+MODULES_VADDR = 0xFFFFFFFFC0000000  # __START_KERNEL_map + KERNEL_IMAGE_SIZE (1 GiB, KASLR)
+MODULES_VPAGE = MODULES_VADDR >> PAGE_SHIFT
+PMD_PAGES = 1 << PMD_ORDER
+#: ``set_direct_map_*_noflush(pfn, nr)`` as arch/x86/mm/pat/set_memory.c provides it.
+DirectMapChange = Callable[..., int]
 
 
 @attrs.define(slots=True, eq=False)
@@ -87,3 +108,169 @@ class VmapSpace:
     def free_pages(self) -> int:
         """Pages not reserved."""
         return sum(e - s for s, e in zip(self.starts, self.ends, strict=True))
+
+
+class Vmalloc:
+    """mm/vmalloc.c for the module area: areas, their backing pages, lazy purge, ``vfree``.
+
+    :ivar modules: the module area's address space.
+    :ivar areas: first page -> live :class:`VmStruct`.
+    :ivar vm_mapped: pfn -> how many live areas map it (two only after a design's bug:
+        freeing one area must not hide the other from the bad_free check).
+    """
+
+    #: set_memory.c's direct-map changes, wired in once it exists (it needs this object too)
+    set_direct_map_invalid_noflush: DirectMapChange
+    set_direct_map_default_noflush: DirectMapChange
+
+    def __init__(self, spec: MachineSpec, costs: dict[str, float], ledger: Ledger,
+                 page_alloc: PageAlloc, tlb: TlbFlush, directmap: DirectMap,
+                 violation: Violation, vm_mapped: dict[int, int]) -> None:
+        self.spec = spec
+        self.costs = costs
+        self.ledger = ledger
+        self.directmap = directmap
+        self.violation = violation
+        self.alloc_pages = page_alloc.alloc_pages
+        self.free_pages = page_alloc.free_pages
+        self.split_page = page_alloc.split_page
+        self.flush_tlb_all = tlb.flush_tlb_all
+        self.flush_tlb_kernel_range = tlb.flush_tlb_kernel_range
+        self.modules = VmapSpace(MODULES_VPAGE, MODULES_LEN_PAGES)
+        self.areas: dict[int, VmStruct] = {}
+        self.vm_mapped = vm_mapped
+        self.area_starts: list[int] = []
+        self.lazy: list[tuple[int, int]] = []
+        self.lazy_nr = 0
+        self.lazy_max = (32 << 20 >> PAGE_SHIFT) * spec.cpus.bit_length()  # lazy_max_pages()
+
+    def find_area(self, vpage: int) -> VmStruct | None:
+        """find_vm_area() for any page inside an area."""
+        i = bisect.bisect_right(self.area_starts, vpage) - 1
+        if i < 0:
+            return None
+        area = self.areas[self.area_starts[i]]
+        return area if vpage < area.addr + area.nr_pages else None
+
+    def vmalloc_node_range(self, nr_pages: int, vm_flags: int, node: int | None = None,
+                           align_pages: int = 1) -> VmStruct | None:
+        """__vmalloc_node_range() in the module area with PAGE_KERNEL (RW, NX).
+
+        With ``VM_ALLOW_HUGE_VMAP`` and at least 2 MiB per node, size and alignment round up
+        to 2 MiB and the backing is order-9 pages (split_page'd as v6.3 does); if any order-9
+        allocation fails, everything is undone and retried with 4 KiB pages.
+        """
+        per_node = nr_pages if node is not None else nr_pages // self.spec.nodes
+        if vm_flags & VM_ALLOW_HUGE_VMAP and per_node >= PMD_PAGES:
+            area = self._vmalloc_try(-(-nr_pages // PMD_PAGES) * PMD_PAGES, vm_flags, node,
+                                     max(align_pages, PMD_PAGES), PMD_ORDER)
+            if area is not None:
+                return area
+        return self._vmalloc_try(nr_pages, vm_flags, node, align_pages, 0)
+
+    def _vmalloc_try(self, nr_pages: int, vm_flags: int, node: int | None, align: int,
+                     order: int) -> VmStruct | None:
+        """__vmalloc_node_range() at one page order, backed by vm_area_alloc_pages()."""
+        def from_buddy(order: int) -> int:
+            return self.alloc_pages(order, MIGRATE_UNMOVABLE, node)
+
+        return self.vmalloc_from(nr_pages, vm_flags, from_buddy, align, order)
+
+    def vmalloc_from(self, nr_pages: int, vm_flags: int, alloc_page: Callable[[int], int],
+                     align: int = 1, order: int = 0) -> VmStruct | None:
+        """__vmalloc_node_range() whose backing pages come from ``alloc_page(order)``.
+
+        The buddy for plain vmalloc; a design's own source for module memory it serves (v3's
+        ``__GFP_UNMAPPED`` module_alloc, which skips the bulk allocator and takes one
+        ``alloc_pages(gfp, 0)`` per page). Order-9 pages are ``split_page``'d. On a failure
+        the pages taken so far go back through the generic free path and None is returned.
+        """
+        span = nr_pages + (0 if vm_flags & VM_NO_GUARD else 1)
+        addr = self.modules.alloc(span, align)
+        self.ledger.charge("vmap", self.costs["vmap_area"])
+        if addr < 0:
+            return None
+        area = VmStruct(addr, nr_pages, order, vm_flags, span)
+        step = 1 << order
+        for _ in range(0, nr_pages, step):  # vm_area_alloc_pages()
+            pfn = alloc_page(order)
+            if pfn == NO_PAGE:
+                self._free_area_pages(area)
+                self.modules.free(addr, span)
+                return None
+            if order:
+                self.split_page(pfn, order)
+            area.pages.extend(range(pfn, pfn + step))
+        area.prot = [PAGE_KERNEL] * nr_pages
+        self.ledger.charge("vmap", self.costs["vmap_page"] * (nr_pages >> order))
+        self._insert_area(area)
+        return area
+
+    def _insert_area(self, area: VmStruct) -> None:
+        """insert_vmap_area() + setup_vmalloc_vm(): the area is live and maps its pages."""
+        self.areas[area.addr] = area
+        bisect.insort(self.area_starts, area.addr)
+        mapped = self.vm_mapped
+        for pfn in area.pages:
+            mapped[pfn] = mapped.get(pfn, 0) + 1
+
+    def _free_area_pages(self, area: VmStruct) -> None:
+        """vfree()'s page loop: __free_pages() of every backing page."""
+        for pfn in area.pages:
+            self.free_pages(pfn, 0)
+        area.pages = []
+
+    def module_alloc(self, size: int, vm_flags: int = 0) -> VmStruct | None:
+        """arch/x86/kernel/module.c module_alloc(): 4 KiB-backed, VM_FLUSH_RESET_PERMS."""
+        nr = -(-size >> PAGE_SHIFT)
+        return self.vmalloc_node_range(nr, VM_FLUSH_RESET_PERMS | vm_flags)
+
+    def vfree(self, area: VmStruct) -> None:
+        """vfree() -> __vunmap(): remove_vm_area, vm_reset_perms if flagged, free the pages."""
+        if self.areas.get(area.addr) is not area:
+            self.violation("bad_free", area.addr << PAGE_SHIFT, "vfree of an unknown area")
+            return
+        del self.areas[area.addr]
+        self.area_starts.remove(area.addr)
+        mapped = self.vm_mapped
+        for pfn in area.pages:
+            left = mapped.pop(pfn, 0) - 1
+            if left > 0:
+                mapped[pfn] = left
+        self.ledger.charge("vmap", self.costs["vmap_area"]
+                           + self.costs["vmap_page"] * (area.nr_pages >> area.page_order))
+        self.modules.free(area.addr, area.span)
+        self.lazy.append((area.addr, area.addr + area.span))  # free_vmap_area_noflush()
+        self.lazy_nr += area.span
+        # (strict=False: a design's vmalloc_from() order may back more pages than it maps)
+        for pfn, prot in zip(area.pages, area.prot, strict=False):
+            if not prot & _PAGE_NX:  # its executable mappings go with the area
+                self.directmap.exec_lost(pfn)
+        if area.flags & VM_FLUSH_RESET_PERMS:
+            self._vm_reset_perms(area)
+        elif self.lazy_nr > self.lazy_max:
+            self.vm_unmap_aliases()
+        self._free_area_pages(area)
+
+    def _vm_reset_perms(self, area: VmStruct) -> None:
+        """vm_reset_perms(): every page invalid, one flush over it all, every page default."""
+        for pfn in area.pages:  # set_area_direct_map(area, set_direct_map_invalid_noflush)
+            self.set_direct_map_invalid_noflush(pfn)
+        if area.pages:  # _vm_unmap_aliases(start, end, flush_dmap=1): purge + one flush
+            self.lazy.clear()
+            self.lazy_nr = 0
+            self.flush_tlb_all()  # the span covers direct map and vmalloc space: > ceiling
+        else:
+            self.vm_unmap_aliases()
+        for pfn in area.pages:
+            self.set_direct_map_default_noflush(pfn)
+
+    def vm_unmap_aliases(self) -> None:
+        """vm_unmap_aliases(): purge lazily freed areas with one range flush, if any."""
+        if not self.lazy:
+            return
+        lo = min(s for s, _ in self.lazy)
+        hi = max(e for _, e in self.lazy)
+        self.lazy.clear()
+        self.lazy_nr = 0
+        self.flush_tlb_kernel_range(hi - lo)

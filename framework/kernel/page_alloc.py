@@ -1,0 +1,331 @@
+"""mm/page_alloc.c: the zones' buddy allocator as the designs reach it.
+
+:class:`PageAlloc` holds one :class:`~framework.kernel.buddy.Zone` per node and the page
+allocator's entry points (``__alloc_pages``, ``__free_pages``, ``__free_pages_ok``,
+``split_page``, ``clear_page``), the pageblock flag bits and the extension points a design
+registers (an extra migratetype, a pageblock flag, a free-path hook). It also hands out the
+page-table pages a direct-map split needs. It knows nothing of requests or designs.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from framework.kernel.buddy import NO_PAGE, Zone
+from framework.kernel.consts import (
+    FALLBACKS,
+    MAX_ORDER,
+    MIGRATE_MOVABLE,
+    MIGRATE_UNMOVABLE,
+    NR_PAGEBLOCK_BITS,
+    PAGE_SHIFT,
+    PAGEBLOCK_ORDER,
+)
+from framework.kernel.faults import Faults
+from framework.kernel.ledger import Ledger
+from framework.machine.spec import MachineSpec
+
+#: ``hook(pfn, order) -> taken``: a design's diversion of generic frees (see
+#: :meth:`PageAlloc.register_free_hook`).
+FreeHook = Callable[[int, int], bool]
+#: ``violation(rule, where, detail)``: how the model records a broken promise.
+Violation = Callable[[str, int, str], None]
+
+
+class PageAlloc:
+    """The page allocator of one machine.
+
+    :ivar zones: one :class:`Zone` per node.
+    :ivar allocated: head pfn -> order of every block the buddy handed out.
+    :ivar nr_allocated: pages in :attr:`allocated`.
+    :ivar pt_pfns: page-table pages of the direct map (allocated too).
+    :ivar dirty: pages written since they were last cleared (the memory's contents).
+    :ivar current_node: the node of the CPU that allocates (``numa_node_id()``).
+    """
+
+    def __init__(self, spec: MachineSpec, costs: dict[str, float], ledger: Ledger,
+                 faults: Faults, rng: random.Random, violation: Violation, dirty: set[int],
+                 vm_mapped: dict[int, int]) -> None:
+        self.spec = spec
+        self.costs = costs
+        self.ledger = ledger
+        self.faults = faults
+        self.rng = rng  # one stream with the CPA and page-table faults: the draw order matters
+        self.violation = violation
+        self.alloc_faults = bool(faults.alloc_fail_orders or faults.alloc_fail_rate)
+        self.allocated: dict[int, int] = {}
+        self.nr_allocated = 0
+        self.pt_pfns: set[int] = set()
+        self.dirty = dirty
+        # pfn -> live vmalloc areas mapping it (owned by mm/vmalloc.c's model; read here for
+        # the bad_free check of a page freed while still mapped)
+        self.vm_mapped = vm_mapped
+        self.current_node = 0
+        self.fallbacks: dict[int, tuple[int, ...]] = dict(FALLBACKS)
+        self.nr_migratetypes = 3
+        self.pageblock_bits = NR_PAGEBLOCK_BITS
+        self.pageblock_flag_names: dict[str, int] = {}
+        self.free_hooks: list[tuple[int, FreeHook]] = []
+        self.free_hook_mask = 0
+        self.reserved_pages = (spec.reserved_mib << 20) >> PAGE_SHIFT
+        self.zones = self._build_zones()
+        self.c_zero = costs["zero_page"]  # hot-path cost, looked up once
+        self.single_node = spec.nodes == 1
+
+
+    def _build_zones(self) -> list[Zone]:
+        per_node = self.spec.mem_pages // self.spec.nodes
+        zones = []
+        for node in range(self.spec.nodes):
+            start = node * per_node
+            first_free = start + (self.reserved_pages if node == 0 else 0)
+            zones.append(Zone(node, start, start + per_node, first_free, self.ledger,
+                              self.costs, self.nr_migratetypes, self.fallbacks))
+        return zones
+
+    def add_migratetype(self, fallbacks: tuple[int, ...], taken_last_by: tuple[int, ...] = (),
+                        steal_policy: Callable[[int, int], bool] | None = None,
+                        single_page: bool = False) -> int:
+        """Add a migratetype (e.g. ``MIGRATE_UNMAPPED``) with its own free lists.
+
+        :param fallbacks: the new type's row of the ``fallbacks`` table.
+        :param taken_last_by: existing types that may fall back to the new one, last.
+        :param steal_policy: replaces ``can_steal_fallback()`` when given.
+        :param single_page: when the new type falls back, ``steal_suitable_fallback()`` moves
+            only the free block it found to the new type's lists and claims no pageblock,
+            whatever the block's order (a ``goto single_page`` at its top).
+        :returns: the new migratetype number.
+        """
+        mt = self.nr_migratetypes
+        self.nr_migratetypes += 1
+        for zone in self.zones:
+            zone.add_migratetype()
+            if steal_policy is not None:
+                zone.steal_policy = steal_policy
+            if single_page:
+                zone.single_page_types.add(mt)
+        self.fallbacks[mt] = fallbacks
+        for other in taken_last_by:
+            self.fallbacks[other] = (*self.fallbacks[other], mt)
+        return mt
+
+    def register_pageblock_flag(self, name: str, bit: int) -> int:
+        """Claim pageblock flag bit ``bit`` (``PB_unmapped = 7``); grows NR_PAGEBLOCK_BITS.
+
+        :returns: the mask of the bit.
+        """
+        self.pageblock_flag_names[name] = bit
+        self.pageblock_bits = max(self.pageblock_bits, 1 << (bit.bit_length()))
+        return 1 << bit
+
+    def register_free_hook(self, mask: int, hook: FreeHook) -> None:
+        """Divert generic frees of pages in pageblocks with ``mask`` set to ``hook(pfn, order)``.
+
+        Mirrors the v3 patch's check in ``free_pages_prepare()`` / ``free_unref_page_list()``.
+        The hook returns True when it took the page.
+        """
+        self.free_hooks.append((mask, hook))
+        self.free_hook_mask |= mask
+
+    def zone_of(self, pfn: int) -> Zone:
+        """page_zone()."""
+        if self.spec.nodes == 1:
+            return self.zones[0]
+        return self.zones[pfn * self.spec.nodes // self.spec.mem_pages]
+
+    def get_pageblock_flags(self, pfn: int) -> int:
+        """get_pfnblock_flags_mask() for the extra bits."""
+        return self.zone_of(pfn).pageblock_flags.get(pfn >> PAGEBLOCK_ORDER, 0)
+
+    def set_pageblock_flags(self, pfn: int, mask: int, value: bool) -> None:
+        """set_pfnblock_flags_mask() for the extra bits."""
+        flags = self.zone_of(pfn).pageblock_flags
+        block = pfn >> PAGEBLOCK_ORDER
+        bits = (flags.get(block, 0) | mask) if value else (flags.get(block, 0) & ~mask)
+        if bits:
+            flags[block] = bits
+        else:
+            flags.pop(block, None)
+
+    def alloc_pages(self, order: int, mt: int = MIGRATE_UNMOVABLE, node: int | None = None,
+                    zero: bool = False) -> int:
+        """__alloc_pages() -> get_page_from_freelist(): returns the head pfn or -1 (NULL).
+
+        Tries the preferred node with ALLOC_NOFRAGMENT (v6.3 ``alloc_flags_nofragment``: no
+        stealing below pageblock_order), then without it, then the other nodes in order.
+        ``zero`` is ``__GFP_ZERO``: the pages are cleared in ``post_alloc_hook``.
+        """
+        if order >= MAX_ORDER or (self.alloc_faults and self.faults.fail_alloc(order, self.rng)):
+            return NO_PAGE
+        first = self.current_node if node is None or node < 0 else node
+        pfn = self.zones[first].rmqueue(order, mt, True)
+        if pfn == NO_PAGE:
+            nodes = self.spec.nodes
+            for i in range(nodes):
+                pfn = self.zones[(first + i) % nodes].rmqueue(order, mt, False)
+                if pfn != NO_PAGE:
+                    break
+            else:
+                return NO_PAGE
+        self.allocated[pfn] = order
+        self.nr_allocated += 1 << order
+        if mt == MIGRATE_MOVABLE:
+            self._count_movable(pfn, 1 << order)
+        if zero:
+            self.clear_pages(pfn, 1 << order)
+        return pfn
+
+    def _count_movable(self, pfn: int, delta: int) -> None:
+        """Movable pages in use per pageblock: what steal_suitable_fallback()'s ``alike`` counts."""
+        used = self.zone_of(pfn).movable_used
+        block = pfn >> PAGEBLOCK_ORDER
+        used[block] = used.get(block, 0) + delta
+
+    def split_page(self, pfn: int, order: int) -> None:
+        """split_page(): a high-order block becomes 1 << order order-0 pages."""
+        del self.allocated[pfn]
+        for p in range(pfn, pfn + (1 << order)):
+            self.allocated[p] = 0
+
+    def clear_pages(self, pfn: int, nr: int) -> None:
+        """clear_page() over ``nr`` pages: charge zeroing and forget what was written."""
+        led = self.ledger
+        cost = self.c_zero * nr
+        led.zeroing_cycles += cost
+        led.total_cycles += cost
+        led.zeroed_pages += nr
+        dirty = self.dirty
+        if dirty:
+            if nr == 1:
+                dirty.discard(pfn)
+            else:
+                dirty.difference_update(range(pfn, pfn + nr))
+
+    def free_pages(self, pfn: int, order: int, movable: bool = False) -> None:
+        """__free_pages(): the generic free path.
+
+        ``free_pages_prepare()`` first offers pages of a pageblock with a hooked flag bit to
+        the plugin's hook (the v3 ``PB_unmapped`` diversion); otherwise the block goes back
+        to the buddy on its pageblock's migratetype list. Freeing pages the buddy does not
+        consider handed out is recorded as ``bad_free`` and ignored.
+        """
+        alloc = self.allocated
+        if alloc.get(pfn) == order:  # _take_range()'s whole-block case, inlined
+            del alloc[pfn]
+            self.nr_allocated -= 1 << order
+        elif not self._take_range(pfn, order):
+            self.violation("bad_free", pfn, f"order-{order} free of pages that are not "
+                           "allocated (double free, or never handed out)")
+            return
+        if self.vm_mapped and not self.vm_mapped.keys().isdisjoint(range(pfn, pfn + (1 << order))):
+            self.violation("bad_free", pfn, "page freed while a vmalloc area still maps it")
+        if movable:
+            self._count_movable(pfn, -(1 << order))
+        if self.free_hook_mask and self._divert(pfn, order):
+            self.allocated[pfn] = order  # now held by the plugin's cache
+            self.nr_allocated += 1 << order
+            return
+        zone = self.zones[0] if self.single_node else self.zone_of(pfn)  # _free_to_buddy()
+        zone.free_one_page(pfn, order, zone.pageblock_mt.get(pfn >> PAGEBLOCK_ORDER,
+                                                             MIGRATE_MOVABLE), False)
+
+    def _take_range(self, pfn: int, order: int) -> bool:
+        """Remove ``[pfn, pfn + 2^order)`` from :attr:`allocated`.
+
+        The range may be a whole allocated block, part of a bigger one (a page of a block a
+        plugin split up, as ``split_page`` / ``post_alloc_hook`` allow), or several smaller
+        ones (a plugin that merged its cached pages). Returns False, changing nothing, when
+        any page of the range is not allocated.
+        """
+        alloc = self.allocated
+        if alloc.get(pfn) == order:
+            del alloc[pfn]
+            self.nr_allocated -= 1 << order
+            return True
+        for big in range(order + 1, MAX_ORDER):
+            head = pfn >> big << big
+            if alloc.get(head) == big:
+                del alloc[head]
+                while big > order:  # keep the rest of the block allocated
+                    big -= 1
+                    half = head + (1 << big)
+                    if pfn >= half:
+                        alloc[head] = big
+                        head = half
+                    else:
+                        alloc[half] = big
+                self.nr_allocated -= 1 << order
+                return True
+        return self._take_parts(pfn, order)
+
+    def _take_parts(self, pfn: int, order: int) -> bool:
+        alloc = self.allocated
+        end = pfn + (1 << order)
+        parts = []
+        p = pfn
+        while p < end:
+            o = alloc.get(p)
+            if o is None or p + (1 << o) > end:
+                return False
+            parts.append(p)
+            p += 1 << o
+        for p in parts:
+            del alloc[p]
+        self.nr_allocated -= 1 << order
+        return True
+
+    def _divert(self, pfn: int, order: int) -> bool:
+        """free_pages_prepare(): offer a block of a hooked pageblock to the plugin's hook."""
+        zone = self.zone_of(pfn)
+        bits = zone.pageblock_flags.get(pfn >> PAGEBLOCK_ORDER, 0)
+        if not bits & self.free_hook_mask:
+            return False
+        for mask, hook in self.free_hooks:
+            if bits & mask and hook(pfn, order):
+                return True
+        return False
+
+    def free_pages_ok(self, pfn: int, order: int, to_tail: bool = False) -> None:
+        """__free_pages_ok(FPI_UNMAPPED [| FPI_TO_TAIL]): back to the buddy, no hooks.
+
+        For a plugin returning pages it holds (e.g. a shrinker); they must have come from
+        :meth:`alloc_pages` or a free hook, else ``bad_free`` is recorded.
+        """
+        if not self._take_range(pfn, order):
+            self.violation("bad_free", pfn, f"order-{order} return of pages not held")
+            return
+        self._free_to_buddy(pfn, order, to_tail)
+
+    def _free_to_buddy(self, pfn: int, order: int, to_tail: bool) -> None:
+        """free_one_page() on the pageblock's migratetype (get_pfnblock_migratetype())."""
+        zone = self.zones[0] if self.single_node else self.zone_of(pfn)
+        mt = zone.pageblock_mt.get(pfn >> PAGEBLOCK_ORDER, MIGRATE_MOVABLE)  # inlined getter
+        zone.free_one_page(pfn, order, mt, to_tail)
+
+    def _alloc_pt_page(self) -> int:
+        """split_large_page(): alloc_pages(GFP_KERNEL, 0) for the new page table."""
+        if self.faults.fail_pt(self.rng):
+            return NO_PAGE
+        pfn = self.alloc_pages(0, MIGRATE_UNMOVABLE)
+        if pfn != NO_PAGE:
+            self.pt_pfns.add(pfn)
+        return pfn
+
+    def _free_pt_page(self, pfn: int) -> None:
+        """A page-table page back to the buddy (cpa_collapse_large_pages() frees them)."""
+        self.pt_pfns.discard(pfn)
+        self.free_pages(pfn, 0)
+
+    def buddy_free_pages(self) -> int:
+        """NR_FREE_PAGES over all zones."""
+        return sum(zone.free_pages() for zone in self.zones)
+
+    def allocated_pages(self) -> int:
+        """Pages handed out by the buddy and not freed (page tables included), recounted."""
+        return sum(1 << order for order in self.allocated.values())
+
+    def check_conservation(self) -> int:
+        """free + allocated + reserved == RAM. Returns the discrepancy (0 when it holds)."""
+        total = self.buddy_free_pages() + self.allocated_pages() + self.reserved_pages
+        return total - self.spec.mem_pages
