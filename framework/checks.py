@@ -16,12 +16,22 @@ import attrs
 
 from framework.kernel.consts import MAX_ORDER
 from framework.kernel.kernel import Kernel
-from framework.request import Allocation, Request
+from framework.request import Allocation, Name, Request
 
-RULES: tuple[str, ...] = (
-    "conservation", "double_alloc", "bad_free", "unmapped_present", "wx_mapping",
-    "not_zeroed", "counters",
-)
+
+class Rule(Name):
+    """The promises checked during a run (docs/checks.md); the names are a contract."""
+
+    CONSERVATION = "conservation"
+    DOUBLE_ALLOC = "double_alloc"
+    BAD_FREE = "bad_free"
+    UNMAPPED_PRESENT = "unmapped_present"
+    WX_MAPPING = "wx_mapping"
+    NOT_ZEROED = "not_zeroed"
+    COUNTERS = "counters"
+
+
+RULES: tuple[str, ...] = tuple(r.value for r in Rule)
 KEEP_PER_RULE = 20  # violations kept in detail per rule; all are counted
 
 
@@ -88,15 +98,15 @@ class Checker:
             if self.big_heads:  # inside a block owned whole? Then judge it page by page
                 self._split_big(p, p + 1)
             if p in owner:
-                self.record("double_alloc", p, f"already owned by allocation {owner[p]}")
+                self.record(Rule.DOUBLE_ALLOC, p, f"already owned by allocation {owner[p]}")
             elif p not in kernel.allocated and kernel.zone_of(p).block_is_free(p):
-                self.record("conservation", p, "handed out a page that is buddy-free")
+                self.record(Rule.CONSERVATION, p, "handed out a page that is buddy-free")
             owner[p] = aid
             if alloc.unmapped and kernel.directmap.is_present(p):
-                self.record("unmapped_present", p, "unmapped allocation present in the direct "
+                self.record(Rule.UNMAPPED_PRESENT, p, "unmapped allocation present in the direct "
                             "map")
             if request.zero and p in kernel.dirty:
-                self.record("not_zeroed", p, "zero requested but the page holds data written "
+                self.record(Rule.NOT_ZEROED, p, "zero requested but the page holds data written "
                             "by an earlier owner")
             return
         if blocks:
@@ -121,10 +131,10 @@ class Checker:
                 continue
             for p in range(pfn, end):
                 if p in owner:
-                    self.record("double_alloc", p, f"already owned by allocation {owner[p]}")
+                    self.record(Rule.DOUBLE_ALLOC, p, f"already owned by allocation {owner[p]}")
                 elif not held and p not in kernel.allocated and (
                         kernel.zone_of(p).block_is_free(p)):
-                    self.record("conservation", p, "handed out a page that is buddy-free")
+                    self.record(Rule.CONSERVATION, p, "handed out a page that is buddy-free")
                 owner[p] = aid
 
     def _own_whole(self, aid: int, pfn: int, end: int, held: bool) -> None:
@@ -134,7 +144,7 @@ class Checker:
         if not held:
             for p in range(pfn, end):
                 if p not in kernel.allocated and kernel.zone_of(p).block_is_free(p):
-                    self.record("conservation", p, "handed out a page that is buddy-free")
+                    self.record(Rule.CONSERVATION, p, "handed out a page that is buddy-free")
         self.big[pfn] = (end - pfn, aid)
         bisect.insort(self.big_heads, pfn)
 
@@ -177,9 +187,9 @@ class Checker:
         starts = self.range_starts
         i = bisect.bisect_right(starts, start)
         if i and self.range_ends[starts[i - 1]] > start:
-            self.record("double_alloc", start, "overlaps a live object")
+            self.record(Rule.DOUBLE_ALLOC, start, "overlaps a live object")
         elif i < len(starts) and starts[i] < end:
-            self.record("double_alloc", start, "overlaps a live object")
+            self.record(Rule.DOUBLE_ALLOC, start, "overlaps a live object")
         starts.insert(i, start)
         self.range_ends[start] = end
 
@@ -189,7 +199,7 @@ class Checker:
         for pfn, order in alloc.blocks:
             for p in range(pfn, pfn + (1 << order)):
                 if dm.is_present(p):
-                    self.record("unmapped_present", p, "unmapped allocation present in the "
+                    self.record(Rule.UNMAPPED_PRESENT, p, "unmapped allocation present in the "
                                 "direct map")
 
     def _check_zero(self, alloc: Allocation) -> None:
@@ -197,7 +207,7 @@ class Checker:
         for pfn, order in alloc.blocks:
             for p in range(pfn, pfn + (1 << order)):
                 if p in dirty:
-                    self.record("not_zeroed", p, "zero requested but the page holds data "
+                    self.record(Rule.NOT_ZEROED, p, "zero requested but the page holds data "
                                 "written by an earlier owner")
 
     def on_free(self, alloc: Allocation) -> None:
@@ -206,7 +216,7 @@ class Checker:
         if len(blocks) == 1 and blocks[0][1] == 0:  # the single-page case, inline
             p = blocks[0][0]
             if alloc.unmapped and self.kernel.directmap.is_present(p):
-                self.record("unmapped_present", p, "unmapped allocation present in the "
+                self.record(Rule.UNMAPPED_PRESENT, p, "unmapped allocation present in the "
                             "direct map")
             self.owner.pop(p, None)
             return
@@ -239,13 +249,13 @@ class Checker:
         kernel = self.kernel
         gap = kernel.check_conservation()
         if gap:
-            self.record("conservation", 0, f"free + allocated + reserved differs from RAM "
+            self.record(Rule.CONSERVATION, 0, f"free + allocated + reserved differs from RAM "
                         f"by {gap} pages")
         accounted = self.owned_pages() + held_pages + len(kernel.pt_pfns)
         if accounted != kernel.nr_allocated:
-            self.record("conservation", 0, f"{kernel.nr_allocated} pages allocated from the "
+            self.record(Rule.CONSERVATION, 0, f"{kernel.nr_allocated} pages allocated from the "
                         f"buddy but {accounted} accounted for (live + cached + page tables)")
         dm = kernel.directmap
         if dm.recount() != (dm.nr_4k, dm.nr_2m, dm.nr_1g):
-            self.record("counters", 0, f"DirectMap counters {dm.nr_4k, dm.nr_2m, dm.nr_1g} "
+            self.record(Rule.COUNTERS, 0, f"DirectMap counters {dm.nr_4k, dm.nr_2m, dm.nr_1g} "
                         f"but page tables hold {dm.recount()}")

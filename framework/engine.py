@@ -27,7 +27,18 @@ from framework.machine.spec import MACHINE_PARAMS, MachineSpec, configure
 from framework.metrics import build_metrics, latency_by_site, snapshot
 from framework.params import resolve
 from framework.plugins import Registry
-from framework.request import ALLOC, FREE, PRESSURE, SAMPLE, WRITE, Allocation, Event, Request
+from framework.request import (
+    ALLOC,
+    FREE,
+    PRESSURE,
+    SAMPLE,
+    WRITE,
+    Allocation,
+    Event,
+    FreedBy,
+    Perm,
+    Request,
+)
 from framework.tlb.settings import TLB_PARAMS
 from framework.workload import (
     BACKGROUND_PARAM,
@@ -227,7 +238,7 @@ class Runner:
             self._check_type(alloc)
         self.live[eid] = (alloc, req)
         live_bytes = self.live_bytes = self.live_bytes + req.size
-        if req.perm == "UNMAPPED" and not alloc.unmapped:
+        if req.perm is Perm.UNMAPPED and not alloc.unmapped:
             self.unmapped_served_mapped_bytes += req.size
         self.checker.on_alloc(eid, alloc, req)
         if live_bytes > self.peak_requested_bytes:  # peaks, inline
@@ -267,7 +278,7 @@ class Runner:
         ledger = self.ledger
         before = ledger.total_cycles
         try:
-            if req.freed_by == "GENERIC":
+            if req.freed_by is FreedBy.GENERIC:
                 owner.free_generic(alloc)
             else:
                 owner.free(alloc)

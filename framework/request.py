@@ -5,42 +5,100 @@ and the events that carry them (DESIGN section 5, a contract).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from enum import Enum
 from itertools import repeat
 from typing import Any, NamedTuple
 
 import attrs
 
-PERMS: tuple[str, ...] = ("UNMAPPED", "ROX", "RO", "RW", "PKS")
-FREED_BY: tuple[str, ...] = ("OWNER", "GENERIC")
-SITES: tuple[str, ...] = (
-    "secretmem", "module_text", "module_rodata", "module_ro_after_init", "module_data",
-    "module_init_text", "module_init_rodata", "module_init_data", "bpf_prog", "trampoline",
-    "pagetable", "guest", "dma_nokmap", "kernel", "reclaimable", "user",
-)
 
-ALLOC, FREE, WRITE, PRESSURE, SAMPLE = "alloc", "free", "write", "pressure", "sample"
-OPS: tuple[str, ...] = (ALLOC, FREE, WRITE, PRESSURE, SAMPLE)
+class Name(str, Enum):
+    """A closed set of names whose members are their string values (as the trace CSV and the
+    JSON write them): equal to, hashed as and printed as the plain string."""
+
+    __hash__ = str.__hash__  # as fast as a str key, and equal keys hash alike
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class Site(Name):
+    """The kernel call site a request comes from."""
+
+    SECRETMEM = "secretmem"
+    MODULE_TEXT = "module_text"
+    MODULE_RODATA = "module_rodata"
+    MODULE_RO_AFTER_INIT = "module_ro_after_init"
+    MODULE_DATA = "module_data"
+    MODULE_INIT_TEXT = "module_init_text"
+    MODULE_INIT_RODATA = "module_init_rodata"
+    MODULE_INIT_DATA = "module_init_data"
+    BPF_PROG = "bpf_prog"
+    TRAMPOLINE = "trampoline"
+    PAGETABLE = "pagetable"
+    GUEST = "guest"
+    DMA_NOKMAP = "dma_nokmap"
+    KERNEL = "kernel"
+    RECLAIMABLE = "reclaimable"
+    USER = "user"
+
+
+class Perm(Name):
+    """What the memory must be in the kernel's mappings while it is owned."""
+
+    UNMAPPED = "UNMAPPED"  # absent from the direct map
+    ROX = "ROX"
+    RO = "RO"
+    RW = "RW"
+    PKS = "PKS"  # mapped, write-protected by a PKS key
+
+
+class FreedBy(Name):
+    """Which path gives the pages back."""
+
+    OWNER = "OWNER"  # the design's free
+    GENERIC = "GENERIC"  # the generic page-free path (a page-cache page's last put_page)
+
+
+class Op(Name):
+    """A workload event's operation."""
+
+    ALLOC = "alloc"
+    FREE = "free"
+    WRITE = "write"
+    PRESSURE = "pressure"
+    SAMPLE = "sample"
+
+
+PERMS: tuple[str, ...] = tuple(p.value for p in Perm)
+FREED_BY: tuple[str, ...] = tuple(f.value for f in FreedBy)
+SITES: tuple[str, ...] = tuple(s.value for s in Site)
+ALLOC, FREE, WRITE, PRESSURE, SAMPLE = Op.ALLOC, Op.FREE, Op.WRITE, Op.PRESSURE, Op.SAMPLE
+OPS: tuple[str, ...] = tuple(o.value for o in Op)
 
 
 @attrs.frozen(slots=True)
 class Request:
     """One allocation request.
 
-    :param site: the kernel call site (:data:`SITES`; workloads may use others).
+    :param site: the kernel call site (:class:`Site`; its string value is accepted).
     :param size: bytes wanted (> 0).
-    :param perm: ``UNMAPPED`` (absent from the direct map), ``ROX``, ``RO``, ``RW``, ``PKS``.
+    :param perm: :class:`Perm` (or its string value).
     :param zero: the memory must read as zero.
     :param node: preferred NUMA node, or None for any.
-    :param freed_by: ``OWNER`` (the design's free is called) or ``GENERIC`` (the pages come
-        back through the generic page-free path, as secretmem's page-cache pages do).
+    :param freed_by: :class:`FreedBy` (or its string value).
+    :raises ValueError: for a site, perm or freed_by outside its set.
     """
 
-    site: str
+    site: Site = attrs.field(converter=Site)
     size: int
-    perm: str = "RW"
+    perm: Perm = attrs.field(default=Perm.RW, converter=Perm)
     zero: bool = True
     node: int | None = None
-    freed_by: str = "OWNER"
+    freed_by: FreedBy = attrs.field(default=FreedBy.OWNER, converter=FreedBy)
 
 
 class Allocation(NamedTuple):

@@ -59,7 +59,7 @@ from framework.kernel.consts import (
 )
 from framework.kernel.kernel import Kernel
 from framework.kernel.vmalloc import VmStruct
-from framework.request import Allocation, Request
+from framework.request import Allocation, Perm, Request, Site
 
 _new_tuple = tuple.__new__
 
@@ -68,12 +68,12 @@ SLOTS_PER_PAGE = PAGE_SIZE // MAX_INSN_SIZE  # kernel/kprobes.c slots_per_page()
 BPF_PROG_CHUNK_SHIFT = 6  # kernel/bpf/core.c
 BPF_PROG_CHUNK_SIZE = 1 << BPF_PROG_CHUNK_SHIFT
 PACK_PAGES = 1 << PMD_ORDER  # SZ_2M per possible node
-SITE_MIGRATETYPE = {"user": MIGRATE_MOVABLE, "reclaimable": MIGRATE_RECLAIMABLE}
+SITE_MIGRATETYPE = {Site.USER: MIGRATE_MOVABLE, Site.RECLAIMABLE: MIGRATE_RECLAIMABLE}
 MODULE_SECTION_SITES = frozenset({
-    "module_text", "module_rodata", "module_ro_after_init", "module_data",
-    "module_init_text", "module_init_rodata", "module_init_data",
+    Site.MODULE_TEXT, Site.MODULE_RODATA, Site.MODULE_RO_AFTER_INIT, Site.MODULE_DATA,
+    Site.MODULE_INIT_TEXT, Site.MODULE_INIT_RODATA, Site.MODULE_INIT_DATA,
 })
-MODULE_SITES = MODULE_SECTION_SITES | {"trampoline"}  # every site module_alloc() serves
+MODULE_SITES = MODULE_SECTION_SITES | {Site.TRAMPOLINE}  # every site module_alloc() serves
 
 SiteAlloc = Callable[[Request], "Allocation | None"]
 
@@ -154,9 +154,9 @@ class StatusQuo(Allocator):
         self.insn_pages: list[InsnPage] = []
         self._by_site = _SiteTable(self.pages_alloc)
         self._by_site.update({
-            "secretmem": self.secretmem_alloc, "trampoline": self.trampoline_alloc,
-            "bpf_prog": self.bpf_prog_alloc, "pagetable": self.pagetable_alloc,
-            "guest": self.guest_alloc, "dma_nokmap": self.dma_nokmap_alloc,
+            Site.SECRETMEM: self.secretmem_alloc, Site.TRAMPOLINE: self.trampoline_alloc,
+            Site.BPF_PROG: self.bpf_prog_alloc, Site.PAGETABLE: self.pagetable_alloc,
+            Site.GUEST: self.guest_alloc, Site.DMA_NOKMAP: self.dma_nokmap_alloc,
         })
         for site in MODULE_SECTION_SITES:
             self._by_site[site] = self.module_mem_alloc
@@ -204,7 +204,7 @@ class StatusQuo(Allocator):
             if not handle.sealed:
                 kernel.dirty.update(handle.area.pages)
                 self.module_seal(handle)
-            elif handle.perm in ("ROX", "RO"):
+            elif handle.perm in (Perm.ROX, Perm.RO):
                 kernel.text_poke(handle.area.addr, 0, length or allocation.size)
             else:
                 kernel.dirty.update(handle.area.pages)
@@ -275,12 +275,12 @@ class StatusQuo(Allocator):
     def module_seal(self, mem: ModuleMem) -> None:
         """module_enable_ro / _nx / _x (kernel/module/strict_rwx.c) for one section type."""
         kernel, addr, nr = self.kernel, mem.area.addr, mem.area.nr_pages
-        if mem.site == "trampoline":
+        if mem.site is Site.TRAMPOLINE:
             kernel.set_memory_rox(addr, nr)  # kernel/bpf/trampoline.c bpf_trampoline_update
-        elif mem.perm == "ROX":
+        elif mem.perm is Perm.ROX:
             kernel.set_memory_ro(addr, nr)  # module_enable_ro: frob_text
             kernel.set_memory_x(addr, nr)  # module_enable_x: frob_text
-        elif mem.perm == "RO":
+        elif mem.perm is Perm.RO:
             kernel.set_memory_ro(addr, nr)  # module_enable_ro: frob_rodata / ro_after_init
             kernel.set_memory_nx(addr, nr)  # module_enable_nx
         else:
@@ -412,7 +412,7 @@ class StatusQuo(Allocator):
         pfn = kernel.alloc_pages(0, MIGRATE_UNMOVABLE, request.node, zero=True)
         if pfn == NO_PAGE:
             return None
-        if request.perm == "PKS" and kernel.set_pages_pkey(pfn, 1, True):
+        if request.perm is Perm.PKS and kernel.set_pages_pkey(pfn, 1, True):
             kernel.free_pages(pfn, 0)
             return None
         return Allocation(((pfn, 0),), 0, request.size, False, ("pagetable", request.perm))
@@ -431,7 +431,7 @@ class StatusQuo(Allocator):
         order = get_order(request.size)
         if order >= MAX_ORDER:
             return self._chunked(request, mt, request.zero, request.site)
-        zero = request.zero and request.site != "dma_nokmap"
+        zero = request.zero and request.site is not Site.DMA_NOKMAP
         pfn = self.kernel.alloc_pages(order, mt, request.node, zero=zero)
         if pfn == NO_PAGE:
             return None
@@ -462,7 +462,7 @@ class StatusQuo(Allocator):
         kernel = self.kernel
         handle = allocation.handle
         movable = isinstance(handle, tuple) and handle[1] == MIGRATE_MOVABLE
-        if handle == ("pagetable", "PKS"):
+        if handle == (Site.PAGETABLE, Perm.PKS):
             for pfn, _ in allocation.blocks:
                 kernel.set_pages_pkey(pfn, 1, False)
         for pfn, order in allocation.blocks:

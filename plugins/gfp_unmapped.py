@@ -97,11 +97,11 @@ from framework.kernel.consts import PAGE_SHIFT, PAGE_SIZE, PMD_ORDER
 from framework.kernel.kernel import Kernel
 from framework.kernel.vmalloc import VM_FLUSH_RESET_PERMS, VmStruct
 from framework.params import Param
-from framework.request import Allocation, Request
+from framework.request import Allocation, Request, Site
 from framework.statusquo import MODULE_SITES, StatusQuo
 from plugins._unmapped_cache import UnmappedCache, alloc_refill_block, clear_unmapped
 
-SECRETMEM = "secretmem"
+SECRETMEM = Site.SECRETMEM
 
 
 class GfpUnmapped(StatusQuo):
@@ -111,7 +111,7 @@ class GfpUnmapped(StatusQuo):
     summary = ("v3 __GFP_UNMAPPED: global buddy cache of unmapped pages refilled 2 MiB at a "
                "time, PB_unmapped free-path diversion, shrinker; secretmem and module_alloc")
     source = "20230308094106.227365-1-rppt@kernel.org (mm/unmapped-alloc.c, v3 RFC)"
-    covers = frozenset({SECRETMEM, "bpf_prog", *MODULE_SITES})
+    covers = frozenset({SECRETMEM, Site.BPF_PROG, *MODULE_SITES})
     params = (
         Param("variant", str, "posted", "posted: the v3 code with its bugs; fixed: whole-block "
               "unmap, zero before caching, no VM_FLUSH_RESET_PERMS", choices=("posted", "fixed")),

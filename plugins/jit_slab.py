@@ -78,7 +78,7 @@ from framework.kernel.consts import PAGE_SHIFT, PAGE_SIZE
 from framework.kernel.kernel import Kernel
 from framework.kernel.vmalloc import VmStruct
 from framework.params import Param
-from framework.request import Allocation, Request
+from framework.request import Allocation, Request, Site
 from framework.statusquo import StatusQuo
 
 JITALLOC_MIN_SIZE = 16  # mm/jitalloc.c
@@ -157,7 +157,7 @@ class JitSlabAllocator(StatusQuo):
                "ROX slabs, global mutex, module_alloc for bigger objects")
     source = ("Kent Overstreet, '[PATCH] mm: jit/text allocator', 17 May 2023, in the thread "
               "of 20230308094106.227365-1-rppt@kernel.org")
-    covers = frozenset({"bpf_prog", "trampoline"})
+    covers = frozenset({Site.BPF_PROG, Site.TRAMPOLINE})
     params = (
         Param("variant", str, "posted", "posted: the code as posted (len <= 8 -> page path, "
               "folio_put of empty slabs leaks the vm area); fixed: 16 B class, vfree",

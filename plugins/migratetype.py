@@ -80,6 +80,7 @@ from framework.kernel.consts import (
 )
 from framework.kernel.kernel import Kernel
 from framework.kernel.vmalloc import VM_FLUSH_RESET_PERMS, VmStruct
+from framework.request import Site
 from framework.statusquo import MODULE_SITES, StatusQuo
 
 # The RFC adds no pageblock bit (MIGRATE_UNMAPPED fits the 3 migratetype bits). The model keeps
@@ -248,7 +249,7 @@ class Migratetype(StatusQuo):
     summary = ("2022 RFC: MIGRATE_UNMAPPED pageblocks, PTE-mapped once per block, "
                "unmapped per allocation (secretmem, module_alloc)")
     source = "20220127085608.306306-1-rppt@kernel.org (RFC 0/3, patches -2, -3, -4)"
-    covers = frozenset({"secretmem", "bpf_prog", *MODULE_SITES})
+    covers = frozenset({Site.SECRETMEM, Site.BPF_PROG, *MODULE_SITES})
 
     def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:
         super().__init__(kernel, params)

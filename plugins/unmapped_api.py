@@ -75,11 +75,11 @@ from framework.kernel.consts import (
 )
 from framework.kernel.kernel import Kernel
 from framework.params import Param
-from framework.request import Allocation, Request
+from framework.request import Allocation, Request, Site
 from framework.statusquo import StatusQuo
 from plugins._unmapped_cache import UnmappedCache, alloc_refill_block, clear_unmapped
 
-SECRETMEM, GUEST, DMA_NOKMAP = "secretmem", "guest", "dma_nokmap"
+SECRETMEM, GUEST, DMA_NOKMAP = Site.SECRETMEM, Site.GUEST, Site.DMA_NOKMAP
 
 
 UNMAPPED_API = "unmapped-api"  # the handle of an allocation from the unmapped cache

@@ -82,7 +82,7 @@ from framework.kernel.consts import PAGE_SHIFT, PAGE_SIZE, PMD_ORDER
 from framework.kernel.kernel import Kernel
 from framework.kernel.vmalloc import VM_ALLOW_HUGE_VMAP, VM_NO_GUARD, VmStruct
 from framework.params import Param
-from framework.request import Allocation, Request
+from framework.request import Allocation, Request, Site
 from framework.statusquo import StatusQuo
 
 PMD_SIZE = 1 << (PMD_ORDER + PAGE_SHIFT)
@@ -90,8 +90,8 @@ PMD_PAGES = 1 << PMD_ORDER
 SIZEOF_VMAP_AREA = 64  # x86-64, v6.1 struct vmap_area (without v6.3's flags)
 BPF_PROG_EXEC_ALIGN = 64  # kernel/bpf/core.c in v5 patch 4/6
 EXECMEM = "execmem"  # the handle of an object execmem_alloc() handed out
-MODULE_TEXT_SITES = frozenset({"module_text", "module_init_text"})
-BASE_SITES = frozenset({"bpf_prog", "trampoline"})
+MODULE_TEXT_SITES = frozenset({Site.MODULE_TEXT, Site.MODULE_INIT_TEXT})
+BASE_SITES = frozenset({Site.BPF_PROG, Site.TRAMPOLINE})
 FL_FIT, LE_FIT, RE_FIT, NE_FIT = 1, 2, 3, 4  # mm/vmalloc.c enum fit_type
 
 
