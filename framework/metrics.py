@@ -1,4 +1,5 @@
-"""Metrics of a run (DESIGN section 8; names are a contract).
+"""Metrics of a run (names are a contract: docs/contracts.md, "Metrics and JSON
+results").
 
 :data:`METRICS` lists each metric with its unit and whether lower is better, which the
 comparison tables use to print ``+`` for better. Names follow the kernel where it has one.
