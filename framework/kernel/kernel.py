@@ -27,11 +27,13 @@ from framework.kernel.consts import (
     NR_PAGEBLOCK_BITS,
     PAGE_KERNEL,
     PAGE_SHIFT,
+    PAGE_SIZE,
     PAGEBLOCK_ORDER,
     PMD_ORDER,
     TLB_SINGLE_PAGE_FLUSH_CEILING,
+    MigrateType,
 )
-from framework.kernel.directmap import ENOMEM, DirectMap, new_prot
+from framework.kernel.directmap import EINVAL, ENOMEM, DirectMap, new_prot
 from framework.kernel.faults import Faults
 from framework.kernel.ledger import Ledger
 from framework.kernel.vmalloc import (
@@ -89,7 +91,7 @@ class Kernel:
         self.dirty: set[int] = set()
         self.current_node = 0
         self.fallbacks: dict[int, tuple[int, ...]] = dict(FALLBACKS)
-        self.nr_migratetypes = 3
+        self.nr_migratetypes = len(MigrateType)  # MIGRATE_PCPTYPES (no HIGHATOMIC, CMA, ISOLATE)
         self.pageblock_bits = NR_PAGEBLOCK_BITS
         self.pageblock_flag_names: dict[str, int] = {}
         self.free_hooks: list[tuple[int, FreeHook]] = []
@@ -642,7 +644,7 @@ class Kernel:
         area = self.find_area(vpage)
         if area is None or vpage + nr > area.addr + area.nr_pages:
             self.violation("bad_free", vpage << PAGE_SHIFT, "set_memory on unmapped range")
-            return -22
+            return EINVAL
         self.ledger.cpa_calls += 1
         self.ledger.charge("cpa", self.costs["cpa_call"])
         self.vm_unmap_aliases()
@@ -712,8 +714,9 @@ class Kernel:
         done = 0
         pos = offset
         while done < length:
-            size = min(2 * 4096 - (pos & 4095), length - done)
-            pages = ((pos & 4095) + size + 4095) >> 12
+            offset_in_page = pos & (PAGE_SIZE - 1)
+            size = min(2 * PAGE_SIZE - offset_in_page, length - done)
+            pages = (offset_in_page + size + PAGE_SIZE - 1) >> PAGE_SHIFT  # PFN_UP()
             self.ledger.text_poke_calls += 1
             self.ledger.charge("text_poke", self.costs["text_poke"]
                                + self.costs["text_poke_page"] * pages)
