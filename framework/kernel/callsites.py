@@ -12,7 +12,7 @@ sites it does not cover. Per site:
   ro_after_init: ``set_memory_ro`` + ``set_memory_nx``; data: ``set_memory_nx``). Later
   writes to read-only text go through ``text_poke``. Each section type is its own
   ``module_alloc``, as the ``module_memory`` layout of v6.4 (ac3b43283923) does; v6.3 put the
-  core sections in one allocation, which the thread's designs all split. Trampolines are
+  core sections in one allocation, which the proposed designs all split. Trampolines are
   sealed with one ``set_memory_rox`` (kernel/bpf/trampoline.c, kernel/kprobes.c).
 - ``trampoline`` of at most ``MAX_INSN_SIZE`` (16 B): a kprobe instruction slot from
   kernel/kprobes.c ``get_insn_slot``: pages of 256 slots from ``alloc_insn_page``
