@@ -9,8 +9,8 @@ a faster, noisier run). Sections:
 3. Entry popularity: the head + tail rule vs Monte Carlo random placement of ranked pages.
 4. Set-associative vs fully associative Che for the STLB-sized arrays (why arrays of more than
    32 sets are solved as fully associative).
-5. Direction check against hardware.md section 4: a 256 GiB direct map all in 4K, 2M, 1G pages
-   or fragmented, on the modelled cores.
+5. Direction check against docs/hardware.md, "Published results": a 256 GiB direct map all in
+   4K, 2M, 1G pages or fragmented, on the modelled cores.
 6. Per-call time of :func:`framework.tlb.reach.dtlb_reach` (CPU time, best of 5).
 """
 

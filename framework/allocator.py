@@ -1,4 +1,4 @@
-"""The allocator contract every design implements (DESIGN section 6).
+"""The allocator contract every design implements (docs/contracts.md, "Allocator plugins").
 
 A design subclasses :class:`Allocator`, sets the class attributes and implements
 :meth:`alloc` and :meth:`free`. Requests for sites it does not list in :attr:`covers` are

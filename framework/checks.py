@@ -1,4 +1,4 @@
-"""The promises each design makes, checked while a run goes on (DESIGN section 9).
+"""The promises each design makes, checked while a run goes on (docs/checks.md).
 
 Rules (names are a contract): ``conservation``, ``double_alloc``, ``bad_free``,
 ``unmapped_present``, ``wx_mapping``, ``not_zeroed``, ``counters``. A violation records the

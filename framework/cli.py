@@ -1,4 +1,4 @@
-"""The ``framework`` command (DESIGN section 10).
+"""The ``framework`` command (its contract: docs/contracts.md, "CLI").
 
 Tables go to stdout, progress and errors to stderr. Bad input exits 2 with one line naming
 the bad value and what is allowed, and results already computed are still printed/written.

@@ -323,7 +323,7 @@ class Runner:
 
     # -- the end -------------------------------------------------------------------------
     def finish(self) -> dict[str, Any]:
-        """Final checks and the result record (DESIGN section 8)."""
+        """Final checks and the result record (docs/contracts.md, "Metrics and JSON results")."""
         cell = self.setup.cell
         try:  # cache_pages(), metadata_bytes(), stats(): the design's code too
             self.checker.drain_kernel()

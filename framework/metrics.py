@@ -1,4 +1,5 @@
-"""Metrics of a run (DESIGN section 8; names are a contract).
+"""Metrics of a run (names are a contract: docs/contracts.md, "Metrics and JSON
+results").
 
 :data:`METRICS` lists each metric with its unit and whether lower is better, which the
 comparison tables use to print ``+`` for better. Names follow the kernel where it has one.
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import numpy as np
 
+from framework.kernel.consts import PAGE_SIZE
 from framework.kernel.kernel import Kernel
 from framework.tlb.settings import tlb_metrics
 
@@ -120,7 +122,7 @@ def build_metrics(runner: Runner) -> dict[str, Any]:
         "cache_pages": runner.held_pages(),
         "metadata_bytes": runner.allocator.metadata_bytes(),
         "requested_bytes": totals["peak_requested_bytes"],
-        "footprint_bytes": totals["peak_footprint_pages"] * 4096,
+        "footprint_bytes": totals["peak_footprint_pages"] * PAGE_SIZE,
         "unmapped_served_mapped_bytes": totals["unmapped_served_mapped_bytes"],
         "cycles_total": kernel.ledger.total_cycles,
         "violations": sum(runner.checker.counts.values()),

@@ -1,5 +1,5 @@
 """What a workload asks for (:class:`Request`), what a design hands out (:class:`Allocation`),
-and the events that carry them (DESIGN section 5, a contract).
+and the events that carry them (a contract: docs/contracts.md, "Requests and the trace CSV").
 """
 
 from __future__ import annotations

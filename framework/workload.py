@@ -1,4 +1,4 @@
-"""The workload contract (DESIGN section 7).
+"""The workload contract (docs/contracts.md, "Workloads").
 
 A workload is a deterministic generator of :class:`framework.request.Event` s. It declares
 typed parameters with defaults sized so the default suite runs in seconds, and draws every

@@ -1,8 +1,9 @@
 """``baseline``: the v6.3 status quo.
 
-Models: Linux v6.3 (the seed thread's base, fe15c26ee26e) as it serves each site without any
-of the proposed allocators: secretmem's per-page ``set_direct_map_invalid_noflush`` plus a
-1-page flush at fault and ``set_direct_map_default_noflush`` plus zeroing at free;
+Models: Linux v6.3 (fe15c26ee26e, the base of the ``__GFP_UNMAPPED`` v3 series) as it serves
+each site without any of the proposed allocators: secretmem's per-page
+``set_direct_map_invalid_noflush`` plus a 1-page flush at fault and
+``set_direct_map_default_noflush`` plus zeroing at free;
 ``module_alloc`` with 4 KiB pages and the STRICT_MODULE_RWX ``set_memory_*`` calls;
 bpf_prog_pack for BPF programs; ``VM_FLUSH_RESET_PERMS`` at ``vfree``. The details of every
 site are in :mod:`framework.statusquo`, the class every other design extends.

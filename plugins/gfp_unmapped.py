@@ -1,88 +1,25 @@
 """``gfp-unmapped``: Mike Rapoport's ``__GFP_UNMAPPED`` v3 with its dedicated buddy cache.
 
-Models: "[RFC PATCH 0/5] Prototype for direct map awareness in page allocator", v3
-(20230308094106.227365-1-rppt@kernel.org, on v6.3-rc1 fe15c26ee26e), from the posted code:
+Models the posted code of 20230308094106.227365-1-rppt@kernel.org (on v6.3-rc1 fe15c26ee26e):
+``__alloc_pages()`` sends ``__GFP_UNMAPPED`` requests to ``unmapped_pages_alloc()``, a global
+buddy cache of unmapped pages (:mod:`plugins._unmapped_cache`) refilled with
+``alloc_pages(gfp | __GFP_ZERO, o)`` for o = ``refill_order`` down to the request's order and
+taken out of the direct map; ``free_pages_prepare()`` diverts every generic free of a page in
+a ``PB_unmapped`` pageblock back into the cache (``kernel.register_free_hook``); the v3
+shrinker gives whole blocks back. Users: secretmem (``freed_by=GENERIC``) and everything x86
+``module_alloc()`` serves (module sections, trampolines, BPF packs), one
+``alloc_pages(gfp, 0)`` per page; allocations promise ``unmapped=True``.
 
-- ``__alloc_pages()`` sends ``__GFP_UNMAPPED`` requests to ``unmapped_pages_alloc()``: take a
-  block from the cache (:mod:`plugins._unmapped_cache`); on a miss refill by trying
-  ``alloc_pages(gfp | __GFP_ZERO, o)`` for o = ``refill_order`` (PMD_ORDER = 9 in the patch)
-  down to the request's order, remove it from the direct map, put the whole block in the cache
-  (which sets ``PB_unmapped`` on its pageblock and counts ``nr_cached``), take again; then
-  ``post_alloc_hook(page, order, GFP_KERNEL)``.
-- pcp bypass: ``pcp_allowed()`` keeps ``__GFP_UNMAPPED`` off the per-cpu lists. The model has
-  no pcp lists at all (every order-0 page goes through the buddy), so there is nothing to
-  bypass; the cache's own lock round trips are counted in :meth:`GfpUnmapped.stats`.
-- ``free_pages_prepare()`` / ``free_unref_page_list()`` divert every generic free of a page in
-  a ``PB_unmapped`` pageblock into the cache (``kernel.register_free_hook``): no remap, no
-  zeroing. Pages of such a block that some other user held are "stolen" into the cache (Mike:
-  intended, the block's PMD is split anyway); :meth:`GfpUnmapped.stats` counts them.
-- The shrinker and the debugfs table (patches 2-3), see :mod:`plugins._unmapped_cache`.
-- Users (patches 4-5). secretmem: ``alloc_page(gfp | __GFP_ZERO | __GFP_UNMAPPED)`` and no
-  ``set_direct_map_*``, flush or ``free_folio`` of its own; pages come back through the page
-  cache's generic free, which the diversion catches (``freed_by=GENERIC``). x86
-  ``module_alloc()`` adds ``__GFP_UNMAPPED``, so ``vm_area_alloc_pages()`` skips the bulk
-  allocator and takes one ``alloc_pages(gfp, 0)`` per page from the cache. Everything
-  ``module_alloc`` serves in v6.3 is covered: module sections, trampolines and
-  ``bpf_prog_pack`` packs and big BPF images (:class:`UnmappedModuleKernel`). The
-  STRICT_MODULE_RWX ``set_memory_*`` calls still run on the module address; their alias
-  processing meets 4 KiB direct-map entries that are already not present (or, for
-  ``variant=fixed``, a whole 2 MiB entry invalidated in place) and changes nothing there.
-  ``VM_FLUSH_RESET_PERMS`` stays set, so ``vfree`` makes every page invalid then *default*
-  before the generic free puts it back in the cache: cached module pages are mapped (Rick
-  Edgecombe's finding in the thread).
+Variants (``--set gfp-unmapped.variant=...``): ``posted`` (default), the code as posted: the
+refill unmaps only the first ``1 << order`` pages and freed pages go back on the list
+unzeroed, which the ``unmapped_present`` and ``not_zeroed`` checks catch; ``fixed``: the whole
+block unmapped with one checked CPA call, pages zeroed before they enter the cache, no
+``VM_FLUSH_RESET_PERMS`` for module pages. Parameter ``refill_order`` (9, the patch's
+PMD_ORDER). Stats: the ``/sys/kernel/debug/unmapped_alloc`` table, lock round trips, refills,
+stolen pages.
 
-Allocations from the cache promise ``unmapped=True`` (the point of ``__GFP_UNMAPPED``), module
-and BPF ones included; the engine checks it.
-
-Variants (``--set gfp-unmapped.variant=...``):
-
-- ``posted`` (default), the code as posted, with the two bugs reviewers found: the refill
-  calls ``set_direct_map_invalid_noflush`` (unchecked: "FIXME ... may fail") on only the first
-  ``1 << order`` pages and ``flush_tlb_kernel_range`` over them, so the rest of the block sits
-  in the cache *mapped* and is later handed out unmapped in name only (the engine's
-  ``unmapped_present`` check catches it); freed pages are not zeroed before going back on the
-  list and ``post_alloc_hook(..., GFP_KERNEL)`` drops the caller's ``__GFP_ZERO`` (Rick: "The
-  page has to be zeroed before it goes back on the list"; Mike: "You are right, I missed
-  it"), so ``not_zeroed`` catches a secretmem page written by one owner and given to the next.
-  Cached pages remapped by ``VM_FLUSH_RESET_PERMS`` or stolen while mapped are handed out
-  mapped as well.
-- ``fixed``: the refill makes the whole block invalid with one CPA call
-  (``set_direct_map_invalid_noflush(page, 1 << order)``, i.e. later kernels'
-  ``set_direct_map_valid_noflush``; checked, the block goes back to the buddy on failure) and
-  one flush over the block; a 2 MiB-aligned order-9 block is changed in place, no split.
-  Pages are zeroed *before they go back on the list* (every page entering the cache other
-  than from a ``__GFP_ZERO`` refill), so the cache only ever holds zeroed pages (Mike's
-  stated intent: ``__GFP_ZERO`` implicit); an unmapped page is cleared through a temporary
-  local mapping (:func:`plugins._unmapped_cache.clear_unmapped`). A page entering the cache
-  still present (a stolen one) is cleared through the direct map, then made invalid and
-  flushed (``kernel_page_present()`` decides). ``module_alloc`` drops
-  ``VM_FLUSH_RESET_PERMS`` (Rick: "modules shouldn't set VM_FLUSH_RESET_PERMS if it uses
-  this") and flushes the module alias at ``vfree`` with ``vm_unmap_aliases()`` instead, so
-  stale executable TLB entries never reach the next owner. The shrinker restores a block with
-  one CPA call and clears ``PB_unmapped`` on every pageblock a block of order >= 9 covers.
-
-Parameters: ``variant`` (posted|fixed), ``refill_order`` (first order tried on a refill; 9 is
-the patch's PMD_ORDER; lower values model a machine without free 2 MiB blocks, where
-``set_pageblock_unmapped`` marks a whole pageblock of which the cache owns only part).
-
-Simplified: one lock and no concurrency (the refill race FIXME and the alloc-vs-shrinker
-locking are unmodelled; round trips are counted); no memcg, watermarks or reclaim; the cache
-is global as posted (no NUMA). ``init_on_alloc`` is off. In ``fixed`` the module alias flush
-runs right after ``vfree`` has freed the pages (the model has no concurrency, so no one can
-take them in between; a kernel would flush first).
-
-Stats (:meth:`GfpUnmapped.stats`): the debugfs table (MAX_ORDER; Order / Free / Cached /
-Released for orders 0..10), ``lock_round_trips``, ``refills``, ``stolen_pages`` (pages the
-diversion took that the cache had not handed out; model bookkeeping, the kernel cannot tell).
-``cache.debugfs()`` prints it as ``/sys/kernel/debug/unmapped_alloc`` does; after 512
-secretmem pages were faulted, freed and the shrinker ran on a fresh machine::
-
-    MAX_ORDER: 11
-
-    Order:        0     1     2     3     4     5     6     7     8     9    10
-    Free:         0     0     0     0     0     0     0     0     0     0     0
-    Cached:       0     0     0     0     0     0     0     0     0     1     0
-    Released:     0     0     0     0     0     0     0     0     0     1     0
+docs/designs.md, "gfp-unmapped", has the posted code, what reviewers found, and every
+modelled detail and simplification.
 """
 
 from __future__ import annotations

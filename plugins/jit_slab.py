@@ -1,68 +1,23 @@
 """``jit-slab``: Kent Overstreet's jit/text slab allocator.
 
-Models: "[PATCH] mm: jit/text allocator" (Kent Overstreet, 17 May 2023, commit 6eeb6b8ef427 of
-his tree), posted inline in the thread of 20230308094106.227365-1-rppt@kernel.org (the seed,
-``mm/jitalloc.c``). Users named by the patch: BPF, ftrace trampolines, bcachefs unpack
-functions; module sections stay on the status-quo path ("not implemented in this patch: need
-to tweak module_alloc()"), so the design covers the ``bpf_prog`` and ``trampoline`` sites.
+Models "[PATCH] mm: jit/text allocator" (Kent Overstreet, 17 May 2023, ``mm/jitalloc.c``,
+posted in the thread of 20230308094106.227365-1-rppt@kernel.org): eight caches of
+power-of-two objects from 16 B to 2048 B; a slab is one page from ``module_alloc(PAGE_SIZE)``
+made ROX with ``set_memory_rox(addr, 1)``, with a ``kcalloc``'d bitmap; per-cache partial
+lists; one global ``jit_alloc_lock`` mutex; ``jit_update()`` = ``text_poke_copy()``;
+``jit_free()`` clears the bit and releases an empty slab; objects above 2048 B get
+``module_alloc(len)`` + ``set_memory_rox``. Sites: ``bpf_prog`` and ``trampoline`` (module
+sections stay on the status-quo path, as the patch says).
 
-What is modelled, from the posted code:
+Variants (``--set jit-slab.variant=...``): ``posted`` (default), the code as posted: sizes up
+to 8 B take the page path (``ilog2(0)``), and an empty slab is released with ``folio_put()``
+on its vmalloc page, which leaks the vm area (caught as ``bad_free``, then ``wx_mapping`` when
+the page is reused); ``fixed``: such sizes use the 16 B class and empty slabs are
+``vfree``'d. Stats: objects, live and partial slabs per class, slabs created and released,
+lock acquisitions, big objects, vm areas leaked.
 
-- Eight caches of power-of-two objects, 16 B to 2048 B (``JITALLOC_MIN_SIZE`` 16,
-  ``NR_JIT_CACHES = ilog2(PAGE_SIZE / 16)`` = 8); ``jit_alloc()`` picks
-  ``ilog2(roundup_pow_of_two(len) / 16)``; a cache's slab holds ``PAGE_SIZE >> bits`` objects
-  (256 of 16 B ... 2 of 2048 B), each aligned to its size.
-- A slab is one page: ``module_alloc(PAGE_SIZE)`` (4 KiB vmalloc page plus guard page,
-  ``VM_FLUSH_RESET_PERMS``), ``set_vm_flush_reset_perms``, ``set_memory_rox(addr, 1)``: one
-  CPA call whose direct-map alias loses RW (a split if the alias is still large) and which ends
-  in a global flush. ``struct jit_slab`` overlays the slab's ``struct page`` (no memory); its
-  bitmap is ``kcalloc(BITS_TO_LONGS(objs), sizeof(long))``: 32 B for the 16 B class, 16 B for
-  32 B, 8 B for the others (:meth:`JitSlabAllocator.metadata_bytes` counts it).
-- Per-cache partial lists (``list_add`` at the head, ``list_first_entry`` from the head: the
-  most recently listed slab is used first); full slabs are on no list. ``jit_cache_alloc``:
-  first partial slab or a new one, ``find_first_zero_bit``; a slab goes on the partial list
-  at its first object and off it when full. One global ``jit_alloc_lock`` mutex around every
-  cache alloc and every slab free (acquisitions counted in :meth:`JitSlabAllocator.stats`);
-  one ``slab_op`` is charged per bitmap/list update.
-- Objects of more than 2048 B: ``module_alloc(len)`` + ``set_memory_rox(p, DIV_ROUND_UP(len,
-  PAGE_SIZE))``, no lock; the owner has those pages to itself (``Allocation.blocks``).
-- ``jit_update()`` = ``text_poke_copy()``: every write goes through the poking mm.
-- ``jit_free()``: ``vmalloc_to_page``; a page that is not a slab goes to ``vfree`` (which
-  resets the alias: ``VM_FLUSH_RESET_PERMS``); in a slab the bit is cleared (no
-  invalidation: the freed object keeps its old instructions), a full slab goes back on the
-  partial list, an empty one is released (see the variants).
-
-Variants (``--set jit-slab.variant=...``):
-
-- ``posted`` (default), the code as posted, with its quirks:
-  ``len`` is unused in ``jit_cache_alloc`` (Song Liu; Kent: "redundant", harmless). For
-  ``len <= 8``, ``roundup_pow_of_two(len) / 16`` is 0 and the run-time ``ilog2(0)`` is
-  ``fls64(0) - 1 = -1`` (include/linux/log2.h ``__ilog2_u64``); stored in an ``unsigned`` it is
-  4294967295, so ``jit_cache_idx < NR_JIT_CACHES`` fails and the object gets a page of its own
-  through ``module_alloc(len)`` + ``set_memory_rox``. An empty slab is released with
-  ``kfree(bitmap)`` + ``folio_put(folio)`` on the vmalloc page: the page goes back to the
-  buddy while the module area still maps it ROX and its direct-map alias is still RO, and the
-  ``vm_struct``/``vmap_area`` (and the module address range) leak. Modelled as
-  ``kernel.free_pages(pfn, 0)`` without ``vfree``: the area stays in ``kernel.areas`` and its
-  pfn in the direct map's executable set. What the engine catches: the free itself is a
-  ``bad_free`` (a page freed while a live vmalloc area still maps it; conservation holds, the
-  page is back in the buddy); when the page is reused by a path that restores its alias to RW
-  (secretmem's ``free_folio``, ``vfree`` of a ``VM_FLUSH_RESET_PERMS`` area...),
-  ``wx_mapping`` ("X alias RW"): a page executable through the leaked module mapping is
-  writable through the direct map.
-  (In the real kernel ``folio_put`` would also find ``PG_slab`` set and ``page->mapping``
-  overwritten by the overlay, a ``bad_page`` report on ``CONFIG_DEBUG_VM`` or at pcp drain;
-  not modelled.)
-- ``fixed``: sizes up to 16 B use the 16 B cache; an empty slab is released with ``vfree``
-  (``VM_FLUSH_RESET_PERMS`` makes the alias invalid, flushes, restores it), nothing leaks.
-
-Simplified: ``kcalloc``/``kfree`` are counted, not modelled as slab memory; the mutex costs
-nothing (the model is single-threaded); ``text_poke`` of the initial ``jit_alloc(buf, len)``
-copy is the workload's ``write`` event; no NUMA (``module_alloc`` is ``NUMA_NO_NODE``), no
-empty-slab cache, no shrinker (there is nothing cached once a slab is empty).
-
-Stats: objects per class, slabs live per class, partial slabs per class, slabs created and
-released, lock acquisitions, big objects, vm areas leaked (``posted``).
+docs/designs.md, "jit-slab", has the posted code, the review, and every modelled detail and
+simplification.
 """
 
 from __future__ import annotations

@@ -1,63 +1,21 @@
 """``migratetype``: the 2022 ``MIGRATE_UNMAPPED`` RFC (a migratetype inside the buddy).
 
-Source: Mike Rapoport, "[RFC PATCH 0/3] Prototype for direct map awareness in page allocator",
-lore 20220127085608.306306-1-rppt@kernel.org (base v5.17-rc1 e783362eb54c), patches
--2 (mm/page_alloc: ``__GFP_UNMAPPED`` and ``MIGRATE_UNMAPPED``), -3 (secretmem) and -4
-(EXPERIMENTAL: x86 ``module_alloc``). Branch ``gfp-unmapped/v0`` of rppt/linux.
+Models Mike Rapoport's RFC 20220127085608.306306-1-rppt@kernel.org (patches -2 page allocator,
+-3 secretmem, -4 x86 ``module_alloc``) on the v6.3 kernel model: ``MIGRATE_UNMAPPED`` is one
+more migratetype with its own free lists in every zone (``Kernel.add_migratetype``, with the
+``steal_suitable_fallback()`` jump to ``single_page``); ``set_pageblock_unmapped()`` in
+``get_page_from_freelist()`` splits the pageblock's direct-map entry and moves its free pages
+(``move_freepages_block()``); free pages stay mapped at 4 KiB, ``post_alloc_hook()`` unmaps an
+allocation after zeroing and flushes, ``free_pages_prepare()`` restores each freed page
+without a flush. Blocks never convert back. Sites: secretmem, and everything ``module_alloc()``
+serves (module sections, trampolines, BPF packs), one page at a time.
 
-Modelled (on the v6.3 kernel model, as if the three patches were applied to it):
+No parameters (no reviewer-found bug, so no ``variant``). Stats per node: pageblock conversions
+(and failures), pages unmapped and remapped, pages freed while still unmapped
+(``freed_still_unmapped``).
 
-- ``MIGRATE_UNMAPPED``: one more migratetype with its own free lists in every zone (per node:
-  it is the buddy, so a request for node N is served from node N's zone). Its ``fallbacks``
-  row is UNMOVABLE, RECLAIMABLE, MOVABLE; the three other types take it last.
-  ``can_steal_fallback()`` says yes for it, but ``steal_suitable_fallback()`` jumps to
-  ``single_page`` for it: only the found free block moves to the UNMAPPED lists, the
-  pageblock keeps its type ("handled later in get_page_from_freelist()"). The model's
-  ``Kernel.add_migratetype(single_page=True)`` is that jump.
-- Conversion, ``set_pageblock_unmapped()`` in ``get_page_from_freelist()``: when an
-  ``__GFP_UNMAPPED`` page comes from a pageblock that is not ``MIGRATE_UNMAPPED``,
-  ``set_direct_map_invalid_noflush()`` then ``set_direct_map_default_noflush()`` on that page
-  force the 2 MiB (and, under a 1 GiB entry, the 1 GiB) split; if the split fails the
-  allocation returns NULL. Otherwise the block becomes ``MIGRATE_UNMAPPED`` and
-  ``move_freepages_block()`` moves all its free pages there. Blocks never convert back (the
-  collapse in ``__free_one_page()`` is ``#if 0``): the PTE-mapped blocks are a ratchet.
-- Free pages of UNMAPPED blocks stay *mapped* (4 KiB). ``post_alloc_hook()`` unmaps an
-  ``__GFP_UNMAPPED`` allocation after zeroing (one ``set_direct_map_invalid_noflush()`` per
-  page, then ``flush_tlb_kernel_range()`` over it); ``free_pages_prepare()`` calls
-  ``set_direct_map_default_noflush()`` (no flush) on every page freed in an UNMAPPED block,
-  whoever owned it. That check reads the pageblock's migratetype, so the model registers a
-  free hook on a marker bit set at conversion and the hook reads the migratetype, as
-  ``is_migrate_unmapped_page()`` does. The ``__GFP_ZERO`` path zeroes the next owner's pages.
-- secretmem (patch -3): ``secretmem_fault()`` allocates with ``__GFP_ZERO | __GFP_UNMAPPED``
-  and drops its own ``set_direct_map_invalid_noflush()``; the patch leaves its 1-page
-  ``flush_tlb_kernel_range()`` and ``secretmem_free_folio()`` (restore, zero) in place, so a
-  fault flushes twice and a free restores the page before the buddy's remap finds it present.
-- ``module_alloc`` (patch -4): ``gfp_mask | __GFP_UNMAPPED``. ``__alloc_pages_bulk()`` refuses
-  the flag, so ``vm_area_alloc_pages()`` takes one page at a time, each unmapped with its own
-  1-page flush. Every site backed by ``module_alloc`` in v6.3 follows: module sections,
-  trampolines and BPF packs (``bpf_prog_pack`` allocates its packs with ``module_alloc``).
-  STRICT_MODULE_RWX then changes aliases that are already non-present 4 KiB entries (no
-  split; ``set_memory_ro`` still forces its full flush), and ``VM_FLUSH_RESET_PERMS`` at
-  ``vfree`` makes the pages present again before they reach the buddy (v5.17 set that flag
-  in ``module_enable_ro()``, v6.3 in ``module_alloc()``: the same pages get it).
-
-Simplified, and why:
-
-- No per-cpu lists (the kernel model has none): the RFC puts UNMAPPED below
-  ``MIGRATE_PCPTYPES``, so ``rmqueue_bulk()`` would pull a batch of UNMAPPED pages at once.
-- Conversion failure: the posted code calls ``move_to_free_list()`` on the page that
-  ``rmqueue()`` already unlinked (for order 0, off a pcp list), which in C corrupts the list
-  and leaves ``nr_free`` short. No reviewer raised it; the model does what the code intends:
-  the page goes back to the buddy on its block's old migratetype (``__free_pages_ok``).
-- Not reviewer-found either, and modelled as posted: UNMAPPED blocks can be stolen back by
-  other types (they take UNMAPPED last; an order >= 4 MOVABLE steal claims a block with half
-  of it free), and pages still unmapped in such a block are then freed without the remap and
-  handed to the next owner not present. ``stats()`` counts them (``freed_still_unmapped``).
-  secretmem (``secretmem_free_folio``) and module_alloc (``VM_FLUSH_RESET_PERMS``) restore
-  their pages before the free, which hides it; a plain ``alloc_pages(__GFP_UNMAPPED)`` user
-  under memory pressure hits it.
-
-Parameters: none (no reviewer-found bug, so no ``variant``).
+docs/designs.md, "migratetype", has the sources, the review, and every modelled detail and
+simplification.
 """
 
 from __future__ import annotations

@@ -1,61 +1,23 @@
 """``unmapped-api``: the API-only unmapped allocator that followed the v3 review.
 
-Models: the variant Mike Rapoport announced on 19 May 2023 in the v3 thread
-(20230308094106.227365-1-rppt@kernel.org): "I've dropped the GFP flag and made
-unmapped_pages_{alloc,free} the only APIs" (branch ``unmapped-alloc/rfc-v2`` on
-git.kernel.org; the text read here is the rppt/linux snapshot 0d73fc61,
-``include/linux/unmapped-alloc.h`` and ``mm/unmapped-alloc.c``; that it *is* rfc-v2 is not
-verified). It answers the review: Michal Hocko (no GFP bit, an allocator on top of the page
-allocator, start with ``unmapped_pages_alloc()`` for secretmem), Vlastimil Babka (keep the
-generic free-path hook beside an explicit ``unmapped_pages_free()``), Sean Christopherson
-(allow allocations without zeroing for confidential-VM guest memory, which the TDX module
-initialises; Mike: "shouldn't be a problem").
+Models ``unmapped_pages_alloc(order)`` / ``unmapped_pages_free(page, order)`` of Mike
+Rapoport's API-only variant (announced 19 May 2023 in the thread of
+20230308094106.227365-1-rppt@kernel.org; text read: rppt/linux snapshot 0d73fc61,
+``mm/unmapped-alloc.c``) on the same cache as ``gfp-unmapped`` (:mod:`plugins._unmapped_cache`):
+a miss refills with ``alloc_pages(GFP_KERNEL | __GFP_ZERO, o)`` and ``set_memory_np()`` over
+the block; owners free explicitly; ``zero`` is per request (cleared at hand-out through a
+temporary mapping, skipped for ``zero=False`` guest memory). Sites: ``secretmem``, ``guest``,
+``dma_nokmap``; not page tables (PKS page tables must stay mapped) nor module or BPF memory
+(without the GFP flag vmalloc cannot reach the cache).
 
-What is modelled, on the same cache as ``gfp-unmapped`` (:mod:`plugins._unmapped_cache`):
+Parameters (``--set unmapped-api.KEY=VALUE``): ``free_hook`` (0: no generic free-path
+diversion, as the snapshot; 1: keep v3's), ``shrinker`` (1: v3's shrinker; 0: none, as the
+snapshot), ``refill_order`` (9), ``unmap`` (``block``, or ``request``: only ``1 << order``
+pages, as the snapshot literally does). Stats: the v3 debugfs table, lock round trips,
+refills, stolen pages, pages zeroed at hand-out.
 
-- ``unmapped_pages_alloc(order)``: cache first; on a miss ``alloc_pages(GFP_KERNEL |
-  __GFP_ZERO, o)`` for o = ``refill_order`` (PMD_ORDER) down to the order, then
-  ``set_memory_np()`` over the whole refill block (a 2 MiB-aligned block is changed in place,
-  no split; ``set_memory_np`` flushes itself, the explicit flush is commented out in the
-  snapshot), ``set_pageblock_unmapped()``, into the cache, take again. The snapshot literally
-  passes ``1 << order`` (the request's order) to ``set_memory_np`` and ignores its result, the
-  v3 partial-unmap bug again; ``unmap=request`` reproduces that, ``unmap=block`` (default)
-  models the whole-block unmap the design intends, with the error checked (the block goes
-  back to the buddy when CPA fails).
-- ``unmapped_pages_free(page, order)``: explicit free into the cache. Owners call it
-  (``freed_by=OWNER``). With ``free_hook=0`` (default, the snapshot) there is no free-path
-  diversion, so secretmem needs a ``free_folio`` of its own that calls
-  ``unmapped_pages_free()``: a ``freed_by=GENERIC`` secretmem free is modelled as exactly
-  that, and the page cache's final put never reaches the buddy (Mike's "the free path becomes
-  really complex" is the kernel work this stands for). With ``free_hook=1`` (Babka) the v3
-  diversion of generic frees from ``PB_unmapped`` pageblocks stays; a page that enters the
-  cache still present (stolen from another user of the block) is made invalid and flushed,
-  which the v3 hook did not do.
-- Zeroing is per request (Sean): ``zero=True`` pages are cleared *at hand-out*, through a
-  temporary local mapping since they are not in the direct map
-  (:func:`plugins._unmapped_cache.clear_unmapped`), except pages the cache knows are clean
-  because the ``__GFP_ZERO`` refill cleared them and nobody has had them since (a page flag in
-  a kernel; a set here). ``zero=False`` (CoCo guest memory) skips it.
-- Shrinker: the snapshot has none, so the cache only grows. ``shrinker=1`` (default) offers
-  v3's (orders 0 up, ``FPI_UNMAPPED | FPI_TO_TAIL``), restoring a block with one CPA call and
-  clearing ``PB_unmapped`` for released blocks of order >= 9; ``shrinker=0`` is the snapshot.
-
-Sites covered: ``secretmem`` (one page per fault), ``guest`` (unmapped, chunks of at most
-2 MiB, largest first), ``dma_nokmap`` (``dma_alloc_attrs(DMA_ATTR_NO_KERNEL_MAPPING)``, one
-block of ``get_order(size)``; a refill for an order above ``refill_order`` asks for that
-order itself, where the snapshot's loop would never try and fail every buffer over 2 MiB;
-every pageblock of such a block gets ``PB_unmapped``, not only the head's). Not
-``pagetable``: PKS-protected page tables must stay *mapped* (read by the kernel through the
-direct map, write-protected by a PKS key); a cache of not-present pages cannot serve them.
-Not ``module_*``/BPF: without the GFP flag vmalloc cannot reach the cache (Hocko: add vmalloc
-support later, with numbers).
-
-Simplified: one global cache, no NUMA, no concurrency (lock round trips counted); no memcg.
-
-Parameters: ``free_hook`` (0), ``shrinker`` (1), ``refill_order`` (9), ``unmap``
-(block|request). Stats: the v3 debugfs table (MAX_ORDER; Order / Free / Cached / Released for
-orders 0..10; the snapshot's own debugfs shows only free counts), ``lock_round_trips``,
-``refills``, ``stolen_pages``, ``zeroed_at_handout``.
+docs/designs.md, "unmapped-api", has the sources, the review it answers, and every modelled
+detail and simplification.
 """
 
 from __future__ import annotations

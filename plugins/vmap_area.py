@@ -1,72 +1,23 @@
 """``vmap-area``: Song Liu's ``execmem_alloc``, bpf_prog_pack generalised on vmap_area trees.
 
-Models: "[PATCH bpf-next v5 0/6] execmem_alloc for BPF programs" (Song Liu, 28 Nov 2022,
-20221128190245.2337461-1-song@kernel.org; patch 1/6 ``mm/vmalloc.c`` execmem_alloc /
-execmem_fill / execmem_free, patch 2/6 the x86 ``arch_fill_execmem`` = ``text_poke_copy`` and
-``arch_invalidate_execmem`` = ``text_poke_set(0xcc)``, patch 4/6 the BPF user), as Song
-described it in the seed thread (May 2023: "reuse vmap_area logic", tree vs bitmap, 3 MiB in
-4 MiB with the rest reused, no size on free). Kernel reference: ``reference/kernel.md`` s5.
+Models "[PATCH bpf-next v5 0/6] execmem_alloc for BPF programs" (Song Liu,
+20221128190245.2337461-1-song@kernel.org; ``mm/vmalloc.c`` ``execmem_alloc`` /
+``execmem_fill`` / ``execmem_free``): ``free_text_area_root``, an address-ordered tree of
+free ranges backed by RO+X memory, served lowest match first (``find_vmap_lowest_match``,
+``adjust_va_to_fit_type``) with one ``vmap_area`` per object; a miss vmallocs
+``roundup(size, PMD_SIZE * num_online_nodes())`` with ``VM_ALLOW_HUGE_VMAP | VM_NO_GUARD``,
+zeroes it and makes it RO then X once; writes are ``text_poke_copy()``; ``execmem_free(addr)``
+is size-free, invalidates with ``text_poke_set``, merges, and returns a whole free PMD-aligned
+vm with ``set_memory_nx`` + ``set_memory_rw`` + ``vfree``. Sites: ``bpf_prog`` and
+``trampoline`` (64 B granule); ``modules=1`` adds module text.
 
-What is modelled, from the posted code:
+Parameters (``--set vmap-area.KEY=VALUE``): ``variant`` (``posted``: at most one vm returned
+per free, as v5's TODO; ``fixed``: every whole free vm), ``chunk_mib`` (2, the granule per
+node), ``modules`` (0). Stats: chunks, free ranges, busy objects, tree operations, lock
+acquisitions, bytes free in the tree.
 
-- ``free_text_area_root``: an address-ordered tree of free ranges backed by RO+X memory
-  (kept as two sorted lists, searched with bisect). ``execmem_alloc(size, align)`` takes the
-  lowest match (``find_vmap_lowest_match``), splits it (``adjust_va_to_fit_type``: FL, LE, RE
-  or NE fit) and inserts one ``vmap_area`` for the object into the busy ``vmap_area_root``.
-- On a miss: ``__vmalloc_node_range(roundup(size, PMD_SIZE * num_online_nodes()), PMD_SIZE,
-  MODULES_VADDR.., VM_ALLOW_HUGE_VMAP | VM_NO_GUARD)`` (2 MiB pages; the kernel model falls
-  back to 4 KiB pages when an order-9 block is missing, counted as ``fallback``);
-  ``move_vmap_to_free_text_tree``: the area's ``vmap_area`` leaves the busy tree, the memory
-  is zeroed (``memset``), made RO (``set_memory_ro``: the direct-map alias loses RW, at 2 MiB
-  granularity for a huge backing, so at most a 1 GiB -> 2 MiB split; one global flush) and X
-  (``set_memory_x``: no alias; a global flush over 33 pages), the ``vm_struct`` goes on the
-  ``all_text_vm`` list (newest first) and the range merges into the free tree. Allocations
-  above 2 MiB get a rounded-up region whose remainder stays in the free tree for later
-  allocations. Chunks are adjacent in the module area (no guard page), so free ranges of
-  neighbouring chunks merge and an object may straddle two chunks, as in the kernel.
-- ``execmem_fill()`` = ``text_poke_copy()``: every write goes through the poking mm.
-- ``execmem_free(addr)`` is size-free: the busy tree gives the size; ``text_poke_set`` over
-  the object (invalidation); merge into the free tree; if the merged range holds a whole
-  PMD-aligned span containing a whole ``vm_struct`` (first match on ``all_text_vm``), that
-  range is carved out of the free tree again (``__alloc_vmap_area``) and the vm is returned
-  with ``set_memory_nx`` + ``set_memory_rw`` (alias RW again, global flush each) + ``vfree``
-  (no ``VM_FLUSH_RESET_PERMS``: lazily purged). At most one vm per call (v5's TODO).
-- Tree operations are counted and each charges ``tree_op`` cycles (category ``tree``): one per
-  ``find_vmap_lowest_match``, ``adjust_va_to_fit_type`` (two for an NE fit, which inserts a
-  new free node), ``insert_vmap_area``, ``__find_vmap_area``, ``unlink_va`` and
-  ``merge_or_add_vmap_area_augment``. The kernel's lowest-match search is O(log n) in an
-  augmented rbtree; the model scans the sorted ranges (simulation time only).
-- Metadata: one ``struct vmap_area`` per busy object and per free range, 64 bytes each:
-  ``va_start``, ``va_end`` (16), ``rb_node`` (24), ``list`` (16), the
-  ``subtree_max_size``/``vm`` union (8) on x86-64 in the v5 base (include/linux/vmalloc.h blob
-  096d48aa3437, v6.1-rc); v6.3 added ``unsigned long flags`` (869176a09606, Baoquan He) for 72.
-  The chunks' ``vm_struct`` and page arrays are vmalloc's own (as for a bpf_prog_pack) and not
-  counted.
-
-Sites: ``bpf_prog`` (v5's user: ``execmem_alloc(round_up(size, 64), 64)``) and
-``trampoline`` (the RFC's ftrace / BPF dispatcher users; same 64 B granule). Module text is
-what the series aimed at, but v5 left modules out (module_alloc mixes text and data, Mike's
-point in the seed); ``--set vmap-area.modules=1`` also serves ``module_text`` and
-``module_init_text`` (page-aligned, size rounded up to pages), the other module sections stay
-on the status-quo path.
-
-Variants and parameters (``--set vmap-area.KEY=VALUE``):
-
-- ``variant``: ``posted`` (default): at most one vm returned per ``execmem_free`` call, as v5
-  ("TODO: ... we free at most one vm for now"), so a free that empties two chunks at once
-  (an object straddling them) leaves one cached; ``fixed``: every whole vm inside the freed
-  span is returned.
-- ``chunk_mib`` (default 2): the rounding granule per node of a new region, MiB (a multiple
-  of 2; v5 uses PMD_SIZE).
-- ``modules`` (default 0): 1 also serves module text sections.
-
-Simplified: no text-tail region after ``_etext`` (patches 5-6 seed the free tree with it);
-the spinlocks cost nothing beyond their acquisitions counted in stats; the ``vmap_area``
-``kmem_cache`` is not modelled as memory; alignment is applied as in
-``find_vmap_lowest_match`` (``roundup(va_start, align)``).
-
-Stats: chunks (live, created, returned, 4 KiB fallbacks), free ranges, busy objects, tree
-operations, lock acquisitions, bytes free in the tree.
+docs/designs.md, "vmap-area", has the posted code, the review, and every modelled detail and
+simplification.
 """
 
 from __future__ import annotations

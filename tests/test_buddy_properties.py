@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
+from framework.kernel.buddy import BUDDY_ORDER_MASK
 from framework.kernel.consts import (
     _PAGE_GLOBAL,
     _PAGE_NX,
@@ -34,7 +35,7 @@ TOP = MAX_ORDER - 1
 def free_blocks(k: Kernel) -> list[tuple[int, int]]:
     out = []
     for zone in k.zones:
-        out.extend((pfn, info & 15) for pfn, info in zone.buddy.items())
+        out.extend((pfn, info & BUDDY_ORDER_MASK) for pfn, info in zone.buddy.items())
     return sorted(out)
 
 

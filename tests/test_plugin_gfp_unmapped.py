@@ -35,6 +35,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from framework.engine import Cell, Runner, freeze_sets, prepare
+from framework.kernel.buddy import BUDDY_ORDER_MASK
 from framework.kernel.consts import _PAGE_GLOBAL, _PAGE_NX, _PAGE_PRESENT, _PAGE_RW, PAGE_KERNEL
 from framework.kernel.kernel import MODULES_VPAGE, Kernel
 from framework.machine.costs import resolve_costs
@@ -239,7 +240,7 @@ def test_shrinker_fixed_restores_the_2m_entry() -> None:
     }
     assert k.directmap.pmd_prot[FIRST >> 9] == _PAGE_PRESENT | _PAGE_RW | _PAGE_NX
     assert k.get_pageblock_flags(FIRST) & PB_MASK == 0
-    assert k.zones[0].buddy[FIRST] & 15 == 10
+    assert k.zones[0].buddy[FIRST] & BUDDY_ORDER_MASK == 10
     assert k.nr_allocated == 0
 
 

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
 from framework.engine import Cell, freeze_sets, run_cell
-from framework.kernel.buddy import TOP, Zone
+from framework.kernel.buddy import BUDDY_ORDER_MASK, TOP, Zone
 from framework.kernel.consts import (
     _PAGE_NX,
     _PAGE_PRESENT,
@@ -73,7 +73,7 @@ def free_pfns_in_block(zone: Zone, block: int) -> list[int]:
     end = start + (1 << PAGEBLOCK_ORDER)
     head = start >> TOP << TOP
     info = zone.buddy.get(head)
-    if info is not None and info & 15 == TOP:
+    if info is not None and info & BUDDY_ORDER_MASK == TOP:
         return list(range(start, end))
     out: list[int] = []
     pfn = start
@@ -82,8 +82,8 @@ def free_pfns_in_block(zone: Zone, block: int) -> list[int]:
         if info is None:
             pfn += 1
             continue
-        out.extend(range(pfn, pfn + (1 << (info & 15))))
-        pfn += 1 << (info & 15)
+        out.extend(range(pfn, pfn + (1 << (info & BUDDY_ORDER_MASK))))
+        pfn += 1 << (info & BUDDY_ORDER_MASK)
     return out
 
 

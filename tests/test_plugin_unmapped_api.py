@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from framework.engine import Cell, Runner, freeze_sets, prepare
+from framework.kernel.buddy import BUDDY_ORDER_MASK
 from framework.kernel.consts import _PAGE_NX, _PAGE_PRESENT, _PAGE_RW
 from framework.plugins import get_registry
 from framework.request import ALLOC, FREE, PRESSURE, WRITE, Event, Request
@@ -167,7 +168,7 @@ def test_shrinker_parameter(shrinker: int) -> None:
         assert stats["Released"] == row(9) and stats["Free"] == [0] * 11
         assert k.directmap.pmd_prot[FIRST >> 9] == _PAGE_PRESENT | _PAGE_RW | _PAGE_NX
         assert k.get_pageblock_flags(FIRST) & PB_MASK == 0
-        assert k.zones[0].buddy[FIRST] & 15 == 10
+        assert k.zones[0].buddy[FIRST] & BUDDY_ORDER_MASK == 10
         assert k.nr_allocated == 0 and counters(k)["cpa"] == 2
     else:
         assert stats["Released"] == [0] * 11 and stats["Free"] == row(9)

@@ -426,8 +426,8 @@ def test_skylake_2m_beats_1g_under_skew() -> None:
 
 @pytest.mark.parametrize("geometry", GEOMETRIES)
 def test_4k_is_worst_and_fragmentation_costs(geometry: str) -> None:
-    """hardware.md s4 direction: a 256 GiB direct map all in 4K is the slowest, and splitting
-    part of a 1G map costs more the more is split to 4K."""
+    """docs/hardware.md, "Published results", direction: a 256 GiB direct map all in 4K is
+    the slowest, and splitting part of a 1G map costs more the more is split to 4K."""
     g = TLB_GEOMETRIES[geometry]
     all_4k = dtlb_reach(g, entries_4k=256 * GIB // 4096)
     all_2m = dtlb_reach(g, entries_2m=256 * 512)

@@ -23,6 +23,7 @@ os.environ.setdefault("FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD", "1")
 
 from framework.engine import Cell, Runner, freeze_sets, prepare
 from framework.errors import BadParameter
+from framework.kernel.buddy import BUDDY_ORDER_MASK
 from framework.kernel.consts import MAX_ORDER, MIGRATE_MOVABLE, MIGRATE_UNMOVABLE
 from framework.kernel.kernel import Kernel
 from framework.listing import list_registry
@@ -48,7 +49,7 @@ def buddy_blocks(kernel: Kernel) -> tuple[int, ...]:
     counts = [0] * MAX_ORDER
     for zone in kernel.zones:
         for info in zone.buddy.values():
-            counts[info & 15] += 1
+            counts[info & BUDDY_ORDER_MASK] += 1
         counts[MAX_ORDER - 1] += zone.nr_pristine()
     return tuple(counts)
 

@@ -1,6 +1,6 @@
 """``background``: a loaded machine whose free memory is fragmented below ``pageblock_order``.
 
-Stands for: the ordinary life of a long-running server, which the thread's designs meet and a
+Stands for: the ordinary life of a long-running server, which the proposed designs meet and a
 freshly booted model does not. Mike Rapoport: "in a loaded system unmapped_alloc() won't be
 able to always allocate large pages to replenish the cache". User memory (anonymous memory
 and page cache, ``MIGRATE_MOVABLE``) comes in 2 MiB THPs and in smaller folios down to 4 KiB

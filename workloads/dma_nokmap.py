@@ -3,7 +3,7 @@
 Stands for: drivers that hand buffers to a device and never touch them from the CPU, so they
 ask ``dma_alloc_attrs(dev, size, &handle, gfp, DMA_ATTR_NO_KERNEL_MAPPING)`` (kernel/dma/
 mapping.c; on x86 ``dma_direct_alloc()``, which in v6.3 still leaves the pages in the direct
-map). A reviewer in the seed thread named this user: "dma_alloc_attrs(DMA_ATTR_NO_KERNEL_MAPPING)
+map). A reviewer of the v3 series named this user: "dma_alloc_attrs(DMA_ATTR_NO_KERNEL_MAPPING)
 would be another easy one". Each buffer is one ``dma_nokmap`` request (``perm=UNMAPPED``,
 ``zero=False``, ``freed_by=OWNER``) on the driver's node, followed by a ``write`` (the device
 fills it by DMA), and a ``free`` (``dma_free_attrs``). ``drivers`` drivers probe first, each

@@ -2,7 +2,7 @@
 
 Stands for: a VMM backing confidential guests (TDX, SEV-SNP, pKVM) with memory the host kernel
 must not map: ``guest_memfd`` with ``GUEST_MEMFD_FLAG_NO_DIRECT_MAP`` (Patrick Roy / Nikita
-Kalyazin, RFC Oct 2024, 20241030134912.515725-3-roypat) and the seed thread's wish for
+Kalyazin, RFC Oct 2024, 20241030134912.515725-3-roypat) and the v3 thread's wish for
 ``__GFP_UNMAPPED`` without zeroing for CoCo (Sean Christopherson: the trusted module, not the
 host, initialises guest memory). A VM starts, its guest faults its memory in one folio at a
 time (``kvm_gmem_get_folio``), each folio is one ``guest`` request of ``chunk_kib``
@@ -60,7 +60,7 @@ class Guest(Workload):
 
     name = "guest"
     summary = "confidential-VM memory faulted in folios (UNMAPPED, not zeroed), freed at exit"
-    source = ("guest_memfd NO_DIRECT_MAP (Roy/Kalyazin 2024) and the seed's CoCo no-zero "
+    source = ("guest_memfd NO_DIRECT_MAP (Roy/Kalyazin 2024) and the v3 thread's CoCo no-zero "
               "request; VM and folio sizes are parameters")
     params = (
         Param("vms", int, 2, "VMs started over the run", min=1, max=10**6),

@@ -21,6 +21,7 @@ from itertools import chain
 
 import numpy as np
 
+from framework.kernel.consts import PAGE_SIZE
 from framework.params import Param
 from framework.request import ALLOC, FREE, WRITE, Event, Request, make_events
 from framework.workload import Workload, lognormal_with_mean, sampled, start_next
@@ -74,10 +75,10 @@ class Secretmem(Workload):
     def _start(self, rng: np.random.Generator, next_id: int, node: int
                ) -> tuple[list[int], int, list[Event]]:
         pages = max(1, lognormal_with_mean(rng, self.config["mean_pages"], self.config["sigma"]))
-        req = Request("secretmem", 4096, "UNMAPPED", True, node, "GENERIC")
+        req = Request("secretmem", PAGE_SIZE, "UNMAPPED", True, node, "GENERIC")
         ids = list(range(next_id, next_id + pages))
         faults = make_events(ALLOC, ids, req)  # alloc, write; alloc, write; ...
-        writes = make_events(WRITE, ids, None, 4096)
+        writes = make_events(WRITE, ids, None, PAGE_SIZE)
         return ids, next_id + pages, list(chain.from_iterable(zip(faults, writes, strict=True)))
 
     @staticmethod

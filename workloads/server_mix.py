@@ -1,4 +1,4 @@
-"""``server-mix``: a day in the life of a server, every site the thread's designs serve at once.
+"""``server-mix``: a day in the life of a server, every site the proposed designs serve at once.
 
 Stands for: one host that boots, loads its modules, then spends a day running containers with
 BPF programs, being traced, keeping secrets in ``memfd_secret`` memory, running a VM or two and
@@ -15,7 +15,7 @@ sizes below, and their events are interleaved at random:
 
   - ``bpf`` (:class:`workloads.bpf.Bpf`): ``150 x scale`` applications (container endpoints,
     systemd units, tracing tools) loading programs of 64 B to 4 KiB (``proglen`` cut to
-    40..4072 B, plus the 24-byte JIT header and pad: the ``bpf_prog`` sizes of the issue);
+    40..4072 B, plus the 24-byte JIT header and pad, as :mod:`workloads.bpf` asks);
   - ``trampolines`` (:class:`workloads.trampolines.Trampolines`): ``1000 x scale`` kprobe,
     ftrace and BPF-trampoline attaches;
   - ``secretmem`` (:class:`workloads.secretmem.Secretmem`): ``48 x scale`` processes (ssh

@@ -1,4 +1,5 @@
-"""``trace``: replay requests from a CSV file (DESIGN section 5, a contract).
+"""``trace``: replay requests from a CSV file (a contract: docs/contracts.md, "Requests and the
+trace CSV").
 
 Header ``op,id,site,size,perm,zero,node,freed_by``; one event per row; unused fields empty.
 ``op`` is ``alloc``, ``free``, ``write``, ``pressure`` (pages wanted back in ``size``) or

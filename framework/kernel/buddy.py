@@ -32,6 +32,13 @@ from framework.kernel.consts import (
 from framework.kernel.ledger import Ledger
 
 TOP = MAX_ORDER - 1
+
+# Zone.buddy packs a free block's order and migratetype into one int, the order in the low
+# BUDDY_ORDER_BITS bits (orders 0..MAX_ORDER - 1 fit in 4) and the migratetype above them.
+# The kernel keeps the order in page_private (set_buddy_order()) and reads the migratetype from
+# the pageblock bitmap; one int per free block keeps a lookup to one dict access.
+BUDDY_ORDER_BITS = 4
+BUDDY_ORDER_MASK = (1 << BUDDY_ORDER_BITS) - 1
 NO_PAGE = -1
 
 
@@ -40,8 +47,9 @@ class Zone:
 
     Public state a reader may inspect: ``free_area[order][mt]`` (OrderedDict of head pfns),
     ``nr_free[order]`` (explicit blocks; see :meth:`nr_free_at`), ``buddy`` (head pfn ->
-    order | mt << 4 of every free block), ``pageblock_mt`` (pageblock index -> migratetype,
-    absent = ``MIGRATE_MOVABLE``), ``pageblock_flags`` (pageblock index -> extra bits).
+    ``order | mt << BUDDY_ORDER_BITS`` of every free block), ``pageblock_mt`` (pageblock
+    index -> migratetype, absent = ``MIGRATE_MOVABLE``), ``pageblock_flags`` (pageblock
+    index -> extra bits).
     """
 
     __slots__ = (
@@ -123,12 +131,12 @@ class Zone:
             if tail:
                 lst.move_to_end(pfn, last=False)
         self.nr_free[order] += 1
-        self.buddy[pfn] = order | (mt << 4)
+        self.buddy[pfn] = order | (mt << BUDDY_ORDER_BITS)
 
     def _del(self, pfn: int) -> tuple[int, int]:
         """del_page_from_free_list: unlink a free block by its head pfn; return (order, mt)."""
         info = self.buddy.pop(pfn)
-        order, mt = info & 15, info >> 4
+        order, mt = info & BUDDY_ORDER_MASK, info >> BUDDY_ORDER_BITS
         lst = self.free_area[order][mt]
         if pfn in lst:
             del lst[pfn]
@@ -299,7 +307,7 @@ class Zone:
         if start_mt in self.single_page_types:  # an added type's "goto single_page" first
             self._move(pfn, start_mt)
             return
-        current = self.buddy[pfn] & 15
+        current = self.buddy[pfn] & BUDDY_ORDER_MASK
         old_mt = self.get_pageblock_migratetype(pfn)
         if current >= PAGEBLOCK_ORDER:  # Take ownership for orders >= pageblock_order
             for block in range(pfn >> PAGEBLOCK_ORDER, (pfn + (1 << current)) >> PAGEBLOCK_ORDER):
@@ -341,7 +349,7 @@ class Zone:
             if info is None:
                 cur += 1
                 continue
-            order = info & 15
+            order = info & BUDDY_ORDER_MASK
             self._move(cur, mt)
             moved += 1 << order
             cur += 1 << order
@@ -377,7 +385,7 @@ class Zone:
         while order < TOP:
             buddy_pfn = pfn ^ (1 << order)  # __find_buddy_pfn()
             info = buddy.get(buddy_pfn)
-            if info is None or info & 15 != order:  # page_is_buddy()
+            if info is None or info & BUDDY_ORDER_MASK != order:  # page_is_buddy()
                 break
             self._del(buddy_pfn)
             pfn &= buddy_pfn
@@ -389,7 +397,7 @@ class Zone:
         if not to_tail and order < MAX_ORDER - 2:  # FPI_TO_TAIL, else buddy_merge_likely():
             # is the next-higher buddy free? Then list at the tail.
             info = buddy.get((pfn & ~((2 << order) - 1)) ^ (2 << order))
-            to_tail = info is not None and info & 15 == order + 1
+            to_tail = info is not None and info & BUDDY_ORDER_MASK == order + 1
         self._add(pfn, order, mt, to_tail)
 
     def block_is_free(self, pfn: int) -> bool:
@@ -397,7 +405,7 @@ class Zone:
         buddy = self.buddy
         for order in range(MAX_ORDER):
             info = buddy.get(pfn >> order << order)
-            if info is not None and info & 15 >= order:
+            if info is not None and info & BUDDY_ORDER_MASK >= order:
                 return True
         head = pfn >> TOP << TOP
         return (

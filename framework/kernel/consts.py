@@ -6,7 +6,6 @@ from enum import IntEnum
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
-EINVAL = 22  # include/uapi/asm-generic/errno-base.h
 MAX_ORDER = 11  # include/linux/mmzone.h (v6.3: exclusive, orders 0..10)
 PAGEBLOCK_ORDER = 9  # include/linux/pageblock-flags.h: min(HUGETLB_PAGE_ORDER, MAX_ORDER - 1)
 PAGEBLOCK_NR_PAGES = 1 << PAGEBLOCK_ORDER

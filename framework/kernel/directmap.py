@@ -28,7 +28,8 @@ _NOT_GLOBAL = ~_PAGE_GLOBAL
 
 PMD_PAGES = 1 << PMD_ORDER
 PUD_PAGES = 1 << PUD_ORDER
-ENOMEM = -12
+ENOMEM = -12  # -ENOMEM, include/uapi/asm-generic/errno-base.h
+EINVAL = -22  # -EINVAL
 
 LEVEL_4K, LEVEL_2M, LEVEL_1G = 1, 2, 3
 
@@ -409,7 +410,7 @@ def region_map(dm: DirectMap) -> list[list[int]]:
             present = dm.pud_prot.get(g, PAGE_KERNEL) & _PAGE_PRESENT
             push(MAP_1G if present else MAP_NP, PTRS_PER_TABLE)
             continue
-        for m in range(g << 9, (g + 1) << 9):
+        for m in range(g * PTRS_PER_TABLE, (g + 1) * PTRS_PER_TABLE):  # the PMDs of PUD g
             push(_pmd_state(dm, m), 1)
     return runs
 

@@ -2,7 +2,8 @@
 
 Every kernel-model operation bumps plain integer counters here and charges modelled cycles to
 a category from :data:`framework.machine.costs.CATEGORIES`. The engine reads the ledger to
-build the metrics of DESIGN section 8. A plain slotted class: it sits on the hot path.
+build the metrics (docs/contracts.md, "Metrics and JSON results"). A plain slotted class: it
+sits on the hot path.
 """
 
 from __future__ import annotations

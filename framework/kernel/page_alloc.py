@@ -21,6 +21,7 @@ from framework.kernel.consts import (
     NR_PAGEBLOCK_BITS,
     PAGE_SHIFT,
     PAGEBLOCK_ORDER,
+    MigrateType,
 )
 from framework.kernel.faults import Faults
 from framework.kernel.ledger import Ledger
@@ -63,7 +64,7 @@ class PageAlloc:
         self.vm_mapped = vm_mapped
         self.current_node = 0
         self.fallbacks: dict[int, tuple[int, ...]] = dict(FALLBACKS)
-        self.nr_migratetypes = 3
+        self.nr_migratetypes = len(MigrateType)  # MIGRATE_PCPTYPES (no HIGHATOMIC, CMA, ISOLATE)
         self.pageblock_bits = NR_PAGEBLOCK_BITS
         self.pageblock_flag_names: dict[str, int] = {}
         self.free_hooks: list[tuple[int, FreeHook]] = []

@@ -14,11 +14,10 @@ from framework.kernel.consts import (
     _PAGE_PKEY,
     _PAGE_PRESENT,
     _PAGE_RW,
-    EINVAL,
     PAGE_SHIFT,
     PMD_ORDER,
 )
-from framework.kernel.directmap import ENOMEM, DirectMap, new_prot
+from framework.kernel.directmap import EINVAL, ENOMEM, DirectMap, new_prot
 from framework.kernel.faults import Faults
 from framework.kernel.ledger import Ledger
 from framework.kernel.page_alloc import Violation
@@ -134,7 +133,7 @@ class SetMemory:
         area = self.find_area(vpage)
         if area is None or vpage + nr > area.addr + area.nr_pages:
             self.violation("bad_free", vpage << PAGE_SHIFT, "set_memory on unmapped range")
-            return -EINVAL
+            return EINVAL
         self.ledger.cpa_calls += 1
         self.ledger.charge("cpa", self.costs["cpa_call"])
         self.vm_unmap_aliases()

@@ -6,7 +6,7 @@ introduced it (:data:`CONTRACT_VERSION` is the newest); a suite that opts in to 
 runs only the checks with ``since <= N``, so a new check never turns a third party's CI red
 before it opts in.
 
-Deterministic contract checks (DESIGN section 6, the Allocator ABC):
+Deterministic contract checks (the Allocator ABC, docs/contracts.md):
 
 - ``construct``: the factory returns an :class:`~framework.allocator.Allocator`.
 - ``attributes``: ``name`` (a CLI token), ``summary``, ``source`` are non-empty strings;
@@ -31,7 +31,7 @@ Deterministic contract checks (DESIGN section 6, the Allocator ABC):
 - ``zeroing``: alloc / write / free rounds at each covered site whose requests can ask for
   zeroed memory, then a request with ``zero``: no ``not_zeroed``.
 
-Then random sequences (:mod:`framework.testing.stateful`): one result per DESIGN section 9
+Then random sequences (:mod:`framework.testing.stateful`): one result per docs/checks.md
 rule, plus ``plugin_error`` (the design raised, or returned garbage) and ``timeout``.
 """
 
@@ -97,7 +97,7 @@ class CheckResult:
     :param status: ``PASS``, ``FAIL`` or ``SKIP``.
     :param detail: why it failed or was skipped (one line).
     :param events: the smallest failing event sequence, for random-sequence failures.
-    :param rule: the DESIGN section 9 rule a failure broke, when there is one.
+    :param rule: the docs/checks.md rule a failure broke, when there is one.
     :param since: the contract version that introduced the check.
     """
 
@@ -534,7 +534,7 @@ def run_all(config: KitConfig, contract_version: int = CONTRACT_VERSION) -> list
 def format_result(result: CheckResult, indent: str = "    ") -> list[str]:
     """The verdict line, then (for a random-sequence failure) the replayable sequence.
 
-    The sequence is printed as trace CSV rows (DESIGN section 5): save it under the header
+    The sequence is printed as trace CSV rows (docs/contracts.md): save it under the header
     and replay it with ``framework bench --workloads trace --set trace.path=FILE``.
     """
     line = f"{result.status} {result.name}"

@@ -1,4 +1,4 @@
-"""The engine path, one event at a time, with every check of DESIGN section 9 after each.
+"""The engine path, one event at a time, with every check of docs/checks.md after each.
 
 :class:`Harness` drives a :class:`framework.engine.Runner` the way ``Runner.run`` does (covered
 sites to the design, the rest to the v6.3 status-quo path; the engine's own checker), but takes
@@ -25,7 +25,7 @@ from framework.machine.spec import MachineSpec
 from framework.request import ALLOC, FREE, PRESSURE, WRITE, Event, Request
 from framework.watchdog import watchdog
 
-#: Failure kinds besides the DESIGN section 9 rules: the design raised or returned garbage
+#: Failure kinds besides the rules of docs/checks.md: the design raised or returned garbage
 #: (the engine's PluginError), or one event ran past the watchdog's budget.
 PLUGIN_ERROR = "plugin_error"
 TIMEOUT = "timeout"

@@ -291,7 +291,7 @@ def search_all(target: Target, sites: Sequence[str], profiles: Mapping[str, Site
 
 
 def trace_rows(events: Sequence[Event]) -> list[str]:
-    """``events`` as rows of the trace CSV (DESIGN section 5): replayable with ``trace``."""
+    """``events`` as rows of the trace CSV (docs/contracts.md): replayable with ``trace``."""
     rows = []
     for ev in events:
         if ev.op == ALLOC and ev.request is not None:

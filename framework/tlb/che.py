@@ -10,9 +10,9 @@ requests, so
 * the hit ratio is ``H = sum_i p_i h_i / sum_i p_i``.
 
 Fricker, Robert and Roberts (ITC 24, 2012) show why this is accurate and asymptotically exact as
-``C`` grows (``reference/hardware.md`` section 5). A set-associative array of ``S`` sets and
-``W`` ways is modelled as ``S`` independent LRU caches of capacity ``W``; item ``i`` goes to set
-``i mod S`` (consecutive virtual pages index consecutive sets).
+``C`` grows (``docs/hardware.md``, "Che's approximation"). A set-associative array of ``S``
+sets and ``W`` ways is modelled as ``S`` independent LRU caches of capacity ``W``; item ``i``
+goes to set ``i mod S`` (consecutive virtual pages index consecutive sets).
 
 **Aggregated items.** Every function takes the items as groups: ``probs[g]`` is the request
 probability of *each* of the ``counts[g]`` items of group ``g`` (``counts=None`` means one item

@@ -14,7 +14,7 @@ Accesses follow the independent reference model over the accessed 4 KiB pages, `
 ``zipf`` with exponent ``s`` (default 1.0); see "Popularity" below for how page popularity
 becomes entry popularity.
 
-**TLB arrays** (``reference/hardware.md`` s1 and its notes), built from a
+**TLB arrays** (``docs/hardware.md``, "TLB geometry", and its notes), built from a
 :class:`~framework.machine.tlb.TlbGeometry`; ``ways == 0`` or ``ways >= entries`` means fully
 associative, otherwise ``entries / ways`` sets solved per set with Che's approximation
 (:mod:`.che`), entries hottest-first hashed ``i mod sets`` (an even spread of hot entries).
@@ -45,16 +45,17 @@ used (over the sets its entries fall in). Then, per access,
 **Walks.** Each STLB miss walks the page tables; the walk costs ``walk_cached`` if the leaf entry
 (PTE for 4K, PMD for 2M, PUD for 1G) is in the data caches, else ``walk_dram``. Leaf entries are
 8 bytes, 8 to a 64-byte line. Estimate [E]: page-table lines own ``pt_cache_bytes`` of cache
-(default 1 MiB, tunable; hardware.md gives no figure) managed as LRU; the lines of a class share
-its walk rate evenly (walks come from STLB misses, i.e. from the cold, evenly spread part of the
-distribution), and Che's approximation over those lines gives the cached fraction ``q_c``:
+(default 1 MiB, tunable; docs/hardware.md has no figure) managed as LRU; the lines of a class
+share its walk rate evenly (walks come from STLB misses, i.e. from the cold, evenly spread part
+of the distribution), and Che's approximation over those lines gives the cached fraction ``q_c``:
 
 * ``walk_cycles_per_access = sum_c w_c (q_c walk_cached + (1 - q_c) walk_dram)``,
   ``w_c`` = STLB misses per access of class ``c``;
 * ``translation_cycles_per_access = stlb_hit (dtlb_miss_rate - stlb_miss_rate)
   + walk_cycles_per_access`` (cost table: ``stlb_hit`` is per L1 miss that hits the STLB).
 
-Upper page-table levels are taken as cached (paging-structure caches, hardware.md s1 note (c)).
+Upper page-table levels are taken as cached (paging-structure caches, docs/hardware.md,
+"TLB geometry", notes).
 
 **Slowdown.** The reference maps the same span (``sum entries x page size``, e.g. all of RAM)
 with ``ceil(span / size)`` entries of the largest page size ``reference`` (``"1g"`` by default;
