@@ -75,6 +75,18 @@ MODULE_SECTION_SITES = frozenset({
 })
 MODULE_SITES = MODULE_SECTION_SITES | {Site.TRAMPOLINE}  # every site module_alloc() serves
 
+#: The method that serves each site (a site not listed: :meth:`StatusQuo.pages_alloc`). A
+#: design overrides the method of a site it changes.
+SITE_METHODS: dict[Site, str] = {
+    Site.SECRETMEM: "secretmem_alloc",
+    **dict.fromkeys(sorted(MODULE_SECTION_SITES), "module_mem_alloc"),
+    Site.TRAMPOLINE: "trampoline_alloc",
+    Site.BPF_PROG: "bpf_prog_alloc",
+    Site.PAGETABLE: "pagetable_alloc",
+    Site.GUEST: "guest_alloc",
+    Site.DMA_NOKMAP: "dma_nokmap_alloc",
+}
+
 SiteAlloc = Callable[[Request], "Allocation | None"]
 
 
@@ -153,13 +165,8 @@ class StatusQuo(Allocator):
         self.packs: list[BpfPack] = []
         self.insn_pages: list[InsnPage] = []
         self._by_site = _SiteTable(self.pages_alloc)
-        self._by_site.update({
-            Site.SECRETMEM: self.secretmem_alloc, Site.TRAMPOLINE: self.trampoline_alloc,
-            Site.BPF_PROG: self.bpf_prog_alloc, Site.PAGETABLE: self.pagetable_alloc,
-            Site.GUEST: self.guest_alloc, Site.DMA_NOKMAP: self.dma_nokmap_alloc,
-        })
-        for site in MODULE_SECTION_SITES:
-            self._by_site[site] = self.module_mem_alloc
+        for site, method in SITE_METHODS.items():
+            self._by_site[site] = getattr(self, method)
 
     def cache_pages(self) -> int:
         """Pages in BPF program packs and kprobe slot pages (held whether or not used)."""

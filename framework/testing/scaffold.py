@@ -14,7 +14,8 @@ from pathlib import Path
 import attrs
 
 from framework.errors import BadParameter, FrameworkError
-from framework.request import SITES
+from framework.request import SITES, Site
+from framework.statusquo import SITE_METHODS
 from framework.testing.checks import CONTRACT_VERSION
 
 NAME_RE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
@@ -77,6 +78,7 @@ def write_package(plugin: str, out: Path, covers: tuple[str, ...]) -> list[Path]
         "plugin": names.plugin, "module": names.module, "dist": names.dist,
         "cls": names.cls, "covers": ", ".join(f'"{s}"' for s in covers),
         "covers_text": ", ".join(covers), "contract": str(CONTRACT_VERSION),
+        "overrides": site_overrides(covers),
     }
     written = []
     for rel, template in files.items():
@@ -123,11 +125,11 @@ MODULE = '''\
 
 Models: (say which patch set or thread, with its lore id, and which kernel it applies to).
 
-As generated, the design serves its sites ({{covers_text}}) exactly as Linux v6.3 does, by
-delegating to the status-quo path (:class:`framework.kernel.callsites.StatusQuo`); replace
-one path at a time and keep ``framework check-plugin {{plugin}}`` green. Say here what is
+As generated, the design is the v6.3 status quo (:class:`framework.statusquo.StatusQuo`) with
+the methods of its sites ({{covers_text}}) overridden to call the status quo's; replace one
+path at a time and keep ``framework check-plugin {{plugin}}`` green. Say here what is
 modelled, what is simplified and why, and which variants (``--set {{plugin}}.variant=...``)
-reproduce bugs reviewers found.
+reproduce bugs reviewers found. The discussion that led to the design belongs in its docs.
 """
 
 from __future__ import annotations
@@ -137,15 +139,18 @@ from typing import Any
 
 from framework.allocator import Allocator
 from framework.hookspecs import hookimpl
-from framework.kernel.callsites import StatusQuo
 from framework.kernel.kernel import Kernel
 from framework.params import Param
 from framework.request import Allocation, Request
+from framework.statusquo import StatusQuo
 
 
-class {{cls}}(Allocator):
-    """The design. Requests for sites outside :attr:`covers` never reach it: the engine
-    sends them to the v6.3 path, so every design runs every workload.
+class {{cls}}(StatusQuo):
+    """The design: the v6.3 status quo with the paths its patch changes overridden.
+
+    Every request reaches the design; a site whose method is not overridden is served as
+    v6.3 serves it, so every design runs every workload. ``covers`` declares the sites the
+    design changes (the conformance kit and the tables read it).
     """
 
     name = "{{plugin}}"
@@ -163,46 +168,25 @@ class {{cls}}(Allocator):
         Call only the :class:`framework.kernel.kernel.Kernel` methods (alloc_pages,
         free_pages, set_direct_map_*_noflush, set_memory_*, flush_tlb_*, module_alloc,
         vfree, text_poke, ...) and its extension points (add_migratetype,
-        register_pageblock_flag, register_free_hook, register_shrinker).
+        register_pageblock_flag, register_free_hook, register_shrinker). Charge the
+        cycles of your own bookkeeping with ``kernel.ledger.charge(category, cycles)``.
         """
         super().__init__(kernel, params)
-        self.statusquo = StatusQuo(kernel)
-
-    def alloc(self, request: Request) -> Allocation | None:
-        """Serve ``request``; None is the kernel's NULL (the engine counts a failure).
-
-        Return ``Allocation(blocks=((pfn, order), ...), vaddr, size, unmapped, handle)``:
-        ``blocks`` the pages the owner has to itself (or () for a sub-page object, then a
-        ``vaddr`` in the module area), ``size`` at least ``request.size``, ``unmapped=True``
-        only if every page is absent from the direct map (the engine checks it), ``handle``
-        anything you need at free time.
-        """
-        return self.statusquo.alloc(request)
-
+        self.variant: str = params["variant"]
+{{overrides}}
     def free(self, allocation: Allocation) -> None:
-        """Take back what :meth:`alloc` handed out (``freed_by=OWNER`` requests)."""
-        self.statusquo.free(allocation)
-
-    def free_generic(self, allocation: Allocation) -> None:
-        """The pages come back through the generic path (``freed_by=GENERIC``: secretmem's
-        page-cache pages); the default frees each block with ``kernel.free_pages``."""
-        self.statusquo.free_generic(allocation)
-
-    def write(self, allocation: Allocation, length: int) -> None:
-        """The owner writes ``length`` bytes (0: all): a store, or text_poke on ROX text."""
-        self.statusquo.write(allocation, length)
+        """Take back what an ``alloc`` handed out (``freed_by=OWNER``); tell your own
+        allocations by their ``handle`` and pass the rest to the status quo."""
+        super().free(allocation)
 
     def cache_pages(self) -> int:
         """Pages taken from the buddy and not inside a live Allocation's ``blocks``.
 
         The accounting contract: with everything freed and the shrinkers run, the buddy's
-        allocated pages are exactly page tables + this number.
+        allocated pages are exactly page tables + this number (add your cache to the status
+        quo's BPF packs and kprobe slot pages).
         """
-        return self.statusquo.cache_pages()
-
-    def metadata_bytes(self) -> int:
-        """Bytes of the design's own bookkeeping (bitmaps, tree nodes, slab headers)."""
-        return 0
+        return super().cache_pages()
 
     def stats(self) -> dict[str, Any]:
         """Design-specific counters, JSON-serialisable (``framework bench --stats``)."""
@@ -214,6 +198,30 @@ def register_allocators(register: Callable[[type[Allocator]], None]) -> None:
     """Register the design (called once, when the framework builds its registry)."""
     register({{cls}})
 '''
+
+OVERRIDE = '''
+    def {{method}}(self, request: Request) -> Allocation | None:
+        """{{sites}}: as v6.3 serves it, until the design changes it.
+
+        Return ``Allocation(blocks=((pfn, order), ...), vaddr, size, unmapped, handle)``:
+        ``blocks`` the pages the owner has to itself (or () for a sub-page object, then a
+        ``vaddr`` in the module area), ``unmapped=True`` only if every page is absent from
+        the direct map (the engine checks it), ``handle`` anything you need at free time;
+        None is the kernel's NULL.
+        """
+        return super().{{method}}(request)
+'''
+
+
+def site_overrides(covers: tuple[str, ...]) -> str:
+    """One overriding method per status-quo method that serves a covered site."""
+    by_method: dict[str, list[str]] = {}
+    for site in covers:
+        method = SITE_METHODS.get(Site(site), "pages_alloc") if site in SITES else "pages_alloc"
+        by_method.setdefault(method, []).append(site)
+    return "".join(_fill(OVERRIDE, {"method": method, "sites": ", ".join(sites)})
+                   for method, sites in by_method.items())
+
 
 TESTS = '''\
 """The framework's conformance kit, run on {{plugin}} (``pytest``), plus its registration."""
