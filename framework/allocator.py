@@ -29,7 +29,7 @@ class Allocator(ABC):
     name: ClassVar[str]
     summary: ClassVar[str] = ""
     source: ClassVar[str] = ""
-    covers: ClassVar[frozenset[str]] = frozenset()
+    covers: frozenset[str] = frozenset()  # a parameter may widen it per instance
     params: ClassVar[tuple[Param, ...]] = ()
 
     def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:

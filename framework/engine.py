@@ -215,7 +215,8 @@ class Runner:
 
     # -- handlers ------------------------------------------------------------------------
     def on_alloc(self, event: Event) -> None:
-        _, eid, req, _ = event
+        req: Request  # an alloc event always carries its request (Event's contract)
+        _, eid, req, _ = event  # type: ignore[assignment]
         if eid in self.live:
             raise InputError(f"event {self.checker.event}: id {eid} allocated while live")
         pages = self.pages

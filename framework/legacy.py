@@ -41,7 +41,10 @@ def as_design(design: Allocator) -> Allocator:
                   "for the sites it does not cover; subclass framework.statusquo.StatusQuo "
                   "and override the site methods it changes (docs/plugin-guide.md, "
                   "'Migrating')", DeprecationWarning, stacklevel=3)
-    return LegacyDesign(design, design.kernel)
+    named: type[LegacyDesign] = type(f"Legacy{type(design).__name__}", (LegacyDesign,), {
+        "name": design.name, "summary": design.summary, "source": design.source,
+        "params": design.params})
+    return named(design, design.kernel)
 
 
 class LegacyDesign(StatusQuo):
@@ -50,10 +53,6 @@ class LegacyDesign(StatusQuo):
     def __init__(self, design: Allocator, kernel: Kernel) -> None:
         super().__init__(kernel, design.config)
         self.design = design
-        self.name = design.name
-        self.summary = design.summary
-        self.source = design.source
-        self.params = design.params
         self.covers = design.covers
         for site in design.covers:
             self._by_site[site] = self._design_alloc

@@ -241,7 +241,7 @@ class StatusQuo(Allocator):
             # Allocation(((pfn, 0),), 0, size, True, "secretmem"), built without the named
             # tuple's Python-level __new__: one per page on the hottest path.
             return _new_tuple(Allocation, (((pfn, 0),), 0, request.size, True, "secretmem"))
-        blocks = []
+        blocks: list[tuple[int, int]] = []
         for _ in range(max(1, -(-request.size // PAGE_SIZE))):
             pfn = self.secretmem_fault(request.node)
             if pfn == NO_PAGE:
@@ -350,10 +350,10 @@ class StatusQuo(Allocator):
             pos = pack.used.find(b"\0" * nbits)
             if pos >= 0:
                 return self._bpf_place(pack, pos, nbits, request)
-        pack = self.alloc_new_pack()
-        if pack is None:
+        new = self.alloc_new_pack()
+        if new is None:
             return None
-        return self._bpf_place(pack, 0, nbits, request)
+        return self._bpf_place(new, 0, nbits, request)
 
     def _bpf_place(self, pack: BpfPack, pos: int, nbits: int, request: Request) -> Allocation:
         """bpf_prog_pack_alloc(): ``bitmap_set()`` the free chunks found; their address."""

@@ -110,7 +110,7 @@ class Bpf(Workload):
         """One JITed program length in bytes: log-normal with mean ``mean_bytes``, cut."""
         cfg = self.config
         length = lognormal_with_mean(rng, cfg["mean_bytes"], cfg["sigma"])
-        return min(cfg["max_bytes"], max(cfg["min_bytes"], length))
+        return int(min(cfg["max_bytes"], max(cfg["min_bytes"], length)))
 
     def _load(self, rng: np.random.Generator, next_id: int) -> tuple[list[int], list[Event]]:
         nr = int(rng.geometric(1.0 / self.config["progs_per_app"]))

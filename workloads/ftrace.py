@@ -58,12 +58,13 @@ import attrs
 import numpy as np
 
 from framework.errors import InputError
+from framework.kernel.consts import MAX_ORDER
 from framework.machine.spec import MachineSpec
 from framework.params import Param
 from framework.request import ALLOC, FREE, Event, Request
 from framework.workload import Workload, sampled
 from workloads.ftrace_parse import ALLOC as TRACE_ALLOC
-from workloads.ftrace_parse import FREE_BATCHED, MAX_ORDER, PageEvent, ParseStats, read_trace
+from workloads.ftrace_parse import FREE_BATCHED, PageEvent, ParseStats, read_trace
 
 MIGRATE_MOVABLE = 1  # include/linux/mmzone.h enum migratetype
 PAGE_SIZE = 4096

@@ -101,7 +101,7 @@ class PksPagetables(Workload):
         """Page-table pages of one process: log-normal with mean ``mean_pages``, cut."""
         cfg = self.config
         pages = lognormal_with_mean(rng, cfg["mean_pages"], cfg["sigma"])
-        return min(cfg["max_pages"], max(cfg["min_pages"], pages))
+        return int(min(cfg["max_pages"], max(cfg["min_pages"], pages)))
 
     @staticmethod
     def _start(next_id: int, pages: int, node: int) -> tuple[list[int], list[Event]]:

@@ -95,8 +95,10 @@ class Harness:
         self.sizes: dict[int, int] = {}
         self.next_id = 1
         self.failed = False
-        self._handlers = {ALLOC: self.runner.on_alloc, FREE: self.runner.on_free,
-                          WRITE: self.runner.on_write, PRESSURE: self.runner.on_pressure}
+        runner = self.runner
+        self._handlers: dict[str, Callable[[Event], None]] = {
+            ALLOC: runner.on_alloc, FREE: runner.on_free, WRITE: runner.on_write,
+            PRESSURE: runner.on_pressure}
 
     # -- events --------------------------------------------------------------------------
     def alloc(self, request: Request) -> int | None:

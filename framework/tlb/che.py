@@ -145,7 +145,7 @@ def group_hit_probabilities(
     times = solve_times(n, probs, np.full(n.shape[0], float(per_set)), start)
     h = hit_probabilities(probs[None, :], times[:, None])
     if sets <= 1:
-        return h[0]
+        return np.asarray(h[0], dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = (n * h).sum(axis=0) / counts
     return np.where(counts > 0, mean, 0.0)
@@ -248,7 +248,7 @@ def _newton_log(
             active = active[moving]
             if active.size == 0:
                 break
-    return np.exp(u)
+    return np.asarray(np.exp(u), dtype=np.float64)
 
 
 def _newton_step(

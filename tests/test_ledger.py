@@ -1,0 +1,24 @@
+"""The ledger's written-out attributes are exactly the counters and the cost categories."""
+
+from __future__ import annotations
+
+import pytest
+
+from framework.kernel.ledger import COUNTERS, CYCLE_ATTRS, Ledger
+from framework.machine.costs import CATEGORIES
+
+
+def test_slots_are_the_counters_and_categories() -> None:
+    assert set(Ledger.__slots__) == {*COUNTERS, *CYCLE_ATTRS.values(), "total_cycles"}
+    assert len(Ledger.__slots__) == len(set(Ledger.__slots__))
+    assert set(CYCLE_ATTRS) == set(CATEGORIES)
+
+
+def test_fresh_ledger_is_zero_and_charge_adds() -> None:
+    led = Ledger()
+    assert all(getattr(led, n) == 0 for n in Ledger.__slots__)
+    led.charge("cpa", 400)
+    led.charge("cpa", 150)
+    assert led.cycles["cpa"] == 550 and led.total_cycles == 550
+    with pytest.raises(KeyError):
+        led.charge("nosuch", 1)
