@@ -59,6 +59,8 @@ def cli() -> None:
 @click.option("--metrics", "metrics_spec", default="default", show_default=True,
               help="'default', 'all' or a comma list of metrics shown in tables.")
 @click.option("--stats", "show_stats", is_flag=True, help="Show each plugin's own counters.")
+@click.option("--full", is_flag=True,
+              help="After the summary, print every metric per workload (text formats).")
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Write the JSON results here, updated as each run finishes.")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(1, 1024),
@@ -75,7 +77,7 @@ def cli() -> None:
               help="Wall seconds one run may take before it is reported as its plugin's "
                    "failure (0: no limit).")
 def bench(plugins_spec: str, workloads_spec: str, machine: str, seeds: int, seed: int,
-          sets: Sequence[str], fmt: str, metrics_spec: str, show_stats: bool,
+          sets: Sequence[str], fmt: str, metrics_spec: str, show_stats: bool, full: bool,
           output: str | None, jobs: int, reference: str | None, executor: str,
           scheduler: str | None, cell_timeout: float) -> None:
     """Run every chosen plugin on every chosen workload and print the comparison."""
@@ -92,7 +94,7 @@ def bench(plugins_spec: str, workloads_spec: str, machine: str, seeds: int, seed
     with progress(len(cells)) as bar:
         outcomes = run_cells(cells, jobs, pool, on_done=_writer(output, bar),
                              timeout=cell_timeout)
-    _finish(outcomes, fmt, metrics, show_stats, reference)
+    _finish(outcomes, fmt, metrics, show_stats, reference, full or metrics_spec != "default")
 
 
 def _plan(reg: Registry, plugins_spec: str, workloads_spec: str, machine: str, seeds: int,
@@ -128,11 +130,17 @@ def _writer(output: str | None, bar: Any) -> Any:
     return on_done
 
 
+def _covers() -> dict[str, frozenset[str]]:
+    """The sites each registered design's class serves (for "does not serve" in tables)."""
+    return {name: cls.covers for name, cls in get_registry().allocators.items()}
+
+
 def _finish(outcomes: list[Outcome], fmt: str, metrics: list[str], show_stats: bool,
-            reference: str | None) -> None:
+            reference: str | None, full: bool) -> None:
     runs = [o.result for o in outcomes if o.result is not None]
     if runs:
-        click.echo(render(runs, fmt, metrics, show_stats, reference), nl=False)
+        click.echo(render(runs, fmt, metrics, show_stats, reference, full=full,
+                          covers=_covers()), nl=False)
     if any(o.error for o in outcomes):
         sys.exit(EXIT_INPUT)
 
@@ -143,7 +151,9 @@ def _finish(outcomes: list[Outcome], fmt: str, metrics: list[str], show_stats: b
               type=click.Choice(FORMATS), help="Output format.")
 @click.option("--metrics", "metrics_spec", default="default", show_default=True,
               help="'default', 'all' or a comma list of metrics.")
-def compare(files: Sequence[str], fmt: str, metrics_spec: str) -> None:
+@click.option("--full", is_flag=True,
+              help="After the summary, print every metric per workload (text formats).")
+def compare(files: Sequence[str], fmt: str, metrics_spec: str, full: bool) -> None:
     """Compare saved result files (e.g. two parameter settings); the first is the reference.
 
     Columns are FILE:plugin; runs match by workload.
@@ -162,7 +172,8 @@ def compare(files: Sequence[str], fmt: str, metrics_spec: str) -> None:
                                      f"{', '.join(METRIC_BY_NAME)}")
     except FrameworkError as exc:
         _fail(str(exc))
-    click.echo(render(runs, fmt, metrics, column=lambda r: r["_column"]), nl=False)
+    click.echo(render(runs, fmt, metrics, column=lambda r: r["_column"],
+                      full=full or metrics_spec != "default", covers=_covers()), nl=False)
 
 
 @cli.command()

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import attrs
 
 ALPHA = 0.05
+TEST_NAME = "Welch's t-test"
 CONFIDENCE = 0.95
 
 

@@ -42,14 +42,19 @@ def one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> Non
 
 
 def test_bench_plain_table() -> None:
+    """The summary opens the output; --full adds the per-workload table after its legend,
+    rows labelled by metric and unit alone (no "Value " prefix)."""
     proc = run("bench", "--plugins", "baseline", "--workloads", "secretmem", *SMALL)
     assert proc.returncode == 0, proc.stderr
-    head = proc.stdout.splitlines()[0].split()
-    assert head == ["secretmem", "baseline"]
-    lines = proc.stdout.splitlines()
-    assert any(line.startswith("Value DirectMap4k (kB)") and "(  0.00%)" in line
-               for line in lines)
-    assert "Legend:" in proc.stdout
+    assert proc.stdout.startswith("Summary:")
+    assert "Legend:" not in proc.stdout and "--full" in proc.stdout
+    full = run("bench", "--plugins", "baseline", "--workloads", "secretmem", *SMALL, "--full")
+    assert full.stdout.startswith(proc.stdout.split("Every metric")[0])
+    legend_at = full.stdout.index("Legend:")
+    table = full.stdout[legend_at:].split("\n\n")[1].splitlines()
+    assert table[0].split() == ["secretmem", "baseline"]
+    assert any(line.startswith("DirectMap4k (kB)") for line in table)
+    assert "Value " not in full.stdout
 
 
 def test_json_is_deterministic() -> None:
@@ -106,7 +111,7 @@ def test_bad_trace_row_names_line_and_keeps_other_results(tmp_path: Path) -> Non
     proc = run("bench", "--plugins", "baseline", "--workloads", "secretmem,trace", *SMALL,
                "--set", f"trace.path={trace}")
     one_line_error(proc, "t.csv:3", "id 2", "not live")
-    assert proc.stdout.startswith("secretmem"), "secretmem results must still be printed"
+    assert "\nsecretmem\n  baseline " in proc.stdout, "secretmem results must still be printed"
 
 
 def test_trace_replay(tmp_path: Path) -> None:
@@ -177,8 +182,12 @@ def test_autoload_off_hides_third_party(plugin_site: Path) -> None:
 
 def test_all_plugins_baseline_first() -> None:
     """The six built-in designs run; the status quo is the reference column."""
-    proc = run("bench", "--plugins", "all", "--workloads", "secretmem", *SMALL)
+    proc = run("bench", "--plugins", "all", "--workloads", "secretmem", *SMALL,
+               "--format", "csv")
     assert proc.returncode == 0, proc.stderr
-    head = proc.stdout.splitlines()[0].split()
-    assert head == ["secretmem", "baseline", "gfp-unmapped", "unmapped-api", "migratetype",
-                    "jit-slab", "vmap-area"]
+    columns = [line.split(",")[3] for line in proc.stdout.splitlines()[1:]]
+    assert list(dict.fromkeys(columns)) == ["baseline", "gfp-unmapped", "unmapped-api",
+                                            "migratetype", "jit-slab", "vmap-area"]
+    summary = run("bench", "--plugins", "all", "--workloads", "secretmem", *SMALL)
+    rows = summary.stdout.split("\nsecretmem\n")[1].splitlines()
+    assert rows[0].split()[0] == "baseline"
