@@ -13,7 +13,9 @@ from typing import Any
 
 import click
 
+from framework.engine import VERSION
 from framework.errors import FrameworkError
+from framework.failon import Condition, failures, parse_condition
 from framework.metrics import METRIC_BY_NAME
 from framework.params import parse_set
 from framework.plugins import Registry, get_registry
@@ -30,6 +32,9 @@ from framework.sweep import (
 )
 
 EXIT_INPUT = 2
+EXIT_FAIL_ON = 1  # a --fail-on condition holds: results are printed, CI fails
+FAIL_ON_HELP = ("Exit 1 when a run matches: 'violations' or METRIC OP NUMBER, OP one of "
+                "> >= < <= == != (e.g. 'est_slowdown_pct>1'). Repeatable.")
 
 
 def _fail(message: str) -> None:
@@ -38,6 +43,8 @@ def _fail(message: str) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(VERSION, "--version", prog_name="framework",
+                      message="%(prog)s %(version)s")
 def cli() -> None:
     """Compare kernel allocator designs for memory that leaves the x86-64 direct map."""
 
@@ -61,6 +68,7 @@ def cli() -> None:
 @click.option("--stats", "show_stats", is_flag=True, help="Show each plugin's own counters.")
 @click.option("--full", is_flag=True,
               help="After the summary, print every metric per workload (text formats).")
+@click.option("--fail-on", "fail_on", multiple=True, metavar="CONDITION", help=FAIL_ON_HELP)
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Write the JSON results here, updated as each run finishes.")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(1, 1024),
@@ -78,8 +86,8 @@ def cli() -> None:
                    "failure (0: no limit).")
 def bench(plugins_spec: str, workloads_spec: str, machine: str, seeds: int, seed: int,
           sets: Sequence[str], fmt: str, metrics_spec: str, show_stats: bool, full: bool,
-          output: str | None, jobs: int, reference: str | None, executor: str,
-          scheduler: str | None, cell_timeout: float) -> None:
+          fail_on: Sequence[str], output: str | None, jobs: int, reference: str | None,
+          executor: str, scheduler: str | None, cell_timeout: float) -> None:
     """Run every chosen plugin on every chosen workload and print the comparison."""
     try:
         reg = get_registry()
@@ -88,6 +96,7 @@ def bench(plugins_spec: str, workloads_spec: str, machine: str, seeds: int, seed
         if reference is not None and reference not in {c.plugin for c in cells}:
             raise FrameworkError(f"--baseline {reference!r} is not among the plugins run: "
                                  f"{', '.join(dict.fromkeys(c.plugin for c in cells))}")
+        conditions = _conditions(fail_on)
         pool = dask_executor(scheduler) if executor == "dask" else None
     except FrameworkError as exc:
         _fail(str(exc))
@@ -95,6 +104,24 @@ def bench(plugins_spec: str, workloads_spec: str, machine: str, seeds: int, seed
         outcomes = run_cells(cells, jobs, pool, on_done=_writer(output, bar),
                              timeout=cell_timeout)
     _finish(outcomes, fmt, metrics, show_stats, reference, full or metrics_spec != "default")
+    _check_fail_on(conditions, [o.result for o in outcomes if o.result is not None],
+                   lambda r: f"{r['plugin']}/{r['workload']}")
+    if any(o.error for o in outcomes):
+        sys.exit(EXIT_INPUT)
+
+
+def _conditions(specs: Sequence[str]) -> list[Condition]:
+    return [parse_condition(spec, list(METRIC_BY_NAME)) for spec in specs]
+
+
+def _check_fail_on(conditions: Sequence[Condition], runs: Sequence[dict[str, Any]],
+                   label: Any) -> None:
+    """Say on stderr which ``--fail-on`` conditions hold and exit 1 if any does."""
+    lines = failures(conditions, runs, label)
+    for line in lines:
+        click.echo(f"framework: {line}", err=True)
+    if lines:
+        sys.exit(EXIT_FAIL_ON)
 
 
 def _plan(reg: Registry, plugins_spec: str, workloads_spec: str, machine: str, seeds: int,
@@ -141,8 +168,6 @@ def _finish(outcomes: list[Outcome], fmt: str, metrics: list[str], show_stats: b
     if runs:
         click.echo(render(runs, fmt, metrics, show_stats, reference, full=full,
                           covers=_covers()), nl=False)
-    if any(o.error for o in outcomes):
-        sys.exit(EXIT_INPUT)
 
 
 @cli.command()
@@ -153,7 +178,9 @@ def _finish(outcomes: list[Outcome], fmt: str, metrics: list[str], show_stats: b
               help="'default', 'all' or a comma list of metrics.")
 @click.option("--full", is_flag=True,
               help="After the summary, print every metric per workload (text formats).")
-def compare(files: Sequence[str], fmt: str, metrics_spec: str, full: bool) -> None:
+@click.option("--fail-on", "fail_on", multiple=True, metavar="CONDITION", help=FAIL_ON_HELP)
+def compare(files: Sequence[str], fmt: str, metrics_spec: str, full: bool,
+            fail_on: Sequence[str]) -> None:
     """Compare saved result files (e.g. two parameter settings); the first is the reference.
 
     Columns are FILE:plugin; runs match by workload.
@@ -161,7 +188,7 @@ def compare(files: Sequence[str], fmt: str, metrics_spec: str, full: bool) -> No
     if len(files) < 2:
         _fail(f"compare needs at least two result files, got {len(files)}")
     try:
-        runs = []
+        runs: list[dict[str, Any]] = []
         for path in files:
             label = os.path.basename(path)
             runs.extend({**r, "_column": f"{label}:{r['plugin']}"} for r in load_results(path))
@@ -170,10 +197,12 @@ def compare(files: Sequence[str], fmt: str, metrics_spec: str, full: bool) -> No
             if name not in METRIC_BY_NAME:
                 raise FrameworkError(f"unknown metric {name!r}: choose from "
                                      f"{', '.join(METRIC_BY_NAME)}")
+        conditions = _conditions(fail_on)
     except FrameworkError as exc:
         _fail(str(exc))
     click.echo(render(runs, fmt, metrics, column=lambda r: r["_column"],
                       full=full or metrics_spec != "default", covers=_covers()), nl=False)
+    _check_fail_on(conditions, runs, lambda r: str(r["_column"]))
 
 
 @cli.command()

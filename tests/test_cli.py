@@ -191,3 +191,34 @@ def test_all_plugins_baseline_first() -> None:
     summary = run("bench", "--plugins", "all", "--workloads", "secretmem", *SMALL)
     rows = summary.stdout.split("\nsecretmem\n")[1].splitlines()
     assert rows[0].split()[0] == "baseline"
+
+
+def test_version() -> None:
+    proc = run("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == "framework 0.1.0"
+
+
+def test_fail_on_exits_1_after_printing_everything(tmp_path: Path) -> None:
+    """The posted v3 gfp-unmapped breaks promises on secretmem (DESIGN section 9), the
+    baseline does not: `--fail-on violations` exits 1, the table is still printed and the
+    --output file written; a threshold nothing meets (IPIs above 1e12) leaves exit 0."""
+    out = tmp_path / "r.json"
+    args = ("bench", "--plugins", "baseline,gfp-unmapped", "--workloads", "secretmem", *SMALL,
+            "--output", str(out))
+    proc = run(*args, "--fail-on", "tlb_ipis>1e12", "--fail-on", "violations")
+    assert proc.returncode == 1, proc.stderr
+    assert "\nsecretmem\n  baseline " in proc.stdout and out.exists()
+    (line,) = proc.stderr.strip().splitlines()
+    assert "'violations' holds for 1 run(s): gfp-unmapped/secretmem seed 1" in line
+    assert run(*args, "--fail-on", "tlb_ipis >= 1e12").returncode == 0
+    again = run("compare", str(out), str(out), "--fail-on", "violations!=0")
+    assert again.returncode == 1 and "2 run(s)" in again.stderr
+
+
+@pytest.mark.parametrize(("spec", "needle"), [
+    ("est_slowdown_pct=>1", "expected 'violations' or METRIC OP NUMBER"),
+    ("nosuch>1", "unknown metric 'nosuch'"),
+    ("tlb_ipis>lots", "'lots' is not a number"),
+])
+def test_fail_on_bad_expression_one_line(spec: str, needle: str) -> None:
+    one_line_error(run("bench", "--fail-on", spec), spec, needle)
