@@ -223,11 +223,18 @@ def plot(results: str, out_dir: str) -> None:
 
 @cli.command("list")
 @click.option("--costs", "show_costs", is_flag=True, help="List the cost table with sources.")
-def list_cmd(show_costs: bool) -> None:
+@click.option("--metrics", "show_metrics", is_flag=True,
+              help="List every metric: unit, kind, definition and kernel counterpart.")
+def list_cmd(show_costs: bool, show_metrics: bool) -> None:
     """List plugins, workloads, machines, their parameters and where each comes from."""
-    from framework.listing import list_costs, list_registry
+    from framework.listing import list_costs, list_metrics, list_registry
 
-    click.echo(list_costs() if show_costs else list_registry(get_registry()), nl=False)
+    if show_metrics:
+        click.echo(list_metrics(), nl=False)
+    if show_costs:
+        click.echo(list_costs(), nl=False)
+    if not (show_costs or show_metrics):
+        click.echo(list_registry(get_registry()), nl=False)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -222,3 +222,21 @@ def test_fail_on_exits_1_after_printing_everything(tmp_path: Path) -> None:
 ])
 def test_fail_on_bad_expression_one_line(spec: str, needle: str) -> None:
     one_line_error(run("bench", "--fail-on", spec), spec, needle)
+
+
+def test_list_metrics_and_docs_describe_every_metric() -> None:
+    """One source: `framework list --metrics` names every metric with its unit and kernel
+    counterpart, and docs/metrics.md carries the generated table verbatim."""
+    from framework.listing import metrics_markdown
+    from framework.metric_defs import METRICS
+
+    proc = run("list", "--metrics")
+    assert proc.returncode == 0, proc.stderr
+    for m in METRICS:
+        assert f"  {m.name} ({m.unit}, {m.kind.name.lower()})\n" in proc.stdout
+        assert m.definition and m.kernel
+    assert "kernel: /proc/vmstat nr_tlb_remote_flush_received" in proc.stdout
+    doc = (Path(__file__).parent.parent / "docs" / "metrics.md").read_text()
+    assert metrics_markdown() in doc, "regenerate the table in docs/metrics.md"
+    for m in METRICS:
+        assert f"| `{m.name}` " in doc
