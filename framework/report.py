@@ -34,8 +34,8 @@ from framework.stats import (
     gmean,
     pct_better,
     ratio_better,
+    seed_significant,
     summarize,
-    welch_significant,
 )
 from framework.summary import Covers, Group, build_summary, render_summary
 
@@ -101,7 +101,7 @@ def _samples(runs: Sequence[dict[str, Any]], workload: str, column: Column
     out: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         if run["workload"] == workload:
-            out.setdefault(column(run), []).append(run["metrics"])
+            out.setdefault(column(run), []).append(run)
     return out
 
 
@@ -121,17 +121,28 @@ def build_blocks(runs: Sequence[dict[str, Any]], metrics: Sequence[str],
     return blocks
 
 
+def _by_seed(runs: list[dict[str, Any]], name: str) -> dict[int, float]:
+    """A column's samples of one metric keyed by seed (the designs of a cell share seeds);
+    a seed seen twice (two files of ``compare`` in one column) keeps a key of its own."""
+    out: dict[int, float] = {}
+    for i, run in enumerate(runs):
+        seed = run.get("seed", i)
+        key = seed if seed not in out else -1 - i
+        out[key] = float(run["metrics"].get(name, 0.0))
+    return out
+
+
 def _row(workload: str, name: str, cols: list[str],
          samples: dict[str, list[dict[str, Any]]]) -> Row:
     meta = METRIC_BY_NAME[name]
-    ref_vals = [float(m.get(name, 0.0)) for m in samples[cols[0]]]
-    ref = summarize(ref_vals)
+    ref_vals = _by_seed(samples[cols[0]], name)
+    ref = summarize(list(ref_vals.values()))
     entries = []
     for col in cols:
-        vals = [float(m.get(name, 0.0)) for m in samples[col]]
-        s = summarize(vals)
+        vals = _by_seed(samples[col], name)
+        s = summarize(list(vals.values()))
         pct = pct_better(s.mean, ref.mean, meta.lower_is_better)
-        sig = col != cols[0] and welch_significant(vals, ref_vals)
+        sig = col != cols[0] and seed_significant(vals, ref_vals)
         entries.append(Entry(col, s.mean, s.ci, s.n, pct, sig))
     return Row(workload, name, meta.unit, tuple(entries))
 

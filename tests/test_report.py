@@ -38,12 +38,40 @@ def test_summary_ci_by_hand() -> None:
 
 def test_welch() -> None:
     """Means 1 and 10 with s = 0.1, n = 3: t = 9 / sqrt(2 * 0.01 / 3) = 110: significant.
-    The same samples twice are not; one sample is never enough."""
+    The same samples twice are not; one sample is never enough; zero variance on both
+    sides is never significance (the bug of marking constant metrics)."""
     a, b = [0.9, 1.0, 1.1], [9.9, 10.0, 10.1]
     assert welch_significant(a, b)
     assert not welch_significant(a, a)
     assert not welch_significant([1.0], [2.0])
-    assert welch_significant([1.0, 1.0], [2.0, 2.0])
+    assert not welch_significant([1.0, 1.0], [2.0, 2.0])
+
+
+def test_paired_t_by_hand() -> None:
+    """d = a - b = [2, 1, 3]: mean 2, s_d = 1, t = 2 / (1 / sqrt 3) = 3.4641, df = 2. The
+    t(2) CDF is 1/2 + t / (2 sqrt(2 + t^2)) = 1/2 + 3.4641 / (2 * 3.7417) = 0.96291, so
+    p = 2 * 0.03709 = 0.07418: not significant at 0.05.
+    d = [2, 2.1, 1.9]: s_d = 0.1, t = 34.641, p = 2 * (1/2 - 34.641 / (2 sqrt 1202)) =
+    0.00083: significant, although Welch's unpaired test on the same samples is not (the
+    seeds' spread, shared by both designs, cancels in the differences)."""
+    from framework.stats import paired_p, paired_significant
+
+    assert paired_p([10, 12, 15], [8, 11, 12]) == pytest.approx(0.07418, abs=1e-5)
+    a, b = [10.0, 12.1, 13.9], [8.0, 10.0, 12.0]
+    assert paired_p(a, b) == pytest.approx(0.000833, rel=1e-2)
+    assert paired_significant(a, b) and not welch_significant(a, b)
+    assert paired_p([5, 6, 7], [3, 4, 5]) is None  # constant difference: no variance
+    assert not paired_significant([5.0, 6.0], [3.0, 4.0])
+    assert paired_p([1.0], [2.0]) is None
+
+
+def test_paired_p_matches_scipy_ttest_rel() -> None:
+    from scipy.stats import ttest_rel
+
+    from framework.stats import paired_p
+
+    a, b = [1.0, 2.0, 4.0, 8.0], [2.0, 3.0, 9.0, 10.0]
+    assert paired_p(a, b) == pytest.approx(ttest_rel(a, b).pvalue, rel=1e-9)
 
 
 def test_welch_p_matches_scipy_ttest() -> None:
@@ -64,23 +92,34 @@ def test_gmean_and_ratio() -> None:
 
 
 def test_table_cells_by_hand() -> None:
-    """baseline splits 10 and 12 (mean 11), design 2 and 4 (mean 3): lower is better, so
-    (11 - 3) / 11 = +72.73%; with two seeds each: t = 8 / sqrt(2/2 + 2/2) = 5.66, Welch
-    p ~ 0.03 < 0.05, so the cell is marked *...*. Gmean ratio of the design: 11/3."""
+    """baseline splits 10 and 12 (mean 11), design 2 and 5 (mean 3.5) on seeds 1 and 2:
+    lower is better, so (11 - 3.5) / 11 = +68.18%, shown as the factor 11 / 3.5 = 3.1×.
+    Paired by seed, d = [8, 7]: mean 7.5, s_d = 0.7071, t = 7.5 / (0.7071 / sqrt 2) = 15,
+    df = 1, p = 2 (1/2 - atan(15) / pi) = 0.0424 < 0.05: marked *...*. The CI of [2, 5] is
+    t(0.975, 1) s / sqrt 2 = 12.706 * 2.1213 / 1.4142 = 19.06. Gmean ratio 11 / 3.5."""
     runs = [fake("baseline", "w", 1, direct_map_level2_splits=10.0),
             fake("baseline", "w", 2, direct_map_level2_splits=12.0),
             fake("design", "w", 1, direct_map_level2_splits=2.0),
-            fake("design", "w", 2, direct_map_level2_splits=4.0)]
+            fake("design", "w", 2, direct_map_level2_splits=5.0)]
     (block,) = build_blocks(runs, ["direct_map_level2_splits"])
     base, design = block.rows[0].entries
-    assert (base.mean, design.mean) == (11.0, 3.0)
-    assert design.pct == pytest.approx(800 / 11)
+    assert (base.mean, design.mean) == (11.0, 3.5)
+    assert design.pct == pytest.approx(750 / 11)
     assert design.significant and not base.significant
-    assert block.gmeans[1] == pytest.approx(11 / 3)
+    assert block.gmeans[1] == pytest.approx(11 / 3.5)
     text = render(runs, "plain", ["direct_map_level2_splits"], full=True)
-    assert "3 ±12.71 *+3.7×*" in text  # 11/3 = 3.67 times better; CI 12.706 * 1.414 / 1.414
+    assert "3.50 ±19.06 *+3.1×*" in text
     assert "\ndirect_map_level2_splits (count) " in text
-    assert "alpha = 0.05" in text
+    assert "paired t-test" in text and "alpha = 0.05" in text
+
+
+def test_constant_difference_is_not_marked() -> None:
+    """Two seeds, design always 8 below the reference: the differences do not vary, so
+    nothing is marked (zero variance is not significance)."""
+    runs = [fake("baseline", "w", 1, tlb_ipis=10.0), fake("baseline", "w", 2, tlb_ipis=12.0),
+            fake("design", "w", 1, tlb_ipis=2.0), fake("design", "w", 2, tlb_ipis=4.0)]
+    (block,) = build_blocks(runs, ["tlb_ipis"])
+    assert not block.rows[0].entries[1].significant
 
 
 def test_reference_column_and_formats() -> None:
