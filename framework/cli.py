@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from framework.compare import ResultFile, check_machines, describe, select
 from framework.engine import VERSION
 from framework.errors import FrameworkError
 from framework.failon import Condition, failures, parse_condition
@@ -179,19 +180,27 @@ def _finish(outcomes: list[Outcome], fmt: str, metrics: list[str], show_stats: b
 @click.option("--full", is_flag=True,
               help="After the summary, print every metric per workload (text formats).")
 @click.option("--fail-on", "fail_on", multiple=True, metavar="CONDITION", help=FAIL_ON_HELP)
+@click.option("--plugins", "plugins_spec", default="all", show_default=True,
+              help="'all' or a comma list of the plugins to compare.")
+@click.option("--workloads", "workloads_spec", default="all", show_default=True,
+              help="'all' or a comma list of the workloads to compare.")
+@click.option("--allow-different-machines", is_flag=True,
+              help="Compare files run on different machines (presets or machine.* values).")
 def compare(files: Sequence[str], fmt: str, metrics_spec: str, full: bool,
-            fail_on: Sequence[str]) -> None:
+            fail_on: Sequence[str], plugins_spec: str, workloads_spec: str,
+            allow_different_machines: bool) -> None:
     """Compare saved result files (e.g. two parameter settings); the first is the reference.
 
-    Columns are FILE:plugin; runs match by workload.
+    Columns are FILE:plugin; runs match by workload. What differs between the files
+    (machine, parameters, seeds, versions) is named first; files run on different machines
+    are refused unless --allow-different-machines.
     """
     if len(files) < 2:
         _fail(f"compare needs at least two result files, got {len(files)}")
     try:
-        runs: list[dict[str, Any]] = []
-        for path in files:
-            label = os.path.basename(path)
-            runs.extend({**r, "_column": f"{label}:{r['plugin']}"} for r in load_results(path))
+        loaded = select(_load_files(files), plugins_spec, workloads_spec)
+        if not allow_different_machines:
+            check_machines(loaded)
         metrics = metric_names(metrics_spec)
         for name in metrics:
             if name not in METRIC_BY_NAME:
@@ -200,9 +209,19 @@ def compare(files: Sequence[str], fmt: str, metrics_spec: str, full: bool,
         conditions = _conditions(fail_on)
     except FrameworkError as exc:
         _fail(str(exc))
+    runs = [{**r, "_column": f"{f.label}:{r['plugin']}"} for f in loaded for r in f.runs]
+    text = fmt not in ("csv", "json")
+    click.echo(describe(loaded) + ("\n" if text else ""), err=not text)
     click.echo(render(runs, fmt, metrics, column=lambda r: r["_column"],
                       full=full or metrics_spec != "default", covers=_covers()), nl=False)
     _check_fail_on(conditions, runs, lambda r: str(r["_column"]))
+
+
+def _load_files(paths: Sequence[str]) -> list[ResultFile]:
+    """Each file labelled by its base name (its path when two base names are the same)."""
+    names = [os.path.basename(p) for p in paths]
+    return [ResultFile(name if names.count(name) == 1 else path, tuple(load_results(path)))
+            for name, path in zip(names, paths, strict=True)]
 
 
 @cli.command()

@@ -11,7 +11,7 @@ import pytest
 
 from framework.report import build_blocks, render
 from framework.stats import gmean, pct_better, ratio_better, summarize, welch_significant
-from tests.test_cli import run
+from tests.test_cli import one_line_error, run
 
 
 def fake(plugin: str, workload: str, seed: int, **metrics: float) -> dict[str, Any]:
@@ -146,7 +146,9 @@ def test_reference_zero_is_not_comparable() -> None:
 
 def test_compare_two_files(tmp_path: Path) -> None:
     """Two settings of the same design: gbpages on and off; the first file is the reference.
-    Without gbpages DirectMap1G is 0, so its percentage is -100% (higher is better)."""
+    Without gbpages DirectMap1G is 0, so its percentage is -100% (higher is better). That is
+    another machine: refused (exit 2, one line) until --allow-different-machines, and the
+    difference is named above the tables."""
     files = []
     for name, gb in (("gb.json", "1"), ("nogb.json", "0")):
         out = tmp_path / name
@@ -155,11 +157,42 @@ def test_compare_two_files(tmp_path: Path) -> None:
                    "--set", f"machine.gbpages={gb}", "--output", str(out))
         assert proc.returncode == 0, proc.stderr
         files.append(str(out))
-    proc = run("compare", *files, "--metrics", "DirectMap1G")
+    refused = run("compare", *files, "--metrics", "DirectMap1G")
+    assert refused.returncode == 2 and refused.stdout == ""
+    (line,) = refused.stderr.strip().splitlines()
+    assert "nogb.json ran on another machine than gb.json (machine.gbpages: false vs true)" in line
+    assert "--allow-different-machines" in line
+    proc = run("compare", *files, "--metrics", "DirectMap1G", "--allow-different-machines")
     assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Files: gb.json (1 run); nogb.json (1 run)\n"
+                                  "nogb.json vs gb.json: machine.gbpages false vs true\n")
     head = proc.stdout.split("\nsecretmem ")[1].splitlines()[0].split()
     assert head == ["gb.json:baseline", "nogb.json:baseline"]
     assert "0 (-100.0%)" in proc.stdout
+
+
+def test_compare_names_differences_filters_and_rejects_empty(tmp_path: Path) -> None:
+    """Same machine, another plugin parameter and seed range: both named; --plugins and
+    --workloads keep only the named runs; an empty file or an unknown name is one line."""
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    common = ("bench", "--plugins", "baseline,gfp-unmapped", "--workloads", "secretmem,bpf",
+              "--set", "machine.mem_gib=4", "--set", "secretmem.processes=4")
+    assert run(*common, "--output", str(a)).returncode == 0
+    assert run(*common, "--set", "gfp-unmapped.variant=fixed", "--seeds", "3",
+               "--output", str(b)).returncode == 0
+    proc = run("compare", str(a), str(b), "--plugins", "gfp-unmapped", "--workloads", "bpf",
+               "--format", "csv")
+    assert proc.returncode == 0, proc.stderr
+    assert ('b.json vs a.json: gfp-unmapped.variant "fixed" vs "posted"; seeds 1-3 vs 1'
+            in proc.stderr)
+    columns = {line.split(",")[3] for line in proc.stdout.splitlines()[1:]}
+    workloads = {line.split(",")[0] for line in proc.stdout.splitlines()[1:]}
+    assert columns == {"a.json:gfp-unmapped", "b.json:gfp-unmapped"} and workloads == {"bpf"}
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"schema": "framework.results/1", "runs": []}')
+    one_line_error(run("compare", str(a), str(empty)), "empty.json: no runs")
+    one_line_error(run("compare", str(a), str(b), "--workloads", "nope"),
+                   "no run of workload 'nope'", "secretmem, bpf")
 
 
 def test_compare_rejects_bad_file(tmp_path: Path) -> None:
