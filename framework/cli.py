@@ -104,11 +104,24 @@ def bench(plugins_spec: str, workloads_spec: str, machine: str, seeds: int, seed
     with progress(len(cells)) as bar:
         outcomes = run_cells(cells, jobs, pool, on_done=_writer(output, bar),
                              timeout=cell_timeout)
+    if output:
+        _write_final(output, outcomes, metrics, reference)
     _finish(outcomes, fmt, metrics, show_stats, reference, full or metrics_spec != "default")
     _check_fail_on(conditions, [o.result for o in outcomes if o.result is not None],
                    lambda r: f"{r['plugin']}/{r['workload']}")
     if any(o.error for o in outcomes):
         sys.exit(EXIT_INPUT)
+
+
+def _write_final(output: str, outcomes: list[Outcome], metrics: list[str],
+                 reference: str | None) -> None:
+    """The finished --output file: the runs and the ``comparison`` of the tables, the same
+    text ``--format json`` prints."""
+    runs = [o.result for o in outcomes if o.result is not None]
+    tmp = f"{output}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(render(runs, "json", metrics, reference=reference))
+    os.replace(tmp, output)
 
 
 def _conditions(specs: Sequence[str]) -> list[Condition]:

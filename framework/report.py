@@ -27,6 +27,7 @@ import attrs
 from tabulate import tabulate
 
 from framework.metrics import METRIC_BY_NAME, METRICS
+from framework.plugin_stats import stats_text
 from framework.stats import (
     ALPHA,
     CONFIDENCE,
@@ -295,15 +296,16 @@ def _block_text(block: Block, group: Group, fmt: str) -> str:
 
 
 def _stats_text(runs: Sequence[dict[str, Any]], workload: str, fmt: str) -> str:
-    lines = []
+    """Each design's own counters on ``workload`` (its first seed), as tables."""
+    parts = []
     seen = set()
     for run in runs:
         key = run["plugin"]
         if run["workload"] == workload and run.get("stats") and key not in seen:
             seen.add(key)
-            lines.append(f"{key} stats: {json.dumps(run['stats'], sort_keys=True)}")
-    sep = "\n\n" if fmt != "plain" else "\n"
-    return sep.join(lines)
+            parts.append(f"{key} stats on {workload} (seed {run.get('seed')}):\n"
+                         + stats_text(run["stats"], fmt))
+    return "\n\n".join(parts)
 
 
 def _csv(blocks: Sequence[Block]) -> str:

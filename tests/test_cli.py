@@ -131,11 +131,16 @@ def test_trace_replay(tmp_path: Path) -> None:
 
 
 def test_output_file_written(tmp_path: Path) -> None:
+    """The finished --output file is what --format json prints: the runs and the
+    ``comparison`` records docs/sweeps.md promises."""
     out = tmp_path / "r.json"
-    proc = run("bench", "--plugins", "baseline", "--workloads", "secretmem", *SMALL,
-               "--output", str(out))
+    args = ("bench", "--plugins", "baseline,unmapped-api", "--workloads", "secretmem", *SMALL)
+    proc = run(*args, "--output", str(out))
     assert proc.returncode == 0
-    assert json.loads(out.read_text())["runs"][0]["workload"] == "secretmem"
+    doc = json.loads(out.read_text())
+    assert doc["runs"][0]["workload"] == "secretmem"
+    assert {r["column"] for r in doc["comparison"]} == {"baseline", "unmapped-api"}
+    assert out.read_text() == run(*args, "--format", "json").stdout
 
 
 def test_list_and_costs() -> None:
@@ -240,3 +245,22 @@ def test_list_metrics_and_docs_describe_every_metric() -> None:
     assert metrics_markdown() in doc, "regenerate the table in docs/metrics.md"
     for m in METRICS:
         assert f"| `{m.name}` " in doc
+
+
+def test_docs_have_a_section_per_workload() -> None:
+    """docs/workloads.md has a `## NAME` section for every built-in workload, and the trace
+    section shows the CSV header."""
+    from framework.plugins import get_registry
+
+    doc = (Path(__file__).parent.parent / "docs" / "workloads.md").read_text()
+    for name in get_registry().workloads:
+        assert f"\n## {name}\n" in doc, name
+    trace = doc.split("\n## trace\n")[1].split("\n## ")[0]
+    assert "op,id,site,size,perm,zero,node,freed_by" in trace
+
+
+def test_readme_new_plugin_before_check_plugin() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for line in readme.splitlines():
+        if "new-plugin" in line and "check-plugin" in line:
+            assert line.index("new-plugin") < line.index("check-plugin"), line
