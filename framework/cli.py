@@ -25,6 +25,7 @@ from framework.results import load_results
 from framework.sweep import (
     Outcome,
     dask_executor,
+    group_errors,
     make_cells,
     pick,
     progress,
@@ -106,6 +107,8 @@ def bench(plugins_spec: str, workloads_spec: str, machine: str, seeds: int, seed
                              timeout=cell_timeout)
     if output:
         _write_final(output, outcomes, metrics, reference)
+    for line in group_errors(outcomes):  # an error that stopped many cells: said once
+        click.echo(f"framework: error: {line}", err=True)
     _finish(outcomes, fmt, metrics, show_stats, reference, full or metrics_spec != "default")
     _check_fail_on(conditions, [o.result for o in outcomes if o.result is not None],
                    lambda r: f"{r['plugin']}/{r['workload']}")
@@ -159,9 +162,6 @@ def _writer(output: str | None, bar: Any) -> Any:
 
     def on_done(outcome: Outcome) -> None:
         bar.update(1)
-        if outcome.error:
-            click.echo(f"framework: error: {outcome.cell.plugin}/{outcome.cell.workload}: "
-                       f"{outcome.error}", err=True)
         if outcome.result is not None and output:
             done.append(outcome.result)
             tmp = f"{output}.tmp"
