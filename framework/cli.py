@@ -253,6 +253,14 @@ def plot(results: str, out_dir: str) -> None:
         click.echo(path)
 
 
+@cli.command()
+def review() -> None:
+    """Print the thread's questions answered with numbers (markdown; docs/thread-answers.md)."""
+    from framework.review import review as make_review
+
+    click.echo(make_review(), nl=False)
+
+
 @cli.command("list")
 @click.option("--costs", "show_costs", is_flag=True, help="List the cost table with sources.")
 @click.option("--metrics", "show_metrics", is_flag=True,
