@@ -288,10 +288,10 @@ def q_module_sizes(cache: dict[Arm, list[Run]]) -> Answer:
               f"KiB of .text and {rows[0][3] / 1024:.1f} KiB in all core sections; the "
               f"{rows[1][1]} modules a typical server loads average {rows[1][2] / 1024:.1f} "
               f"and {rows[1][3] / 1024:.1f} KiB.")
-    text = ("| modules | count | mean .text (KiB) | mean core (KiB) |\n|---|---:|---:|---:|\n"
+    table_md = ("| modules | count | mean .text (KiB) | mean core (KiB) |\n|---|---:|---:|---:|\n"
             + "\n".join(f"| {label} | {n} | {t / 1024:.1f} | {w / 1024:.1f} |"
                         for label, n, t, w in rows))
-    return Answer("What is the average size of a module?", answer, text,
+    return Answer("What is the average size of a module?", answer, table_md,
                   ("framework bench --plugins baseline --workloads modules "
                    "--set modules.profile=all --format json   # or read "
                    "workloads/data/modules-debian.csv",),
