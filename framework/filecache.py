@@ -15,7 +15,7 @@ import functools
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from framework.errors import FrameworkError
 
@@ -38,26 +38,24 @@ def file_key(path: str | os.PathLike[str]) -> tuple[Hashable, ...]:
 
 def once_per_file(reader: Callable[..., T]) -> Callable[..., T]:
     """Memoise ``reader(path, *args, **kwargs)`` by :func:`file_key` and the arguments."""
-    memo: OrderedDict[tuple[Hashable, ...], tuple[bool, Any]] = OrderedDict()
+    memo: OrderedDict[tuple[Hashable, ...], T | FrameworkError] = OrderedDict()
 
     @functools.wraps(reader)
     def read(path: str | os.PathLike[str], *args: Hashable, **kwargs: Hashable) -> T:
         key = (file_key(path), args, tuple(sorted(kwargs.items())))
-        hit = memo.get(key)
-        if hit is None:
+        if key in memo:
+            memo.move_to_end(key)
+        else:
             try:
-                hit = (True, reader(path, *args, **kwargs))
+                memo[key] = reader(path, *args, **kwargs)
             except FrameworkError as exc:
-                hit = (False, exc)
-            memo[key] = hit
+                memo[key] = exc
             while len(memo) > MAX_FILES:
                 memo.popitem(last=False)
-        else:
-            memo.move_to_end(key)
-        ok, value = hit
-        if ok:
-            return value  # type: ignore[no-any-return]
-        raise type(value)(*value.args) from None
+        value = memo[key]
+        if isinstance(value, FrameworkError):
+            raise type(value)(*value.args) from None
+        return value
 
     read.cache_clear = memo.clear  # type: ignore[attr-defined]
     return read

@@ -45,7 +45,7 @@ def _rows_table(key: str, items: Sequence[Mapping[str, Any]] | Mapping[str, Any]
         rows = [{k: v for k, v in item.items() if _scalar(v)} for item in items]
     headers = list(dict.fromkeys(k for row in rows for k in row))
     body = [[row.get(h, "") for h in headers] for row in rows]
-    return f"{key}:\n" + tabulate(body, headers=headers, tablefmt=_TABLEFMT[fmt])
+    return f"{key}:\n" + str(tabulate(body, headers=headers, tablefmt=_TABLEFMT[fmt]))
 
 
 def stats_text(stats: Mapping[str, Any], fmt: str) -> str:
