@@ -111,9 +111,7 @@ def bench(plugins_spec: str, workloads_spec: str, machine: str, seeds: int, seed
         click.echo(f"framework: error: {line}", err=True)
     _finish(outcomes, fmt, metrics, show_stats, reference, full or metrics_spec != "default")
     _check_fail_on(conditions, [o.result for o in outcomes if o.result is not None],
-                   lambda r: f"{r['plugin']}/{r['workload']}")
-    if any(o.error for o in outcomes):
-        sys.exit(EXIT_INPUT)
+                   lambda r: f"{r['plugin']}/{r['workload']}", any(o.error for o in outcomes))
 
 
 def _write_final(output: str, outcomes: list[Outcome], metrics: list[str],
@@ -132,11 +130,14 @@ def _conditions(specs: Sequence[str]) -> list[Condition]:
 
 
 def _check_fail_on(conditions: Sequence[Condition], runs: Sequence[dict[str, Any]],
-                   label: Any) -> None:
-    """Say on stderr which ``--fail-on`` conditions hold and exit 1 if any does."""
+                   label: Any, failed_cells: bool = False) -> None:
+    """Say on stderr which ``--fail-on`` conditions hold; exit 2 if a cell failed (bad
+    input outranks a threshold), else 1 if a condition holds."""
     lines = failures(conditions, runs, label)
     for line in lines:
         click.echo(f"framework: {line}", err=True)
+    if failed_cells:
+        sys.exit(EXIT_INPUT)
     if lines:
         sys.exit(EXIT_FAIL_ON)
 
