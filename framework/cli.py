@@ -13,7 +13,10 @@ from typing import Any
 
 import click
 
+from framework.compare import ResultFile, check_machines, describe, select
+from framework.engine import VERSION
 from framework.errors import FrameworkError
+from framework.failon import Condition, failures, parse_condition
 from framework.metrics import METRIC_BY_NAME
 from framework.params import parse_set
 from framework.plugins import Registry, get_registry
@@ -22,6 +25,7 @@ from framework.results import load_results
 from framework.sweep import (
     Outcome,
     dask_executor,
+    group_errors,
     make_cells,
     pick,
     progress,
@@ -30,6 +34,9 @@ from framework.sweep import (
 )
 
 EXIT_INPUT = 2
+EXIT_FAIL_ON = 1  # a --fail-on condition holds: results are printed, CI fails
+FAIL_ON_HELP = ("Exit 1 when a run matches: 'violations' or METRIC OP NUMBER, OP one of "
+                "> >= < <= == != (e.g. 'est_slowdown_pct>1'). Repeatable.")
 
 
 def _fail(message: str) -> None:
@@ -38,6 +45,8 @@ def _fail(message: str) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(VERSION, "--version", prog_name="framework",
+                      message="%(prog)s %(version)s")
 def cli() -> None:
     """Compare kernel allocator designs for memory that leaves the x86-64 direct map."""
 
@@ -59,6 +68,9 @@ def cli() -> None:
 @click.option("--metrics", "metrics_spec", default="default", show_default=True,
               help="'default', 'all' or a comma list of metrics shown in tables.")
 @click.option("--stats", "show_stats", is_flag=True, help="Show each plugin's own counters.")
+@click.option("--full", is_flag=True,
+              help="After the summary, print every metric per workload (text formats).")
+@click.option("--fail-on", "fail_on", multiple=True, metavar="CONDITION", help=FAIL_ON_HELP)
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Write the JSON results here, updated as each run finishes.")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(1, 1024),
@@ -75,9 +87,9 @@ def cli() -> None:
               help="Wall seconds one run may take before it is reported as its plugin's "
                    "failure (0: no limit).")
 def bench(plugins_spec: str, workloads_spec: str, machine: str, seeds: int, seed: int,
-          sets: Sequence[str], fmt: str, metrics_spec: str, show_stats: bool,
-          output: str | None, jobs: int, reference: str | None, executor: str,
-          scheduler: str | None, cell_timeout: float) -> None:
+          sets: Sequence[str], fmt: str, metrics_spec: str, show_stats: bool, full: bool,
+          fail_on: Sequence[str], output: str | None, jobs: int, reference: str | None,
+          executor: str, scheduler: str | None, cell_timeout: float) -> None:
     """Run every chosen plugin on every chosen workload and print the comparison."""
     try:
         reg = get_registry()
@@ -86,13 +98,48 @@ def bench(plugins_spec: str, workloads_spec: str, machine: str, seeds: int, seed
         if reference is not None and reference not in {c.plugin for c in cells}:
             raise FrameworkError(f"--baseline {reference!r} is not among the plugins run: "
                                  f"{', '.join(dict.fromkeys(c.plugin for c in cells))}")
+        conditions = _conditions(fail_on)
         pool = dask_executor(scheduler) if executor == "dask" else None
     except FrameworkError as exc:
         _fail(str(exc))
     with progress(len(cells)) as bar:
         outcomes = run_cells(cells, jobs, pool, on_done=_writer(output, bar),
                              timeout=cell_timeout)
-    _finish(outcomes, fmt, metrics, show_stats, reference)
+    if output:
+        _write_final(output, outcomes, metrics, reference)
+    for line in group_errors(outcomes):  # an error that stopped many cells: said once
+        click.echo(f"framework: error: {line}", err=True)
+    _finish(outcomes, fmt, metrics, show_stats, reference, full or metrics_spec != "default")
+    _check_fail_on(conditions, [o.result for o in outcomes if o.result is not None],
+                   lambda r: f"{r['plugin']}/{r['workload']}", any(o.error for o in outcomes))
+
+
+def _write_final(output: str, outcomes: list[Outcome], metrics: list[str],
+                 reference: str | None) -> None:
+    """The finished --output file: the runs and the ``comparison`` of the tables, the same
+    text ``--format json`` prints."""
+    runs = [o.result for o in outcomes if o.result is not None]
+    tmp = f"{output}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(render(runs, "json", metrics, reference=reference))
+    os.replace(tmp, output)
+
+
+def _conditions(specs: Sequence[str]) -> list[Condition]:
+    return [parse_condition(spec, list(METRIC_BY_NAME)) for spec in specs]
+
+
+def _check_fail_on(conditions: Sequence[Condition], runs: Sequence[dict[str, Any]],
+                   label: Any, failed_cells: bool = False) -> None:
+    """Say on stderr which ``--fail-on`` conditions hold; exit 2 if a cell failed (bad
+    input outranks a threshold), else 1 if a condition holds."""
+    lines = failures(conditions, runs, label)
+    for line in lines:
+        click.echo(f"framework: {line}", err=True)
+    if failed_cells:
+        sys.exit(EXIT_INPUT)
+    if lines:
+        sys.exit(EXIT_FAIL_ON)
 
 
 def _plan(reg: Registry, plugins_spec: str, workloads_spec: str, machine: str, seeds: int,
@@ -116,9 +163,6 @@ def _writer(output: str | None, bar: Any) -> Any:
 
     def on_done(outcome: Outcome) -> None:
         bar.update(1)
-        if outcome.error:
-            click.echo(f"framework: error: {outcome.cell.plugin}/{outcome.cell.workload}: "
-                       f"{outcome.error}", err=True)
         if outcome.result is not None and output:
             done.append(outcome.result)
             tmp = f"{output}.tmp"
@@ -128,13 +172,17 @@ def _writer(output: str | None, bar: Any) -> Any:
     return on_done
 
 
+def _covers() -> dict[str, frozenset[str]]:
+    """The sites each registered design's class serves (for "does not serve" in tables)."""
+    return {name: cls.covers for name, cls in get_registry().allocators.items()}
+
+
 def _finish(outcomes: list[Outcome], fmt: str, metrics: list[str], show_stats: bool,
-            reference: str | None) -> None:
+            reference: str | None, full: bool) -> None:
     runs = [o.result for o in outcomes if o.result is not None]
     if runs:
-        click.echo(render(runs, fmt, metrics, show_stats, reference), nl=False)
-    if any(o.error for o in outcomes):
-        sys.exit(EXIT_INPUT)
+        click.echo(render(runs, fmt, metrics, show_stats, reference, full=full,
+                          covers=_covers()), nl=False)
 
 
 @cli.command()
@@ -143,26 +191,51 @@ def _finish(outcomes: list[Outcome], fmt: str, metrics: list[str], show_stats: b
               type=click.Choice(FORMATS), help="Output format.")
 @click.option("--metrics", "metrics_spec", default="default", show_default=True,
               help="'default', 'all' or a comma list of metrics.")
-def compare(files: Sequence[str], fmt: str, metrics_spec: str) -> None:
+@click.option("--full", is_flag=True,
+              help="After the summary, print every metric per workload (text formats).")
+@click.option("--fail-on", "fail_on", multiple=True, metavar="CONDITION", help=FAIL_ON_HELP)
+@click.option("--plugins", "plugins_spec", default="all", show_default=True,
+              help="'all' or a comma list of the plugins to compare.")
+@click.option("--workloads", "workloads_spec", default="all", show_default=True,
+              help="'all' or a comma list of the workloads to compare.")
+@click.option("--allow-different-machines", is_flag=True,
+              help="Compare files run on different machines (presets or machine.* values).")
+def compare(files: Sequence[str], fmt: str, metrics_spec: str, full: bool,
+            fail_on: Sequence[str], plugins_spec: str, workloads_spec: str,
+            allow_different_machines: bool) -> None:
     """Compare saved result files (e.g. two parameter settings); the first is the reference.
 
-    Columns are FILE:plugin; runs match by workload.
+    Columns are FILE:plugin; runs match by workload. What differs between the files
+    (machine, parameters, seeds, versions) is named first; files run on different machines
+    are refused unless --allow-different-machines.
     """
     if len(files) < 2:
         _fail(f"compare needs at least two result files, got {len(files)}")
     try:
-        runs = []
-        for path in files:
-            label = os.path.basename(path)
-            runs.extend({**r, "_column": f"{label}:{r['plugin']}"} for r in load_results(path))
+        loaded = select(_load_files(files), plugins_spec, workloads_spec)
+        if not allow_different_machines:
+            check_machines(loaded)
         metrics = metric_names(metrics_spec)
         for name in metrics:
             if name not in METRIC_BY_NAME:
                 raise FrameworkError(f"unknown metric {name!r}: choose from "
                                      f"{', '.join(METRIC_BY_NAME)}")
+        conditions = _conditions(fail_on)
     except FrameworkError as exc:
         _fail(str(exc))
-    click.echo(render(runs, fmt, metrics, column=lambda r: r["_column"]), nl=False)
+    runs = [{**r, "_column": f"{f.label}:{r['plugin']}"} for f in loaded for r in f.runs]
+    text = fmt not in ("csv", "json")
+    click.echo(describe(loaded) + ("\n" if text else ""), err=not text)
+    click.echo(render(runs, fmt, metrics, column=lambda r: r["_column"],
+                      full=full or metrics_spec != "default", covers=_covers()), nl=False)
+    _check_fail_on(conditions, runs, lambda r: str(r["_column"]))
+
+
+def _load_files(paths: Sequence[str]) -> list[ResultFile]:
+    """Each file labelled by its base name (its path when two base names are the same)."""
+    names = [os.path.basename(p) for p in paths]
+    return [ResultFile(name if names.count(name) == 1 else path, tuple(load_results(path)))
+            for name, path in zip(names, paths, strict=True)]
 
 
 @cli.command()
@@ -181,13 +254,28 @@ def plot(results: str, out_dir: str) -> None:
         click.echo(path)
 
 
+@cli.command()
+def review() -> None:
+    """Print the thread's questions answered with numbers (markdown; docs/thread-answers.md)."""
+    from framework.review import review as make_review
+
+    click.echo(make_review(), nl=False)
+
+
 @cli.command("list")
 @click.option("--costs", "show_costs", is_flag=True, help="List the cost table with sources.")
-def list_cmd(show_costs: bool) -> None:
+@click.option("--metrics", "show_metrics", is_flag=True,
+              help="List every metric: unit, kind, definition and kernel counterpart.")
+def list_cmd(show_costs: bool, show_metrics: bool) -> None:
     """List plugins, workloads, machines, their parameters and where each comes from."""
-    from framework.listing import list_costs, list_registry
+    from framework.listing import list_costs, list_metrics, list_registry
 
-    click.echo(list_costs() if show_costs else list_registry(get_registry()), nl=False)
+    if show_metrics:
+        click.echo(list_metrics(), nl=False)
+    if show_costs:
+        click.echo(list_costs(), nl=False)
+    if not (show_costs or show_metrics):
+        click.echo(list_registry(get_registry()), nl=False)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable
 
 from tabulate import tabulate
@@ -9,6 +10,7 @@ from tabulate import tabulate
 from framework.kernel.faults import FAULT_PARAMS
 from framework.machine.costs import DEFAULT_COSTS
 from framework.machine.spec import MACHINE_PARAMS
+from framework.metric_defs import METRICS, Kind, metrics_table
 from framework.params import Param
 from framework.plugins import Registry
 from framework.tlb.settings import TLB_PARAMS
@@ -62,3 +64,26 @@ def list_costs() -> str:
     table = tabulate(rows, headers=["cost", "cycles", "category", "per", "source"],
                      tablefmt="simple", disable_numparse=True)
     return table + "\n\nOverride with --set costs.NAME=CYCLES. [V] source read, [E] estimate.\n"
+
+
+def list_metrics() -> str:
+    """Every metric: name, unit, kind, what counts, and the kernel's counterpart."""
+    lines = ["Metrics, by kind:"]
+    lines.extend(f"  {k.name.lower()}: {k.value}" for k in Kind)
+    lines.append("Every metric (docs/metrics.md has the same table):")
+    for name, unit, kind, definition, kernel in metrics_table():
+        lines.append(f"  {name} ({unit}, {kind})")
+        lines.extend(textwrap.wrap(definition, 96, initial_indent="    ",
+                                   subsequent_indent="    "))
+        lines.append(f"    kernel: {kernel or 'none'}")
+    return "\n".join(lines) + "\n"
+
+
+def metrics_markdown() -> str:
+    """The metric table of docs/metrics.md (a test checks the file carries it verbatim)."""
+    rows = [(f"`{m.name}`", m.unit, m.kind.name.lower(),
+             "better lower" if m.lower_is_better else "better higher", m.definition,
+             m.kernel or "none") for m in METRICS]
+    return str(tabulate(rows, headers=["metric", "unit", "kind", "direction", "definition",
+                                       "kernel counterpart"], tablefmt="github",
+                        disable_numparse=True)) + "\n"

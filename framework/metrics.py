@@ -1,75 +1,26 @@
-"""Metrics of a run (names are a contract: docs/contracts.md, "Metrics and JSON
-results").
+"""Metrics of a run (names are a contract: docs/contracts.md, "Metrics and JSON results"):
+how they are taken.
 
-:data:`METRICS` lists each metric with its unit and whether lower is better, which the
-comparison tables use to print ``+`` for better. Names follow the kernel where it has one.
+What each metric means (unit, direction, kind, kernel counterpart) is in
+:mod:`framework.metric_defs`, re-exported here as :data:`METRICS`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import numpy as np
 
 from framework.kernel.consts import PAGE_SIZE
 from framework.kernel.kernel import Kernel
+from framework.metric_defs import METRIC_BY_NAME, METRICS, Kind, Metric
 from framework.tlb.settings import tlb_metrics
 
 if TYPE_CHECKING:
     from framework.engine import Runner
 
-
-@attrs.frozen(slots=True)
-class Metric:
-    """A metric's name, unit, direction and one-line meaning."""
-
-    name: str
-    unit: str
-    lower_is_better: bool
-    help: str
-
-
-METRICS: tuple[Metric, ...] = (
-    Metric("DirectMap4k", "kB", True, "/proc/meminfo: direct map mapped with 4 KiB pages"),
-    Metric("DirectMap2M", "kB", False, "/proc/meminfo: direct map mapped with 2 MiB pages"),
-    Metric("DirectMap1G", "kB", False, "/proc/meminfo: direct map mapped with 1 GiB pages"),
-    Metric("direct_map_level2_splits", "count", True, "/proc/vmstat: 2 MiB mappings split"),
-    Metric("direct_map_level3_splits", "count", True, "/proc/vmstat: 1 GiB mappings split"),
-    Metric("direct_map_level2_collapses", "count", False, "2 MiB mappings re-merged"),
-    Metric("direct_map_level3_collapses", "count", False, "1 GiB mappings re-merged"),
-    Metric("pagetable_pages", "pages", True, "page-table pages below the direct map's PUDs"),
-    Metric("tlb_flush_all", "count", True, "flush_tlb_all on every CPU"),
-    Metric("tlb_flush_range", "count", True, "per-page flushes on every CPU (<= 33 pages)"),
-    Metric("tlb_flush_local", "count", True, "local-only flushes (text_poke)"),
-    Metric("tlb_ipis", "count", True, "IPIs sent for TLB shootdowns"),
-    Metric("cpa_calls", "count", True, "change_page_attr calls (set_memory_*, set_direct_map_*)"),
-    Metric("text_poke_calls", "count", True, "text_poke chunks written"),
-    Metric("alloc_failures", "count", True, "requests that got NULL"),
-    Metric("cache_pages", "pages", True, "pages held in allocator caches at the end"),
-    Metric("metadata_bytes", "bytes", True, "allocator bookkeeping at the end"),
-    Metric("requested_bytes", "bytes", False, "peak bytes requested and live"),
-    Metric("footprint_bytes", "bytes", True, "peak bytes taken from the buddy (no page tables)"),
-    Metric("unmapped_served_mapped_bytes", "bytes", True,
-           "bytes of UNMAPPED requests served still mapped"),
-    Metric("zeroed_pages", "pages", True, "pages cleared"),
-    Metric("alloc_p50_cycles", "cycles", True, "median alloc latency"),
-    Metric("alloc_p99_cycles", "cycles", True, "99th percentile alloc latency"),
-    Metric("alloc_max_cycles", "cycles", True, "worst alloc latency"),
-    Metric("free_p50_cycles", "cycles", True, "median free latency"),
-    Metric("free_p99_cycles", "cycles", True, "99th percentile free latency"),
-    Metric("free_max_cycles", "cycles", True, "worst free latency"),
-    Metric("cycles_total", "cycles", True, "all modelled cycles"),
-    Metric("dtlb_miss_rate", "ratio", True, "L1 dTLB misses per kernel data access (model)"),
-    Metric("stlb_miss_rate", "ratio", True, "STLB misses (page walks) per data access (model)"),
-    Metric("walk_cycles_per_access", "cycles", True, "page-walk cycles per data access (model)"),
-    Metric("est_slowdown_pct", "%", True, "estimated slowdown of kernel time vs 1 GiB pages"),
-    Metric("itlb_miss_rate", "ratio", True, "iTLB misses per module-text fetch (model)"),
-    Metric("itlb_est_slowdown_pct", "%", True, "estimated text-fetch slowdown vs 2 MiB pages"),
-    Metric("violations", "count", True, "broken promises (see violations)"),
-    Metric("events", "count", False, "events processed"),
-)
-METRIC_BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
+__all__ = ["METRICS", "METRIC_BY_NAME", "Kind", "Metric", "build_metrics", "latency_by_site",
+           "snapshot"]
 
 
 def snapshot(kernel: Kernel) -> dict[str, int]:

@@ -1,12 +1,17 @@
 """Comparison tables in the mmtests layout, rendered as plain, markdown, rst, csv or json.
 
-One block per workload, one column per plugin (or per result file with ``framework compare``),
-one row per metric with its unit. The reference column (``--baseline``, default the first)
-comes first and reads ``0.00%``; every other cell is ``mean (+x.xx%)`` where ``+`` always means
-better for that metric (mmtests' pdiff/pndiff), ``*+x.xx*%`` when Welch's t-test finds the
-difference significant, and ``n/a`` where the reference is 0. With several seeds a cell shows
-``mean ±ci``. A ``Gmean`` row summarises each column as the geometric mean over metrics of
-the better-is-above-1 ratio to the reference. All formats carry the same columns and numbers.
+Text output opens with the summary (:mod:`framework.summary`); with ``full`` the
+per-workload tables follow: one block per workload, one column per plugin (or per result
+file with ``framework compare``), one row per metric with its unit. The reference column
+(``--baseline``, default the first) comes first and shows the value alone; every other cell
+is ``mean (+x.x%)`` where ``+`` always means better for that metric (mmtests'
+pdiff/pndiff), a factor ``(+N×)``/``(-N×)`` once the two differ by 2 times or more,
+``*...*`` when the significance test finds the difference significant, and ``n/a`` where no
+ratio exists. With several seeds a cell shows ``mean ±ci``. Rows equal in every column are
+folded into one line under the table, and the columns of designs that serve none of the
+workload's sites and equal the reference are replaced by one line that says so. A ``Gmean``
+row summarises each column as the geometric mean over metrics of the better-is-above-1 ratio
+to the reference. CSV and JSON carry every column and number, unfolded.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,15 +27,18 @@ import attrs
 from tabulate import tabulate
 
 from framework.metrics import METRIC_BY_NAME, METRICS
+from framework.plugin_stats import stats_text
 from framework.stats import (
     ALPHA,
     CONFIDENCE,
+    TEST_NAME,
     gmean,
     pct_better,
     ratio_better,
+    seed_significant,
     summarize,
-    welch_significant,
 )
+from framework.summary import Covers, Group, build_summary, render_summary
 
 DEFAULT_METRICS: tuple[str, ...] = (
     "DirectMap4k", "DirectMap2M", "DirectMap1G", "direct_map_level2_splits",
@@ -93,7 +102,7 @@ def _samples(runs: Sequence[dict[str, Any]], workload: str, column: Column
     out: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         if run["workload"] == workload:
-            out.setdefault(column(run), []).append(run["metrics"])
+            out.setdefault(column(run), []).append(run)
     return out
 
 
@@ -113,17 +122,28 @@ def build_blocks(runs: Sequence[dict[str, Any]], metrics: Sequence[str],
     return blocks
 
 
+def _by_seed(runs: list[dict[str, Any]], name: str) -> dict[int, float]:
+    """A column's samples of one metric keyed by seed (the designs of a cell share seeds);
+    a seed seen twice (two files of ``compare`` in one column) keeps a key of its own."""
+    out: dict[int, float] = {}
+    for i, run in enumerate(runs):
+        seed = run.get("seed", i)
+        key = seed if seed not in out else -1 - i
+        out[key] = float(run["metrics"].get(name, 0.0))
+    return out
+
+
 def _row(workload: str, name: str, cols: list[str],
          samples: dict[str, list[dict[str, Any]]]) -> Row:
     meta = METRIC_BY_NAME[name]
-    ref_vals = [float(m.get(name, 0.0)) for m in samples[cols[0]]]
-    ref = summarize(ref_vals)
+    ref_vals = _by_seed(samples[cols[0]], name)
+    ref = summarize(list(ref_vals.values()))
     entries = []
     for col in cols:
-        vals = [float(m.get(name, 0.0)) for m in samples[col]]
-        s = summarize(vals)
+        vals = _by_seed(samples[col], name)
+        s = summarize(list(vals.values()))
         pct = pct_better(s.mean, ref.mean, meta.lower_is_better)
-        sig = col != cols[0] and welch_significant(vals, ref_vals)
+        sig = col != cols[0] and seed_significant(vals, ref_vals)
         entries.append(Entry(col, s.mean, s.ci, s.n, pct, sig))
     return Row(workload, name, meta.unit, tuple(entries))
 
@@ -152,78 +172,140 @@ def _num(value: float) -> str:
     return f"{value:.4g}"
 
 
-def _cell(entry: Entry, is_ref: bool) -> str:
+def change_text(value: float, ref: float, pct: float | None) -> str:
+    """The change of ``value`` against ``ref``, ``+`` meaning better (``pct`` is
+    :func:`framework.stats.pct_better`).
+
+    A percent while the two are within a factor of 2 (or the value is 0); beyond that the
+    factor, ``+671×`` (671 times better) or ``-2.0×`` (2 times worse), since "-466552%"
+    says nothing a reader can use. ``n/a`` when no ratio exists (reference 0, or the two
+    of opposite sign).
+    """
+    if pct is None:
+        return "n/a"
+    if value == 0 or ref == 0:
+        return f"{pct:+.1f}%"
+    ratio = value / ref
+    if ratio <= 0:
+        return "n/a"
+    if 0.5 < ratio < 2:
+        return f"{pct:+.1f}%"
+    factor = max(ratio, 1 / ratio)
+    sign = "+" if pct > 0 else "-"
+    return f"{sign}{factor:.1f}×" if factor < 100 else f"{sign}{factor:.0f}×"
+
+
+def _cell(entry: Entry, ref: Entry, is_ref: bool) -> str:
     text = _num(entry.mean)
     if entry.n > 1:
         text += f" ±{_num(entry.ci)}"
-    if entry.pct is None:
-        return f"{text} (   n/a )"
     if is_ref:
-        return f"{text} (  0.00%)"
-    pct = f"{entry.pct:+7.2f}%"
-    return f"{text} *{pct}*" if entry.significant else f"{text} ({pct})"
+        return text
+    change = change_text(entry.mean, ref.mean, entry.pct)
+    return f"{text} *{change}*" if entry.significant else f"{text} ({change})"
 
 
-def _table(block: Block) -> tuple[list[str], list[list[str]]]:
-    n = block.rows[0].entries[0].n if block.rows else 1
-    stat = "Amean" if n > 1 else "Value"
-    header = [block.workload, *block.columns]
-    rows = [[f"{stat} {row.metric} ({row.unit})",
-             *(_cell(e, i == 0) for i, e in enumerate(row.entries))] for row in block.rows]
+def _same(row: Row, keep: Sequence[int]) -> bool:
+    first = row.entries[keep[0]]
+    return all((row.entries[i].mean, row.entries[i].ci) == (first.mean, first.ci)
+               for i in keep)
+
+
+def _table(block: Block, keep: Sequence[int]) -> tuple[list[str], list[list[str]], list[Row]]:
+    """Header and rows of the kept columns; rows equal in every kept column come back
+    apart, to be folded into one line."""
+    header = [block.workload, *(block.columns[i] for i in keep)]
+    rows, same = [], []
+    for row in block.rows:
+        if len(keep) > 1 and _same(row, keep):
+            same.append(row)
+            continue
+        ref = row.entries[0]
+        rows.append([f"{row.metric} ({row.unit})",
+                     *(_cell(row.entries[i], ref, i == 0) for i in keep)])
     rows.append(["Gmean ratio (higher is better)",
-                 *("n/a" if g is None else f"{g:.4f}" for g in block.gmeans)])
-    return header, rows
+                 *("n/a" if block.gmeans[i] is None else f"{block.gmeans[i]:.4f}"
+                   for i in keep)])
+    return header, rows, same
 
 
 def legend(reference: str, seeds: int) -> str:
-    """The legend printed under text tables."""
-    parts = [f"(+x.xx%): change against {reference}; + is better for every metric",
-             "n/a: the reference is 0"]
+    """The legend printed above the per-workload tables."""
+    parts = [f"Per workload, a row per metric and a column per design; (+x.x%): change "
+             f"against {reference}, + is better for every metric",
+             "(+N×)/(-N×): N times better/worse, shown where the two differ by a factor of "
+             "2 or more",
+             "n/a: no ratio (the reference is 0, or of the other sign)",
+             "rows equal in every column are folded into one line under the table"]
     if seeds > 1:
-        parts.insert(0, f"Amean over {seeds} seeds, ±: {CONFIDENCE:.0%} confidence interval "
+        parts.insert(1, f"mean over {seeds} seeds, ±: {CONFIDENCE:.0%} confidence interval "
                      "(Student t)")
-        parts.append(f"*+x.xx%*: significant by Welch's t-test, alpha = {ALPHA}")
+        parts.append(f"*+x.x%*: significant by {TEST_NAME}, alpha = {ALPHA}")
     else:
         parts.append("one seed: no confidence interval or significance (use --seeds N)")
     parts.append("Gmean ratio: geometric mean over the rows of the ratio to the reference, "
                  "turned so that above 1 is better")
-    return "Legend: " + "; ".join(parts) + "."
+    return textwrap.fill("Legend: " + "; ".join(parts) + ".", 79)
 
 
 def render(runs: Sequence[dict[str, Any]], fmt: str, metrics: Sequence[str],
            show_stats: bool = False, reference: str | None = None,
-           column: Column = lambda r: r["plugin"]) -> str:
-    """Render the comparison of ``runs`` in ``fmt``."""
+           column: Column = lambda r: r["plugin"], full: bool = False,
+           covers: Covers | None = None) -> str:
+    """Render the comparison of ``runs`` in ``fmt``.
+
+    Text formats open with the summary (:mod:`framework.summary`); ``full`` adds the
+    per-workload tables of ``metrics``. ``covers`` maps plugin names to the sites each
+    serves (to say which columns equal the reference because the design is not involved).
+    """
     blocks = build_blocks(runs, metrics, column, reference)
     if fmt == "json":
         return results_json(runs, blocks)
     if fmt == "csv":
         return _csv(blocks)
     seeds = max((e.n for b in blocks for r in b.rows for e in r.entries), default=1)
-    ref = blocks[0].columns[0] if blocks else ""
-    out = []
-    for block in blocks:
-        header, rows = _table(block)
-        text = tabulate(rows, headers=header, tablefmt=_TABLEFMT[fmt], disable_numparse=True,
-                        colalign=("left", *(["right"] * (len(header) - 1))))
-        if show_stats:
-            text += _stats_text(runs, block.workload, fmt)
-        out.append(text)
-    return "\n\n".join(out) + "\n\n" + legend(ref, seeds) + "\n"
+    groups = build_summary(runs, column, reference, covers)
+    out = [render_summary(groups, _TABLEFMT[fmt], seeds)]
+    if full:
+        ref = blocks[0].columns[0] if blocks else ""
+        out.append(legend(ref, seeds))
+        out.extend(_block_text(b, g, fmt) for b, g in zip(blocks, groups, strict=True))
+    else:
+        out.append("Every metric per workload: --full (and --metrics all).")
+    if show_stats:
+        out.extend(filter(None, (_stats_text(runs, b.workload, fmt) for b in blocks)))
+    return "\n\n".join(out) + "\n"
+
+
+def _unit(unit: str) -> str:
+    return "" if unit == "count" else f" {unit}"
+
+
+def _block_text(block: Block, group: Group, fmt: str) -> str:
+    unserved = [line for line in group.lines if line.note]
+    drop = {name for line in unserved for name in line.labels}
+    keep = [i for i, c in enumerate(block.columns) if c not in drop]
+    header, rows, same = _table(block, keep)
+    text = tabulate(rows, headers=header, tablefmt=_TABLEFMT[fmt], disable_numparse=True,
+                    colalign=("left", *(["right"] * (len(header) - 1))))
+    notes = [f"{', '.join(line.labels)}: {line.note}" for line in unserved]
+    if same:
+        notes.append("Same in every column: " + "; ".join(
+            f"{r.metric} {_num(r.entries[keep[0]].mean)}{_unit(r.unit)}" for r in same))
+    return "\n".join([text, *(textwrap.fill(n, 79) for n in notes)])
 
 
 def _stats_text(runs: Sequence[dict[str, Any]], workload: str, fmt: str) -> str:
-    lines = []
+    """Each design's own counters on ``workload`` (its first seed), as tables."""
+    parts = []
     seen = set()
     for run in runs:
         key = run["plugin"]
         if run["workload"] == workload and run.get("stats") and key not in seen:
             seen.add(key)
-            lines.append(f"{key} stats: {json.dumps(run['stats'], sort_keys=True)}")
-    if not lines:
-        return ""
-    sep = "\n\n" if fmt != "plain" else "\n"
-    return sep + sep.join(lines)
+            parts.append(f"{key} stats on {workload} (seed {run.get('seed')}):\n"
+                         + stats_text(run["stats"], fmt))
+    return "\n\n".join(parts)
 
 
 def _csv(blocks: Sequence[Block]) -> str:

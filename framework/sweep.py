@@ -162,3 +162,28 @@ def _iterate(cells: Sequence[Cell], jobs: int, executor: Executor | None,
     finally:
         if own:
             pool.shutdown(cancel_futures=True)
+
+
+def group_errors(outcomes: Sequence[Outcome]) -> list[str]:
+    """One line per distinct error, naming the cells it stopped: ``trace (every design): ...``
+    when it stopped every design of a workload, ``every run: ...`` when it stopped all."""
+    plugins = list(dict.fromkeys(o.cell.plugin for o in outcomes))
+    workloads = list(dict.fromkeys(o.cell.workload for o in outcomes))
+    by_error: dict[str, list[Cell]] = {}
+    for o in outcomes:
+        if o.error:
+            by_error.setdefault(o.error, []).append(o.cell)
+    lines = []
+    for error, cells in by_error.items():
+        ps = list(dict.fromkeys(c.plugin for c in cells))
+        ws = list(dict.fromkeys(c.workload for c in cells))
+        if len(cells) == len(outcomes) and len(outcomes) > 1:
+            where = "every run"
+        elif ps == plugins and len(plugins) > 1:
+            where = f"{','.join(ws)} (every design)"
+        elif ws == workloads and len(workloads) > 1:
+            where = f"{','.join(ps)} (every workload)"
+        else:
+            where = f"{','.join(ps)}/{','.join(ws)}"
+        lines.append(f"{where}: {error}")
+    return lines

@@ -13,19 +13,34 @@ pytest.importorskip("matplotlib")
 
 
 def test_plot_files(tmp_path: Path) -> None:
+    """Two designs on two workloads, one sampled: splits, slowdown, one DirectMap series
+    (secretmem sampled) and one zoomed map per workload: six PNGs, not one per metric."""
     res = tmp_path / "r.json"
-    proc = run("bench", "--plugins", "baseline", "--workloads", "secretmem", "--set",
-               "machine.mem_gib=4", "--set", "secretmem.processes=6", "--set",
-               "secretmem.sample_every=200", "--output", str(res))
+    proc = run("bench", "--plugins", "baseline,gfp-unmapped", "--workloads", "secretmem,bpf",
+               "--set", "machine.mem_gib=4", "--set", "secretmem.processes=6", "--set",
+               "secretmem.sample_every=200", "--set", "bpf.apps=10", "--output", str(res))
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "plots"
     proc = run("plot", str(res), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     names = {p.name for p in out.iterdir()}
-    assert {"map-secretmem-baseline.png", "directmap-secretmem-baseline.png",
-            "metric-secretmem-DirectMap4k.png"} <= names
+    assert names == {"splits.png", "slowdown.png", "directmap-secretmem.png",
+                     "map-secretmem.png", "map-bpf.png"}
     for path in out.iterdir():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_log_scale_and_zoom_by_hand() -> None:
+    """Values 3 and 60375 span 20125 times (> 100): log; 1 and 90 do not; zeros are
+    ignored. A 4 KiB region at GiB 1, region 40 (cell 512 + 40) zooms to row 1 and columns
+    40 - 8 .. 40 + 1 + 8."""
+    from framework.plot import needs_log, zoom
+
+    assert needs_log([3, 60375, 0]) and not needs_log([1, 90, 0]) and not needs_log([0])
+    cells = [MAP_2M] * 1024
+    cells[512 + 40] = MAP_4K
+    assert zoom([cells, [MAP_2M] * 1024]) == ([1], 32, 49)
+    assert zoom([[MAP_1G] * 1024]) == ([0, 1], 0, 512)
 
 
 def test_region_map_by_hand(tmp_path: Path) -> None:

@@ -58,6 +58,7 @@ import attrs
 import numpy as np
 
 from framework.errors import InputError
+from framework.filecache import once_per_file
 from framework.kernel.consts import MAX_ORDER
 from framework.machine.spec import MachineSpec
 from framework.params import Param
@@ -235,6 +236,21 @@ class _Replayer:
         self.out.append(Event(FREE, block.aid))
 
 
+@once_per_file
+def convert_trace(path: str, strict: bool) -> tuple[list[Event], list[int], ReplayStats]:
+    """Read, parse and convert a trace into events, the ids still live at its end and the
+    replay's counts: once per invocation (every cell replays the same, unmodified lists).
+
+    :raises InputError: as :func:`read_trace` and the strict replay do.
+    """
+    page_events, parsed = read_trace(path, strict=strict)
+    replayer = _Replayer(path, strict)
+    replayer.run(page_events)
+    tail = [block.aid for block in replayer.live.values()]
+    return (replayer.out, tail,
+            ReplayStats(parse=parsed, live_at_end=len(tail), **replayer.counts))
+
+
 class Ftrace(Workload):
     """Replays kmem page tracepoints (see the module docstring)."""
 
@@ -260,12 +276,7 @@ class Ftrace(Workload):
         path = params["path"]
         if not path:
             raise InputError("ftrace needs a file: --set ftrace.path=FILE (see docs/ftrace.md)")
-        page_events, parsed = read_trace(path, strict=params["strict"])
-        replayer = _Replayer(path, params["strict"])
-        replayer.run(page_events)
-        self.rows = replayer.out
-        self.tail = [block.aid for block in replayer.live.values()]
-        self.replay = ReplayStats(parse=parsed, live_at_end=len(self.tail), **replayer.counts)
+        self.rows, self.tail, self.replay = convert_trace(path, params["strict"])
 
     def stats(self) -> dict[str, Any]:
         """The replay's counts (:class:`ReplayStats`), parser counts included."""

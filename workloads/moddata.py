@@ -69,6 +69,7 @@ import numpy as np
 import zstandard
 
 from framework.errors import BadParameter, InputError
+from framework.filecache import once_per_file
 from framework.kernel.consts import PAGE_SIZE
 
 __all__ = [
@@ -721,17 +722,24 @@ def load_source(source: str) -> list[ModuleSections]:
     :raises InputError: if ``source`` is none of these, or does not parse.
     """
     if source in DATASETS:
-        return read_csv(_data_file(DATASETS[source]))
+        return _read_source(_data_file(DATASETS[source]), "csv")
     path = Path(source)
     if path.is_dir():
-        return read_tree(path)
+        return _read_source(path, "tree")
     if path.is_file() and path.suffix.lower() == ".csv":
-        return read_csv(path)
+        return _read_source(path, "csv")
     allowed = ", ".join(sorted(DATASETS))
     raise InputError(
         f"unknown module source {source!r}: expected a data set ({allowed}), "
         "a directory of .ko files or a .csv file"
     )
+
+
+@once_per_file
+def _read_source(path: Path, kind: str) -> list[ModuleSections]:
+    """:func:`read_csv` or :func:`read_tree` once per invocation (the list is shared by every
+    cell and not modified; a directory is keyed by its own modification time)."""
+    return read_csv(path) if kind == "csv" else read_tree(path)
 
 
 def server_module_names() -> frozenset[str]:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from framework.errors import InputError
+from framework.filecache import once_per_file
 from framework.machine.spec import MachineSpec
 from framework.params import Param
 from framework.request import ALLOC, FREE, FREED_BY, OPS, PERMS, PRESSURE, WRITE, Event, Request
@@ -47,8 +48,12 @@ class Trace(Workload):
         return iter(self.rows)
 
 
+@once_per_file
 def read_trace_csv(path: str, nodes: int) -> list[Event]:
     """Parse and check a trace CSV. Ids must be allocated before they are written or freed.
+
+    Read once per invocation (:func:`framework.filecache.once_per_file`): every cell replays
+    the same list, which is not modified.
 
     :raises InputError: naming the file, the line and the bad value.
     """
