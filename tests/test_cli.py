@@ -176,9 +176,10 @@ def test_autoload_off_hides_third_party(plugin_site: Path) -> None:
 
 
 def test_all_plugins_baseline_first() -> None:
-    """The six built-in designs run; the status quo is the reference column."""
+    """The ten built-in designs run; the status quo is the reference column."""
     proc = run("bench", "--plugins", "all", "--workloads", "secretmem", *SMALL)
     assert proc.returncode == 0, proc.stderr
     head = proc.stdout.splitlines()[0].split()
     assert head == ["secretmem", "baseline", "gfp-unmapped", "unmapped-api", "migratetype",
-                    "jit-slab", "vmap-area"]
+                    "jit-slab", "vmap-area", "execmem-rox", "grouped-pages", "secretmem-pmd",
+                    "guest-memfd"]
