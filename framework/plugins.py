@@ -32,6 +32,10 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.migratetype",
     "plugins.jit_slab",
     "plugins.vmap_area",
+    "plugins.execmem_rox",
+    "plugins.grouped_pages",
+    "plugins.secretmem_pmd",
+    "plugins.guest_memfd",
     "workloads.builtin",
 )
 
