@@ -26,7 +26,6 @@ from framework.sweep import (
     pick,
     progress,
     run_cells,
-    validate_sets,
 )
 
 EXIT_INPUT = 2
@@ -100,15 +99,13 @@ def _plan(reg: Registry, plugins_spec: str, workloads_spec: str, machine: str, s
     plugins = pick(plugins_spec, list(reg.allocators), "plugin")
     suite = [n for n, w in reg.workloads.items() if w.default]
     workloads = pick(workloads_spec, list(reg.workloads), "workload", suite)
-    reg.machine(machine)
-    parsed = parse_set(sets)
-    validate_sets(parsed, reg, machine)
+    cells = make_cells(plugins, workloads, machine, seeds, seed, parse_set(sets), reg)
     metrics = metric_names(metrics_spec)
     for name in metrics:
         if name not in METRIC_BY_NAME:
             raise FrameworkError(f"unknown metric {name!r}: choose from "
                                  f"{', '.join(METRIC_BY_NAME)}")
-    return make_cells(plugins, workloads, machine, seeds, seed, parsed), metrics
+    return cells, metrics
 
 
 def _writer(output: str | None, bar: Any) -> Any:

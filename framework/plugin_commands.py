@@ -19,11 +19,10 @@ from typing import Any
 
 import click
 
+from framework.config import resolve_scope
 from framework.errors import FrameworkError, UnknownName
-from framework.kernel.faults import FAULT_PARAMS, Faults
-from framework.machine.costs import resolve_costs
-from framework.machine.spec import configure
-from framework.params import parse_set, resolve
+from framework.kernel.faults import Faults
+from framework.params import parse_set
 
 EXIT_FAILED = 1
 EXIT_INPUT = 2
@@ -99,10 +98,9 @@ def _plan(name: str, sets: Sequence[str], examples: int, steps: int,
         if scope not in allowed:
             raise UnknownName(f"unknown --set scope {scope!r}: check-plugin takes "
                               f"{', '.join(allowed)}")
-    plugin_p = resolve(name, cls.params, parsed.get(name, {}))
-    spec = configure(small_machine(), parsed.get("machine", {}))
-    costs = resolve_costs(parsed.get("costs", {}))
-    faults = Faults.from_params(resolve("faults", FAULT_PARAMS, parsed.get("faults", {})), 0)
+    plugin_p, spec, costs, faults_p = (
+        resolve_scope(reg, scope, parsed.get(scope, {}), small_machine()) for scope in allowed)
+    faults = Faults.from_params(faults_p, 0)
     target = Target(factory_for(cls, plugin_p), spec, costs, faults, frozenset(),
                     step_seconds)
     origin = reg.origins.get(name)
