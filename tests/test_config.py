@@ -134,3 +134,32 @@ def test_cell_equality_and_pickling_ignore_nothing_but_config() -> None:
     assert plain == resolved and hash(plain) == hash(resolved)
     back = pickle.loads(pickle.dumps(resolved))  # a worker process receives it so
     assert isinstance(back.config, CellConfig) and back.config.machine.mem_gib == 4
+
+
+# -- each default written once ---------------------------------------------------------------
+def test_machine_spec_defaults_are_the_params_defaults() -> None:
+    """MachineSpec's hardware fields are exactly MACHINE_PARAMS, with the same defaults, and
+    the ``default`` preset states none of them (it is MachineSpec's defaults)."""
+    from framework.machine.spec import MACHINE_PARAMS, MachineSpec
+
+    fields = {f.name: f.default for f in attrs.fields(MachineSpec)
+              if f.name not in ("name", "summary", "source")}
+    assert fields == {p.name: p.default for p in MACHINE_PARAMS}
+    assert attrs.evolve(DEFAULT, summary="", source="") == MachineSpec(name="default")
+    assert (DEFAULT.mem_gib, DEFAULT.nodes, DEFAULT.cpus, DEFAULT.reserved_mib) == (64, 1, 16, 64)
+
+
+def test_no_dead_machine_parameter() -> None:
+    """``cpu_ghz`` was accepted and never read (every cost is in cycles): it is gone."""
+    with pytest.raises(UnknownName, match=r"machine\.cpu_ghz"):
+        resolve_cell(cell(machine={"cpu_ghz": "2.0"}), REG)
+
+
+def test_plugins_read_declared_defaults_only() -> None:
+    """A design reads its resolved ``params[KEY]``; ``params.get(KEY, default)`` would write
+    the default a second time beside its ``Param``."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    for path in sorted((root / "plugins").glob("*.py")):
+        assert "params.get(" not in path.read_text(encoding="utf-8"), path.name
