@@ -6,16 +6,16 @@ comparison tables use to print ``+`` for better. Names follow the kernel where i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import attrs
 import numpy as np
 
+from framework.allocator import Allocator
+from framework.checks import Checker
 from framework.kernel.kernel import Kernel
 from framework.tlb.settings import tlb_metrics
-
-if TYPE_CHECKING:
-    from framework.engine import Runner
 
 
 @attrs.frozen(slots=True)
@@ -110,7 +110,36 @@ def latency_by_site(latency: dict[str, Any]) -> dict[str, dict[str, float]]:
             for site, (a, f) in sorted(latency.items())}
 
 
-def build_metrics(runner: Runner) -> dict[str, Any]:
+class _RunSetup(Protocol):
+    @property
+    def params(self) -> dict[str, dict[str, Any]]: ...
+
+
+class FinishedRun(Protocol):
+    """What :func:`build_metrics` reads of a run (:class:`framework.engine.Runner` is one).
+
+    A protocol rather than the engine's class, so this module does not import the engine
+    that imports it.
+    """
+
+    @property
+    def kernel(self) -> Kernel: ...
+    @property
+    def allocator(self) -> Allocator: ...
+    @property
+    def checker(self) -> Checker: ...
+    @property
+    def setup(self) -> _RunSetup: ...
+    @property
+    def latency(self) -> Mapping[str, tuple[Any, Any]]: ...
+    @property
+    def events(self) -> int: ...
+    @property
+    def totals(self) -> dict[str, int]: ...
+    def held_pages(self) -> int: ...
+
+
+def build_metrics(runner: FinishedRun) -> dict[str, Any]:
     """All metrics of a finished run."""
     kernel = runner.kernel
     totals = runner.totals

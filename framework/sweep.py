@@ -95,7 +95,7 @@ def make_cells(plugins: Sequence[str], workloads: Sequence[str], machine: str, s
     :raises UnknownName, BadParameter: for a bad name, scope, key or value (with ``reg``).
     """
     frozen = freeze_sets(sets)
-    cells = []
+    cells: list[Cell] = []
     for w in workloads:
         for p in plugins:
             config = None if reg is None else resolve_cell(Cell(p, w, machine, seed, frozen), reg)

@@ -163,3 +163,18 @@ def test_plugins_read_declared_defaults_only() -> None:
     root = Path(__file__).resolve().parent.parent
     for path in sorted((root / "plugins").glob("*.py")):
         assert "params.get(" not in path.read_text(encoding="utf-8"), path.name
+
+
+def test_metrics_does_not_import_the_engine() -> None:
+    """framework.metrics reads a run through a protocol: no import of framework.engine in
+    it, not even one for type checking, so the engine/metrics import cycle is gone."""
+    import ast
+    from pathlib import Path
+
+    import framework.metrics
+
+    tree = ast.parse(Path(framework.metrics.__file__).read_text(encoding="utf-8"))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for a in node.names}
+    assert "framework.engine" not in imported
