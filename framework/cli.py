@@ -36,7 +36,23 @@ def _fail(message: str) -> None:
     sys.exit(EXIT_INPUT)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class PluginGroup(click.Group):
+    """The core commands defined here, plus the commands plugins register through the
+    ``register_commands`` hook (``check-plugin``, ``new-plugin`` and any installed
+    package's). Plugins are loaded only when a name is not a core command, or for
+    ``--help``; a broken plugin is listed by ``framework list`` and takes nothing down."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Core and plugin command names, sorted."""
+        return sorted({*self.commands, *get_registry().commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """A core command, else a plugin's."""
+        found = self.commands.get(cmd_name)
+        return found if found is not None else get_registry().commands.get(cmd_name)
+
+
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Compare kernel allocator designs for memory that leaves the x86-64 direct map."""
 
@@ -200,8 +216,3 @@ def main(argv: Sequence[str] | None = None) -> None:
     except FrameworkError as exc:
         _fail(str(exc))
 
-
-from framework.plugin_commands import check_plugin, new_plugin  # noqa: E402
-
-cli.add_command(check_plugin)
-cli.add_command(new_plugin)

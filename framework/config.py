@@ -23,12 +23,11 @@ from framework.errors import UnknownName
 from framework.kernel.faults import FAULT_PARAMS
 from framework.machine.costs import resolve_costs
 from framework.machine.spec import MACHINE_PARAMS, MachineSpec, configure
-from framework.params import Param, resolve
+from framework.params import FIXED_SCOPES, Param, resolve
 from framework.plugins import Registry
 from framework.tlb.settings import TLB_PARAMS
 from framework.workload import BACKGROUND_PARAM
 
-FIXED_SCOPES: tuple[str, ...] = ("machine", "costs", "faults", "tlb")
 BACKGROUND = "background"  # the workload a --set NAME.background=X runs underneath
 _DECLARED: dict[str, tuple[Param, ...]] = {"faults": FAULT_PARAMS, "tlb": TLB_PARAMS}
 
@@ -122,7 +121,7 @@ def resolve_scope(reg: Registry, scope: str, given: Mapping[str, Any],
 def _declared(reg: Registry, scope: str) -> tuple[Param, ...]:
     if scope in _DECLARED:
         return _DECLARED[scope]
-    if scope in reg.allocators:  # a plugin's name wins over a workload's of the same name
+    if scope in reg.allocators:  # the registry keeps plugin and workload names apart
         return reg.allocators[scope].params
     if scope in reg.workloads:
         return reg.workloads[scope].params

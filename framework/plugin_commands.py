@@ -7,13 +7,16 @@ smallest failing event sequence under each failed rule; exit status 0 when nothi
 stderr as the rest of the CLI.
 
 ``new-plugin`` writes a plugin package that passes ``check-plugin`` as generated.
+
+Both come in through the ``register_commands`` hook, as a third party's commands do: this
+module is one of the built-in plugins (:data:`framework.plugins.DEFAULT_PLUGINS`).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ import click
 
 from framework.config import resolve_scope
 from framework.errors import FrameworkError, UnknownName
+from framework.hookspecs import hookimpl
 from framework.kernel.faults import Faults
 from framework.params import parse_set
 
@@ -84,7 +88,7 @@ def check_plugin(name: str, sets: Sequence[str], examples: int, steps: int,
 def _plan(name: str, sets: Sequence[str], examples: int, steps: int,
           step_seconds: float) -> tuple[Any, str]:
     """Resolve the plugin, its parameters, machine, costs and faults into a KitConfig."""
-    from framework.plugins import get_registry
+    from framework.plugins import Kind, get_registry
     from framework.testing.checks import KitConfig
     from framework.testing.factories import factory_for, small_machine
     from framework.testing.harness import Target
@@ -103,9 +107,7 @@ def _plan(name: str, sets: Sequence[str], examples: int, steps: int,
     faults = Faults.from_params(faults_p, 0)
     target = Target(factory_for(cls, plugin_p), spec, costs, faults, frozenset(),
                     step_seconds)
-    origin = reg.origins.get(name)
-    where = "builtin" if origin is None or origin.package == "builtin" else (
-        f"{origin.package} {origin.version}".strip())
+    where = reg.origin(Kind.ALLOCATOR, name)
     shown = " ".join(f"{k}={v}" for k, v in plugin_p.items())
     header = f"check-plugin {name} [{where}]" + (f" {shown}" if shown else "")
     return KitConfig(target, effort=Effort(examples, steps)), header
@@ -146,3 +148,10 @@ def new_plugin(name: str, out_dir: str | None, covers: str) -> None:
         click.echo(str(path))
     click.echo(f"next: pip install -e '{out}[test]' && framework check-plugin {name}",
                err=True)
+
+
+@hookimpl
+def register_commands(register: Callable[[click.Command], None]) -> None:
+    """``check-plugin`` and ``new-plugin``."""
+    register(check_plugin)
+    register(new_plugin)
