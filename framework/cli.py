@@ -30,7 +30,6 @@ from framework.sweep import (
     pick,
     progress,
     run_cells,
-    validate_sets,
 )
 
 EXIT_INPUT = 2
@@ -44,7 +43,23 @@ def _fail(message: str) -> None:
     sys.exit(EXIT_INPUT)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class PluginGroup(click.Group):
+    """The core commands defined here, plus the commands plugins register through the
+    ``register_commands`` hook (``check-plugin``, ``new-plugin`` and any installed
+    package's). Plugins are loaded only when a name is not a core command, or for
+    ``--help``; a broken plugin is listed by ``framework list`` and takes nothing down."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Core and plugin command names, sorted."""
+        return sorted({*self.commands, *get_registry().commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """A core command, else a plugin's."""
+        found = self.commands.get(cmd_name)
+        return found if found is not None else get_registry().commands.get(cmd_name)
+
+
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(VERSION, "--version", prog_name="framework",
                       message="%(prog)s %(version)s")
 def cli() -> None:
@@ -147,15 +162,13 @@ def _plan(reg: Registry, plugins_spec: str, workloads_spec: str, machine: str, s
     plugins = pick(plugins_spec, list(reg.allocators), "plugin")
     suite = [n for n, w in reg.workloads.items() if w.default]
     workloads = pick(workloads_spec, list(reg.workloads), "workload", suite)
-    reg.machine(machine)
-    parsed = parse_set(sets)
-    validate_sets(parsed, reg, machine)
+    cells = make_cells(plugins, workloads, machine, seeds, seed, parse_set(sets), reg)
     metrics = metric_names(metrics_spec)
     for name in metrics:
         if name not in METRIC_BY_NAME:
             raise FrameworkError(f"unknown metric {name!r}: choose from "
                                  f"{', '.join(METRIC_BY_NAME)}")
-    return make_cells(plugins, workloads, machine, seeds, seed, parsed), metrics
+    return cells, metrics
 
 
 def _writer(output: str | None, bar: Any) -> Any:
@@ -291,8 +304,3 @@ def main(argv: Sequence[str] | None = None) -> None:
     except FrameworkError as exc:
         _fail(str(exc))
 
-
-from framework.plugin_commands import check_plugin, new_plugin  # noqa: E402
-
-cli.add_command(check_plugin)
-cli.add_command(new_plugin)

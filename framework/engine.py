@@ -9,7 +9,7 @@ No pluggy call, no wall clock, no global random state: the same cell gives the s
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -17,15 +17,14 @@ import numpy as np
 
 from framework.allocator import Allocator
 from framework.checks import Checker
+from framework.config import Cell, CellConfig, SetsKey, freeze_sets, resolve_cell
 from framework.errors import FrameworkError, InputError, PluginError
 from framework.kernel.directmap import region_map
-from framework.kernel.faults import FAULT_PARAMS, Faults
+from framework.kernel.faults import Faults
 from framework.kernel.kernel import Kernel
 from framework.legacy import adopt
-from framework.machine.costs import resolve_costs
-from framework.machine.spec import MACHINE_PARAMS, MachineSpec, configure
+from framework.machine.spec import MachineSpec
 from framework.metrics import build_metrics, latency_by_site, snapshot
-from framework.params import resolve
 from framework.plugins import Registry
 from framework.request import (
     ALLOC,
@@ -39,43 +38,12 @@ from framework.request import (
     Perm,
     Request,
 )
-from framework.tlb.settings import TLB_PARAMS
-from framework.workload import (
-    BACKGROUND_PARAM,
-    FreeAreaProbe,
-    Workload,
-    background_params,
-    background_rng,
-    with_background,
-)
+from framework.workload import FreeAreaProbe, Workload, background_rng, with_background
+
+__all__ = ["VERSION", "Cell", "Runner", "SetsKey", "Setup", "freeze_sets", "prepare",
+           "run_cell"]  # Cell, SetsKey, freeze_sets: framework.config's, imported from here too
 
 VERSION = "0.1.0"
-
-
-@attrs.frozen(slots=True)
-class Cell:
-    """What one run is: names, the seed, and the user's ``--set`` values by scope."""
-
-    plugin: str
-    workload: str
-    machine: str
-    seed: int
-    sets: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
-
-    def scope(self, name: str) -> dict[str, str]:
-        """The ``--set`` values given for one scope."""
-        for scope, items in self.sets:
-            if scope == name:
-                return dict(items)
-        return {}
-
-
-SetsKey = tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
-
-
-def freeze_sets(sets: dict[str, dict[str, str]]) -> SetsKey:
-    """Make ``--set`` values hashable and ordered for a :class:`Cell`."""
-    return tuple(sorted((s, tuple(sorted(kv.items()))) for s, kv in sets.items()))
 
 
 @attrs.define(slots=True)
@@ -88,54 +56,44 @@ class Setup:
     allocator: Allocator
     events: Any
     workload: Workload | None = None
+    config: CellConfig | None = None
 
 
 def prepare(cell: Cell, reg: Registry) -> Setup:
-    """Resolve names and parameters, boot the kernel model and attach the design.
+    """Boot the kernel model on the cell's resolved parameters and attach the design.
+
+    The parameters come from ``cell.config`` when the sweep resolved them, else from
+    :func:`framework.config.resolve_cell` here.
 
     :raises UnknownName, BadParameter, InputError: for the user's bad input.
     """
-    spec = configure(reg.machine(cell.machine), cell.scope("machine"))
-    costs = resolve_costs(cell.scope("costs"))
-    faults_p = resolve("faults", FAULT_PARAMS, cell.scope("faults"))
-    tlb_p = resolve("tlb", TLB_PARAMS, cell.scope("tlb"))
-    alloc_cls = reg.allocator(cell.plugin)
+    config = cell.config if cell.config is not None else resolve_cell(cell, reg)
+    spec = config.machine
+    kernel = Kernel(spec, dict(config.costs), Faults.from_params(dict(config.faults), cell.seed))
     work_cls = reg.workload(cell.workload)
-    plugin_p = resolve(cell.plugin, alloc_cls.params, cell.scope(cell.plugin))
-    work_p = resolve(cell.workload, work_cls.params, cell.scope(cell.workload))
-    kernel = Kernel(spec, costs, Faults.from_params(faults_p, cell.seed))
-    workload = work_cls(work_p, spec)
+    workload = work_cls(dict(config.workload), spec)
     try:
-        allocator = adopt(alloc_cls, kernel, plugin_p)
+        allocator = adopt(reg.allocator(cell.plugin), kernel, dict(config.plugin))
     except Exception as exc:
         raise _plugin_failure(cell.plugin, "__init__", exc) from exc
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(cell.seed)))
-    params = {
-        "machine": {p.name: getattr(spec, p.name) for p in MACHINE_PARAMS},
-        "costs": costs, "faults": faults_p, "tlb": tlb_p, "workload": work_p,
-        "plugin": plugin_p,
-    }
     workload.probe = FreeAreaProbe(kernel)  # framework/workload.py: the read-only probe
     events = workload.events(rng)
-    if work_p.get(BACKGROUND_PARAM) and work_cls.name != "background":
-        events, params["background"] = _on_background(cell, reg, spec, workload, events,
-                                                       work_p[BACKGROUND_PARAM])
-    return Setup(cell, params, kernel, allocator, events, workload)
+    if config.background is not None:
+        events = _on_background(cell, reg, spec, workload, events, config.background)
+    return Setup(cell, config.params(), kernel, allocator, events, workload, config)
 
 
 def _on_background(cell: Cell, reg: Registry, spec: MachineSpec, workload: Workload,
-                   events: Iterator[Event], target: float
-                   ) -> tuple[Iterator[Event], dict[str, Any]]:
+                   events: Iterator[Event], bg_p: Mapping[str, Any]) -> Iterator[Event]:
     """``--set NAME.background=X``: the workload's events on top of the ``background`` load.
 
-    The load's parameters are ``--set background.*`` with ``target`` = X; they are recorded
-    in the run's ``params`` under ``background``.
+    The load's parameters (``--set background.*`` with ``target`` = X) were resolved with
+    the cell; they are recorded in the run's ``params`` under ``background``.
     """
-    bg_cls = reg.workload("background")
-    bg_p = background_params(bg_cls, target, cell.scope("background"))
-    load = bg_cls(bg_p, spec)
+    load = reg.workload("background")(dict(bg_p), spec)
     load.probe = workload.probe
-    return with_background(events, load, background_rng(cell.seed)), bg_p  # type: ignore[arg-type]
+    return with_background(events, load, background_rng(cell.seed))  # type: ignore[arg-type]
 
 
 class SamplesBySite(dict[str, "array[float]"]):

@@ -1,9 +1,9 @@
 """The hooks a plugin implements. Built-in designs, workloads and machines use the same ones.
 
 Each hook receives a ``register`` callback and returns nothing; it is called once per
-plugin manager, when :func:`framework.plugins.get_registry` first builds the registry (at
-CLI start-up, before any run). Hooks are not on the hot path: the engine calls the
-registered classes' methods directly.
+plugin manager, through the manager, when :func:`framework.plugins.get_registry` first builds
+the registry (at CLI start-up, before any run). Hooks are not on the hot path: the engine
+calls the registered classes' methods directly.
 
 A plugin module declares implementations with :data:`hookimpl`::
 
@@ -58,4 +58,15 @@ def register_machines(register: Callable[[Any], None]) -> None:
     Called once when the registry is built. Call ``register(spec)`` once per preset, where
     ``spec`` is a :class:`framework.machine.spec.MachineSpec` with a unique ``name``.
     Returns nothing.
+    """
+
+
+@hookspec
+def register_commands(register: Callable[[Any], None]) -> None:
+    """Register extra ``framework`` subcommands.
+
+    Called once when the registry is built (``framework --help`` and an unknown command name
+    build it). Call ``register(command)`` once per command, where ``command`` is a
+    :class:`click.Command` whose ``name`` is not taken (the built-in ``bench``, ``compare``,
+    ``plot``, ``list``, ``check-plugin`` and ``new-plugin`` are). Returns nothing.
     """

@@ -10,9 +10,10 @@ from tabulate import tabulate
 from framework.kernel.faults import FAULT_PARAMS
 from framework.machine.costs import DEFAULT_COSTS
 from framework.machine.spec import MACHINE_PARAMS
-from framework.metric_defs import METRICS, Kind, metrics_table
+from framework.metric_defs import METRICS, metrics_table
+from framework.metric_defs import Kind as MetricKind
 from framework.params import Param
-from framework.plugins import Registry
+from framework.plugins import Kind, Registry
 from framework.tlb.settings import TLB_PARAMS
 
 
@@ -21,29 +22,23 @@ def _params(scope: str, params: Iterable[Param]) -> list[str]:
             for p in params]
 
 
-def _origin(reg: Registry, name: str) -> str:
-    origin = reg.origins.get(name)
-    if origin is None or origin.package == "builtin":
-        return "builtin"
-    return f"{origin.package} {origin.version}".strip()
-
-
 def list_registry(reg: Registry) -> str:
-    """Plugins, workloads, machines (with parameters and origins), then failed plugins."""
+    """Plugins, workloads, machines (with parameters and origins), commands from plugins,
+    then failed plugins."""
     lines = ["Allocator plugins:"]
     for name, cls in reg.allocators.items():
-        lines.append(f"  {name} [{_origin(reg, name)}]: {cls.summary}")
+        lines.append(f"  {name} [{reg.origin(Kind.ALLOCATOR, name)}]: {cls.summary}")
         lines.append(f"    source: {cls.source}")
         lines.extend(_params(name, cls.params))
     lines.append("Workloads:")
-    for name, cls in reg.workloads.items():
-        suite = "" if cls.default else " (not in the default suite)"
-        lines.append(f"  {name} [{_origin(reg, name)}]{suite}: {cls.summary}")
-        lines.append(f"    source: {cls.source}")
-        lines.extend(_params(name, cls.params))
+    for name, wcls in reg.workloads.items():
+        suite = "" if wcls.default else " (not in the default suite)"
+        lines.append(f"  {name} [{reg.origin(Kind.WORKLOAD, name)}]{suite}: {wcls.summary}")
+        lines.append(f"    source: {wcls.source}")
+        lines.extend(_params(name, wcls.params))
     lines.append("Machines:")
     for name, spec in reg.machines.items():
-        lines.append(f"  {name} [{_origin(reg, name)}]: {spec.summary}")
+        lines.append(f"  {name} [{reg.origin(Kind.MACHINE, name)}]: {spec.summary}")
         lines.append(f"    source: {spec.source}")
     lines.append("Machine parameters (override any preset):")
     lines.extend(_params("machine", MACHINE_PARAMS))
@@ -51,6 +46,10 @@ def list_registry(reg: Registry) -> str:
     lines.extend(_params("faults", FAULT_PARAMS))
     lines.append("TLB model (estimates; see docs/validation.md):")
     lines.extend(_params("tlb", TLB_PARAMS))
+    lines.append("Commands from plugins:")
+    for name, command in reg.commands.items():
+        lines.append(f"  framework {name} [{reg.origin(Kind.COMMAND, name)}]: "
+                     f"{command.get_short_help_str(limit=80)}")
     if reg.failed:
         lines.append("Failed plugins:")
         lines.extend(f"  {name}: {error}" for name, error in reg.failed.items())
@@ -69,7 +68,7 @@ def list_costs() -> str:
 def list_metrics() -> str:
     """Every metric: name, unit, kind, what counts, and the kernel's counterpart."""
     lines = ["Metrics, by kind:"]
-    lines.extend(f"  {k.name.lower()}: {k.value}" for k in Kind)
+    lines.extend(f"  {k.name.lower()}: {k.value}" for k in MetricKind)
     lines.append("Every metric (docs/metrics.md has the same table):")
     for name, unit, kind, definition, kernel in metrics_table():
         lines.append(f"  {name} ({unit}, {kind})")

@@ -7,17 +7,17 @@ What each metric means (unit, direction, kind, kernel counterpart) is in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import numpy as np
 
+from framework.allocator import Allocator
+from framework.checks import Checker
 from framework.kernel.consts import PAGE_SIZE
 from framework.kernel.kernel import Kernel
 from framework.metric_defs import METRIC_BY_NAME, METRICS, Kind, Metric
 from framework.tlb.settings import tlb_metrics
-
-if TYPE_CHECKING:
-    from framework.engine import Runner
 
 __all__ = ["METRICS", "METRIC_BY_NAME", "Kind", "Metric", "build_metrics", "latency_by_site",
            "snapshot"]
@@ -63,7 +63,36 @@ def latency_by_site(latency: dict[str, Any]) -> dict[str, dict[str, float]]:
             for site, (a, f) in sorted(latency.items())}
 
 
-def build_metrics(runner: Runner) -> dict[str, Any]:
+class _RunSetup(Protocol):
+    @property
+    def params(self) -> dict[str, dict[str, Any]]: ...
+
+
+class FinishedRun(Protocol):
+    """What :func:`build_metrics` reads of a run (:class:`framework.engine.Runner` is one).
+
+    A protocol rather than the engine's class, so this module does not import the engine
+    that imports it.
+    """
+
+    @property
+    def kernel(self) -> Kernel: ...
+    @property
+    def allocator(self) -> Allocator: ...
+    @property
+    def checker(self) -> Checker: ...
+    @property
+    def setup(self) -> _RunSetup: ...
+    @property
+    def latency(self) -> Mapping[str, tuple[Any, Any]]: ...
+    @property
+    def events(self) -> int: ...
+    @property
+    def totals(self) -> dict[str, int]: ...
+    def held_pages(self) -> int: ...
+
+
+def build_metrics(runner: FinishedRun) -> dict[str, Any]:
     """All metrics of a finished run."""
     kernel = runner.kernel
     totals = runner.totals

@@ -14,6 +14,8 @@ import attrs
 
 from framework.errors import BadParameter, UnknownName
 
+# The --set scopes that are not a workload or plugin name (framework/config.py resolves them).
+FIXED_SCOPES: tuple[str, ...] = ("machine", "costs", "faults", "tlb")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 

@@ -7,23 +7,26 @@ smallest failing event sequence under each failed rule; exit status 0 when nothi
 stderr as the rest of the CLI.
 
 ``new-plugin`` writes a plugin package that passes ``check-plugin`` as generated.
+
+Both come in through the ``register_commands`` hook, as a third party's commands do: this
+module is one of the built-in plugins (:data:`framework.plugins.DEFAULT_PLUGINS`).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
+from framework.config import resolve_scope
 from framework.errors import FrameworkError, UnknownName
-from framework.kernel.faults import FAULT_PARAMS, Faults
-from framework.machine.costs import resolve_costs
-from framework.machine.spec import configure
-from framework.params import parse_set, resolve
+from framework.hookspecs import hookimpl
+from framework.kernel.faults import Faults
+from framework.params import parse_set
 
 EXIT_FAILED = 1
 EXIT_INPUT = 2
@@ -85,7 +88,7 @@ def check_plugin(name: str, sets: Sequence[str], examples: int, steps: int,
 def _plan(name: str, sets: Sequence[str], examples: int, steps: int,
           step_seconds: float) -> tuple[Any, str]:
     """Resolve the plugin, its parameters, machine, costs and faults into a KitConfig."""
-    from framework.plugins import get_registry
+    from framework.plugins import Kind, get_registry
     from framework.testing.checks import KitConfig
     from framework.testing.factories import factory_for, small_machine
     from framework.testing.harness import Target
@@ -99,15 +102,12 @@ def _plan(name: str, sets: Sequence[str], examples: int, steps: int,
         if scope not in allowed:
             raise UnknownName(f"unknown --set scope {scope!r}: check-plugin takes "
                               f"{', '.join(allowed)}")
-    plugin_p = resolve(name, cls.params, parsed.get(name, {}))
-    spec = configure(small_machine(), parsed.get("machine", {}))
-    costs = resolve_costs(parsed.get("costs", {}))
-    faults = Faults.from_params(resolve("faults", FAULT_PARAMS, parsed.get("faults", {})), 0)
+    plugin_p, spec, costs, faults_p = (
+        resolve_scope(reg, scope, parsed.get(scope, {}), small_machine()) for scope in allowed)
+    faults = Faults.from_params(faults_p, 0)
     target = Target(factory_for(cls, plugin_p), spec, costs, faults, frozenset(),
                     step_seconds)
-    origin = reg.origins.get(name)
-    where = "builtin" if origin is None or origin.package == "builtin" else (
-        f"{origin.package} {origin.version}".strip())
+    where = reg.origin(Kind.ALLOCATOR, name)
     shown = " ".join(f"{k}={v}" for k, v in plugin_p.items())
     header = f"check-plugin {name} [{where}]" + (f" {shown}" if shown else "")
     return KitConfig(target, effort=Effort(examples, steps)), header
@@ -148,3 +148,10 @@ def new_plugin(name: str, out_dir: str | None, covers: str) -> None:
         click.echo(str(path))
     click.echo(f"next: pip install -e '{out}[test]' && framework check-plugin {name}",
                err=True)
+
+
+@hookimpl
+def register_commands(register: Callable[[click.Command], None]) -> None:
+    """``check-plugin`` and ``new-plugin``."""
+    register(check_plugin)
+    register(new_plugin)

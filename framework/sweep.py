@@ -16,14 +16,10 @@ from typing import Any
 
 import attrs
 
-from framework.engine import Cell, freeze_sets, run_cell
+from framework.config import Cell, freeze_sets, resolve_cell, resolve_sets
+from framework.engine import run_cell
 from framework.errors import FrameworkError, UnknownName
-from framework.kernel.faults import FAULT_PARAMS
-from framework.machine.costs import resolve_costs
-from framework.machine.spec import configure
-from framework.params import resolve
 from framework.plugins import Registry, get_registry
-from framework.tlb.settings import TLB_PARAMS
 from framework.watchdog import watchdog
 
 
@@ -83,31 +79,28 @@ def pick(spec: str, known: Sequence[str], kind: str, defaults: Sequence[str] | N
 
 
 def validate_sets(sets: dict[str, dict[str, str]], reg: Registry, machine: str) -> None:
-    """Check every ``--set`` scope, key and value before anything runs."""
-    for scope, values in sets.items():
-        if scope == "machine":
-            configure(reg.machine(machine), values)
-        elif scope == "costs":
-            resolve_costs(values)
-        elif scope == "faults":
-            resolve("faults", FAULT_PARAMS, values)
-        elif scope == "tlb":
-            resolve("tlb", TLB_PARAMS, values)
-        elif scope in reg.allocators:
-            resolve(scope, reg.allocators[scope].params, values)
-        elif scope in reg.workloads:
-            resolve(scope, reg.workloads[scope].params, values)
-        else:
-            scopes = ["machine", "costs", "faults", "tlb", *reg.workloads, *reg.allocators]
-            raise UnknownName(f"unknown --set scope {scope!r}: choose from {', '.join(scopes)}")
+    """Check every ``--set`` scope, key and value (:func:`framework.config.resolve_sets`)."""
+    resolve_sets(reg, sets, reg.machine(machine))
 
 
 def make_cells(plugins: Sequence[str], workloads: Sequence[str], machine: str, seeds: int,
-               seed: int, sets: dict[str, dict[str, str]]) -> list[Cell]:
-    """Workload-major, then plugin, then seed: the order tables print in."""
+               seed: int, sets: dict[str, dict[str, str]], reg: Registry | None = None
+               ) -> list[Cell]:
+    """Workload-major, then plugin, then seed: the order tables print in.
+
+    With ``reg``, each cell carries its resolved :class:`framework.config.CellConfig` (one
+    per plugin and workload, shared by the seeds), so every ``--set`` scope is checked here,
+    before anything runs, and no worker parses it again.
+
+    :raises UnknownName, BadParameter: for a bad name, scope, key or value (with ``reg``).
+    """
     frozen = freeze_sets(sets)
-    return [Cell(p, w, machine, seed + i, frozen)
-            for w in workloads for p in plugins for i in range(seeds)]
+    cells: list[Cell] = []
+    for w in workloads:
+        for p in plugins:
+            config = None if reg is None else resolve_cell(Cell(p, w, machine, seed, frozen), reg)
+            cells.extend(Cell(p, w, machine, seed + i, frozen, config) for i in range(seeds))
+    return cells
 
 
 class CellTimeout(BaseException):

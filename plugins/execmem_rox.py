@@ -84,9 +84,9 @@ class ExecmemRox(StatusQuo):
 
     def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:
         super().__init__(kernel, params)
-        self.invalid_alias = params.get("alias", "ro") == "invalid"
-        self.temp_rw = params.get("loader", "temp_rw") == "temp_rw"
-        self.collapse = bool(params.get("collapse", True)) and not kernel.spec.collapse
+        self.invalid_alias = params["alias"] == "invalid"
+        self.temp_rw = params["loader"] == "temp_rw"
+        self.collapse = bool(params["collapse"]) and not kernel.spec.collapse
         self.free_tree = FreeTextTree()  # execmem_cache.free_areas (bytes)
         self.busy: dict[int, int] = {}  # execmem_cache.busy_areas: start -> end (bytes)
         self.chunks: dict[int, VmStruct] = {}  # populated vms by first page

@@ -66,7 +66,7 @@ class GroupedPages(StatusQuo):
 
     def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:
         super().__init__(kernel, params)
-        self.refill_order: int = params.get("refill_order", PMD_ORDER)
+        self.refill_order: int = params["refill_order"]
         self.nodes = [NodeCache() for _ in kernel.zones]
         kernel.register_shrinker(self)
 

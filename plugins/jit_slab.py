@@ -121,7 +121,7 @@ class JitSlabAllocator(StatusQuo):
 
     def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:
         super().__init__(kernel, params)
-        self.posted = params.get("variant", "posted") == "posted"
+        self.posted = params["variant"] == "posted"
         self.caches = [  # jit_alloc_init()
             JitCache(JITALLOC_MIN_SHIFT + i, PAGE_SIZE >> (JITALLOC_MIN_SHIFT + i))
             for i in range(NR_JIT_CACHES)

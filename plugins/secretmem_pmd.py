@@ -57,7 +57,7 @@ class SecretmemPmd(StatusQuo):
 
     def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:
         super().__init__(kernel, params)
-        self.evict = params.get("release", "evict") == "evict"
+        self.evict = params["release"] == "evict"
         self.chunks: list[int] = []  # head pfn of each chunk, in gen_pool_add order
         self.used: dict[int, bytearray] = {}  # chunk head -> page bitmap
         self.in_use = 0

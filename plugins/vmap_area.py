@@ -152,13 +152,13 @@ class VmapAreaAllocator(StatusQuo):
 
     def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:
         super().__init__(kernel, params)
-        chunk_mib = params.get("chunk_mib", 2)
+        chunk_mib = params["chunk_mib"]
         if chunk_mib % 2:
             raise BadParameter(f"vmap-area.chunk_mib={chunk_mib}: expected a multiple of 2 "
                                "(whole PMDs)")
         self.chunk_bytes = (chunk_mib << 20) * kernel.spec.nodes  # PMD_SIZE * online nodes
-        self.free_all_vms = params.get("variant", "posted") == "fixed"
-        if params.get("modules", 0):
+        self.free_all_vms = params["variant"] == "fixed"
+        if params["modules"]:
             self.covers = BASE_SITES | MODULE_TEXT_SITES  # instance attribute: engine reads it
         self.tree = FreeTextTree()
         self.busy: dict[int, int] = {}  # vmap_area_root: va_start -> va_end of each object

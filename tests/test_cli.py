@@ -265,3 +265,68 @@ def test_readme_new_plugin_before_check_plugin() -> None:
     for line in readme.splitlines():
         if "new-plugin" in line and "check-plugin" in line:
             assert line.index("new-plugin") < line.index("check-plugin"), line
+
+
+COMMAND_PLUGIN = '''
+import click
+from framework.hookspecs import hookimpl
+
+@click.command("hello-cmd")
+@click.argument("who")
+def hello(who):
+    """Greet WHO (a test plugin's command)."""
+    click.echo(f"hello {who}")
+
+@hookimpl
+def register_commands(register):
+    register(hello)
+'''
+BROKEN_COMMAND_PLUGIN = '''
+from framework.hookspecs import hookimpl
+
+@hookimpl
+def register_commands(register):
+    raise RuntimeError("no commands today")
+'''
+
+
+def _install(site: Path, module: str, text: str) -> None:
+    """A module and a .dist-info naming it as a ``framework`` entry point, as pip would."""
+    (site / f"{module}.py").write_text(text, encoding="utf-8")
+    info = site / f"{module}-1.2.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\n"
+                                   "Version: 1.2\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text(f"[framework]\n{module} = {module}\n",
+                                           encoding="utf-8")
+
+
+def test_plugin_command_through_register_commands(tmp_path: Path) -> None:
+    """An installed package's command shows in --help, runs, and is listed with its
+    package; a package whose register_commands raises is listed as failed, nothing else."""
+    _install(tmp_path, "cmd_plugin", COMMAND_PLUGIN)
+    _install(tmp_path, "broken_cmd_plugin", BROKEN_COMMAND_PLUGIN)
+    env = {"PYTHONPATH": str(tmp_path), "FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD": ""}
+    helped = run("--help", env=env)
+    assert helped.returncode == 0, helped.stderr
+    assert any(line.split()[:1] == ["hello-cmd"] and "Greet WHO" in line
+               for line in helped.stdout.splitlines()), helped.stdout
+    assert "check-plugin" in helped.stdout and "bench" in helped.stdout
+    said = run("hello-cmd", "reviewer", env=env)
+    assert (said.returncode, said.stdout) == (0, "hello reviewer\n"), said.stderr
+    listing = run("list", env=env)
+    assert "framework hello-cmd [cmd-plugin 1.2]: Greet WHO" in listing.stdout
+    assert "broken_cmd_plugin: RuntimeError: no commands today" in listing.stdout
+    off = run("--help", env={**env, "FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    assert "hello-cmd" not in off.stdout and "check-plugin" in off.stdout
+
+
+def test_core_commands_are_the_clis_own() -> None:
+    """framework.plugins.CORE_COMMANDS (names no plugin may take) are exactly the commands
+    framework/cli.py defines itself; the rest come through register_commands. Run in a
+    child process, as the other CLI tests are."""
+    code = ("from framework.cli import cli; from framework.plugins import CORE_COMMANDS; "
+            "print(sorted(cli.commands) == sorted(CORE_COMMANDS))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "True"

@@ -73,7 +73,7 @@ def test_trace_parsed_once_for_every_design(tmp_path: Path,
     cells = make_cells(PLUGINS, ["trace"], "default", 2, 1,
                        {**SMALL, "trace": {"path": str(trace)}})
     outcomes = run_cells(cells)
-    assert all(o.result is not None for o in outcomes) and len(outcomes) == 12
+    assert all(o.result is not None for o in outcomes) and len(outcomes) == 2 * len(PLUGINS)
     assert calls[0] == 1
 
 
@@ -97,4 +97,4 @@ def test_error_of_every_design_said_once(tmp_path: Path) -> None:
                "machine.mem_gib=4", "--set", "secretmem.processes=4", "--set",
                f"trace.path={bad}")
     one_line_error(proc, "trace (every design): ", "bad.csv:2", "not live")
-    assert "\nsecretmem\n  baseline " in proc.stdout
+    assert "\nsecretmem\n  baseline" in proc.stdout

@@ -30,6 +30,7 @@ from framework.kernel.faults import Faults
 from framework.kernel.kernel import MODULES_VADDR, Kernel
 from framework.machine.costs import resolve_costs
 from framework.machine.spec import MachineSpec
+from framework.params import resolve
 from framework.plugins import get_registry
 from framework.request import Allocation, Request
 from plugins.baseline import Baseline
@@ -44,7 +45,8 @@ MIB = 1 << 20
 def make(params: dict[str, object] | None = None, spec: MachineSpec | None = None,
          faults: Faults | None = None) -> tuple[Kernel, VmapAreaAllocator]:
     kernel = Kernel(spec or small_spec(), resolve_costs({}), faults)
-    return kernel, VmapAreaAllocator(kernel, dict(params or {}))
+    params_p = resolve("vmap-area", VmapAreaAllocator.params, dict(params or {}))
+    return kernel, VmapAreaAllocator(kernel, params_p)
 
 
 def counters(kernel: Kernel) -> dict[str, int]:

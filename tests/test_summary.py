@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -83,7 +84,7 @@ def test_default_output_starts_with_the_summary_under_80_columns() -> None:
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("Summary:")
     assert max(len(line) for line in lines) < 80
-    assert "  jit-slab,      = baseline: does not serve secretmem" in proc.stdout
+    assert re.search(r"\n  jit-slab, +\= baseline: does not serve secretmem\n", proc.stdout)
     assert "Value " not in proc.stdout
 
 

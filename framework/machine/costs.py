@@ -5,7 +5,8 @@ below are derived in ``docs/hardware.md``, "Cost table defaults", which gives ea
 original source; ``[V]`` marks a figure read from a primary source, ``[E]`` an estimate (a
 tunable default, not a fact). Every entry can be overridden with
 ``--set costs.NAME=VALUE`` and is listed by ``framework list --costs``. Cycles are at the
-reference clock of 3.0 GHz where a source gives time.
+reference clock of 3.0 GHz where a source gives time; the model has no clock parameter
+(results are in cycles), so a faster machine is modelled by overriding these entries.
 """
 
 from __future__ import annotations

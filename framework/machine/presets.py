@@ -13,8 +13,8 @@ from framework.hookspecs import hookimpl
 from framework.machine.spec import MachineSpec
 
 PRESETS: tuple[MachineSpec, ...] = (
-    MachineSpec(
-        name="default", mem_gib=64, nodes=1, cpus=16, tlb="sapphire-rapids",
+    MachineSpec(  # MachineSpec's defaults (framework/machine/spec.py MACHINE_PARAMS)
+        name="default",
         summary="64 GiB, 1 node, 16 CPUs, Sapphire Rapids TLB",
         source="[E] a mid-size single-socket server; TLB: SPR CPUID (docs/hardware.md)",
     ),

@@ -20,9 +20,25 @@ PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 
 
+# The machine's parameters and their defaults, written once: MachineSpec's fields take their
+# defaults from here, and a preset states only what differs from them.
+MACHINE_PARAMS: tuple[Param, ...] = (
+    Param("mem_gib", int, 64, "RAM in GiB, split evenly over the nodes", min=1, max=1 << 16),
+    Param("nodes", int, 1, "NUMA nodes (one zone each)", min=1, max=64),
+    Param("cpus", int, 16, "online CPUs (IPI targets of a global flush)", min=1, max=8192),
+    Param("gbpages", bool, True, "map the direct map with 1 GiB pages where aligned"),
+    Param("tlb", str, "sapphire-rapids", "TLB geometry", choices=tuple(TLB_GEOMETRIES)),
+    Param("reserved_mib", int, 64, "memory reserved at the start of node 0 (kernel image), MiB",
+          min=0, max=1 << 20),
+    Param("collapse", bool, False, "2025 CPA collapse after set_memory_rox (v6.3: off)"),
+)
+_DEFAULT = {p.name: p.default for p in MACHINE_PARAMS}
+
+
 @attrs.frozen(slots=True)
 class MachineSpec:
-    """One machine. Sizes in GiB/MiB as the field names say.
+    """One machine. Sizes in GiB/MiB as the field names say; defaults from
+    :data:`MACHINE_PARAMS` (the ``default`` preset's figures).
 
     :param mem_gib: RAM, split evenly over ``nodes`` (one zone per node).
     :param gbpages: direct map uses 1 GiB pages (``CONFIG_X86_DIRECT_GBPAGES`` with PDPE1GB).
@@ -34,14 +50,13 @@ class MachineSpec:
     """
 
     name: str
-    mem_gib: int
-    nodes: int
-    cpus: int
-    gbpages: bool = True
-    tlb: str = "sapphire-rapids"
-    cpu_ghz: float = 3.0
-    reserved_mib: int = 64
-    collapse: bool = False
+    mem_gib: int = _DEFAULT["mem_gib"]
+    nodes: int = _DEFAULT["nodes"]
+    cpus: int = _DEFAULT["cpus"]
+    gbpages: bool = _DEFAULT["gbpages"]
+    tlb: str = _DEFAULT["tlb"]
+    reserved_mib: int = _DEFAULT["reserved_mib"]
+    collapse: bool = _DEFAULT["collapse"]
     summary: str = ""
     source: str = ""
 
@@ -54,19 +69,6 @@ class MachineSpec:
     def tlb_geometry(self) -> TlbGeometry:
         """The :class:`TlbGeometry` named by :attr:`tlb`."""
         return TLB_GEOMETRIES[self.tlb]
-
-
-MACHINE_PARAMS: tuple[Param, ...] = (
-    Param("mem_gib", int, 64, "RAM in GiB, split evenly over the nodes", min=1, max=1 << 16),
-    Param("nodes", int, 1, "NUMA nodes (one zone each)", min=1, max=64),
-    Param("cpus", int, 16, "online CPUs (IPI targets of a global flush)", min=1, max=8192),
-    Param("gbpages", bool, True, "map the direct map with 1 GiB pages where aligned"),
-    Param("tlb", str, "sapphire-rapids", "TLB geometry", choices=tuple(TLB_GEOMETRIES)),
-    Param("cpu_ghz", float, 3.0, "clock for cycle <-> time conversions, GHz", min=0.1, max=10),
-    Param("reserved_mib", int, 64, "memory reserved at the start of node 0 (kernel image), MiB",
-          min=0, max=1 << 20),
-    Param("collapse", bool, False, "2025 CPA collapse after set_memory_rox (v6.3: off)"),
-)
 
 
 def configure(preset: MachineSpec, given: Mapping[str, Any]) -> MachineSpec:
