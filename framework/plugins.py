@@ -18,7 +18,7 @@ import importlib
 import os
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import click
@@ -111,7 +111,10 @@ class Registry:
         return tables[kind]
 
 
-def _lookup(kind: str, table: dict[str, Any], name: str) -> Any:
+T = TypeVar("T")
+
+
+def _lookup(kind: str, table: dict[str, T], name: str) -> T:
     if name not in table:
         raise UnknownName(f"unknown {kind} {name!r}: choose from {', '.join(table)}")
     return table[name]

@@ -116,7 +116,7 @@ def build_blocks(runs: Sequence[dict[str, Any]], metrics: Sequence[str],
         cols = list(samples)
         if reference in samples:
             cols.remove(reference)
-            cols.insert(0, reference)  # type: ignore[arg-type]
+            cols.insert(0, reference)
         rows = [_row(workload, name, cols, samples) for name in metrics]
         blocks.append(Block(workload, tuple(cols), tuple(rows), _gmeans(cols, rows)))
     return blocks

@@ -45,10 +45,11 @@ def dask_executor(scheduler: str | None) -> Executor:
         raise FrameworkError("--executor dask needs the dask extra: pip install "
                              "'framework[dask]'") from None
     try:
-        client = Client(scheduler, timeout=30)
+        client = Client(scheduler, timeout=30)  # type: ignore[no-untyped-call]
     except OSError as exc:
         raise FrameworkError(f"--scheduler {scheduler!r}: cannot connect: {exc}") from None
-    return client.get_executor(pure=False)
+    executor: Executor = client.get_executor(pure=False)  # type: ignore[no-untyped-call]
+    return executor
 
 
 @contextlib.contextmanager

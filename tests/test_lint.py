@@ -1,4 +1,4 @@
-"""The tree stays ruff-clean (the configuration is in pyproject.toml)."""
+"""The tree stays ruff-clean and mypy --strict clean (the configuration is in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -16,4 +16,16 @@ def test_ruff_clean() -> None:
     assert ruff, "ruff is part of the test extra"
     proc = subprocess.run([ruff, "check", "--quiet", str(ROOT)], capture_output=True,
                           text=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_mypy_strict_clean() -> None:
+    """``mypy --strict`` over framework/, plugins/ and workloads/ (configured in
+    pyproject.toml, ``[tool.mypy]``)."""
+    beside = Path(sys.executable).parent / "mypy"
+    mypy = str(beside) if beside.exists() else shutil.which("mypy")
+    assert mypy, "mypy is part of the test extra"
+    proc = subprocess.run([mypy, "--no-error-summary", "--cache-dir",
+                           str(ROOT / ".mypy_cache")], capture_output=True, text=True,
+                          check=False, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
