@@ -33,7 +33,7 @@ from types import ModuleType
 
 import zstandard
 
-from workloads import moddata
+from framework.workloads import moddata
 
 GENERATOR = Path(__file__).resolve().parent.parent / "scripts" / "gen_module_data.py"
 XZ_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 6, "dict_size": 1 << 20}]

@@ -40,7 +40,8 @@ def _pyplot() -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise FrameworkError("plots need the plot extra: pip install 'framework[plot]'") from None
+        raise FrameworkError("plots need the plot extra: pip install "
+                             "'directmap-framework[plot]'") from None
     return plt
 
 

@@ -63,7 +63,7 @@ def check_plugin(name: str, sets: Sequence[str], examples: int, steps: int,
                  contract: int | None, step_seconds: float, save_dir: str | None) -> None:
     """Run the conformance kit on the allocator plugin NAME; one line per check."""
     if importlib.util.find_spec("hypothesis") is None:
-        _fail("check-plugin needs hypothesis: pip install 'framework[test]'")
+        _fail("check-plugin needs hypothesis: pip install 'directmap-framework[test]'")
     from framework.testing.checks import CONTRACT_VERSION, FAIL, format_result, run_all
 
     try:

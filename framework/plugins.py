@@ -34,17 +34,17 @@ from framework.workload import Workload
 AUTOLOAD_ENV = "FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "framework.machine.presets",
-    "plugins.baseline",
-    "plugins.gfp_unmapped",
-    "plugins.unmapped_api",
-    "plugins.migratetype",
-    "plugins.jit_slab",
-    "plugins.vmap_area",
-    "plugins.execmem_rox",
-    "plugins.grouped_pages",
-    "plugins.secretmem_pmd",
-    "plugins.guest_memfd",
-    "workloads.builtin",
+    "framework.designs.baseline",
+    "framework.designs.gfp_unmapped",
+    "framework.designs.unmapped_api",
+    "framework.designs.migratetype",
+    "framework.designs.jit_slab",
+    "framework.designs.vmap_area",
+    "framework.designs.execmem_rox",
+    "framework.designs.grouped_pages",
+    "framework.designs.secretmem_pmd",
+    "framework.designs.guest_memfd",
+    "framework.workloads.builtin",
     "framework.plugin_commands",
 )
 # The commands the CLI defines itself (framework/cli.py); a plugin may not take their names.

@@ -18,7 +18,7 @@ import attrs
 from framework.engine import VERSION
 from framework.summary import fmt_count, fmt_pages, fmt_pct
 from framework.sweep import make_cells, run_cells
-from workloads.moddata import load_source, select_profile
+from framework.workloads.moddata import load_source, select_profile
 
 UNMAPPED_SITES = frozenset({"secretmem", "guest", "dma_nokmap"})
 TEXT_SITES = frozenset({"bpf_prog", "trampoline", "module_text", "module_init_text"})

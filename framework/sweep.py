@@ -43,7 +43,7 @@ def dask_executor(scheduler: str | None) -> Executor:
         from distributed import Client
     except ImportError:
         raise FrameworkError("--executor dask needs the dask extra: pip install "
-                             "'framework[dask]'") from None
+                             "'directmap-framework[dask]'") from None
     try:
         client = Client(scheduler, timeout=30)  # type: ignore[no-untyped-call]
     except OSError as exc:

@@ -41,6 +41,7 @@ from collections.abc import Callable
 from typing import Any
 
 from framework.allocator import Allocator
+from framework.designs.vmap_area import FreeTextTree, pmd_align, pmd_align_down
 from framework.hookspecs import hookimpl
 from framework.kernel.consts import PAGE_SHIFT, PAGE_SIZE, PMD_ORDER
 from framework.kernel.kernel import Kernel
@@ -48,7 +49,6 @@ from framework.kernel.vmalloc import VM_ALLOW_HUGE_VMAP, VmStruct
 from framework.params import Param
 from framework.request import Allocation, Request, Site
 from framework.statusquo import ModuleMem, StatusQuo
-from plugins.vmap_area import FreeTextTree, pmd_align, pmd_align_down
 
 PMD_PAGES = 1 << PMD_ORDER
 PMD_SIZE = PMD_PAGES << PAGE_SHIFT

@@ -2,7 +2,7 @@
 
 Models the posted code of 20230308094106.227365-1-rppt@kernel.org (on v6.3-rc1 fe15c26ee26e):
 ``__alloc_pages()`` sends ``__GFP_UNMAPPED`` requests to ``unmapped_pages_alloc()``, a global
-buddy cache of unmapped pages (:mod:`plugins._unmapped_cache`) refilled with
+buddy cache of unmapped pages (:mod:`framework.designs._unmapped_cache`) refilled with
 ``alloc_pages(gfp | __GFP_ZERO, o)`` for o = ``refill_order`` down to the request's order and
 taken out of the direct map; ``free_pages_prepare()`` diverts every generic free of a page in
 a ``PB_unmapped`` pageblock back into the cache (``kernel.register_free_hook``); the v3
@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from framework.allocator import Allocator
+from framework.designs._unmapped_cache import UnmappedCache, alloc_refill_block, clear_unmapped
 from framework.hookspecs import hookimpl
 from framework.kernel.buddy import NO_PAGE
 from framework.kernel.consts import PAGE_SHIFT, PAGE_SIZE, PMD_ORDER
@@ -36,7 +37,6 @@ from framework.kernel.vmalloc import VM_FLUSH_RESET_PERMS, VmStruct
 from framework.params import Param
 from framework.request import Allocation, Request, Site
 from framework.statusquo import MODULE_SITES, StatusQuo
-from plugins._unmapped_cache import UnmappedCache, alloc_refill_block, clear_unmapped
 
 SECRETMEM = Site.SECRETMEM
 

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from framework.allocator import Allocator
+from framework.designs._unmapped_cache import clear_unmapped
 from framework.hookspecs import hookimpl
 from framework.kernel.buddy import NO_PAGE
 from framework.kernel.consts import MIGRATE_MOVABLE, PAGE_SIZE, PMD_ORDER
@@ -35,7 +36,6 @@ from framework.kernel.kernel import Kernel
 from framework.params import Param
 from framework.request import Allocation, Request, Site
 from framework.statusquo import StatusQuo
-from plugins._unmapped_cache import clear_unmapped
 
 PMD_PAGES = 1 << PMD_ORDER
 SECRETMEM_PMD = "secretmem-pmd"  # the handle of pages the pool handed out

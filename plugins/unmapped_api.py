@@ -3,7 +3,8 @@
 Models ``unmapped_pages_alloc(order)`` / ``unmapped_pages_free(page, order)`` of Mike
 Rapoport's API-only variant (announced 19 May 2023 in the thread of
 20230308094106.227365-1-rppt@kernel.org; text read: rppt/linux snapshot 0d73fc61,
-``mm/unmapped-alloc.c``) on the same cache as ``gfp-unmapped`` (:mod:`plugins._unmapped_cache`):
+``mm/unmapped-alloc.c``) on the same cache as ``gfp-unmapped``
+(:mod:`framework.designs._unmapped_cache`):
 a miss refills with ``alloc_pages(GFP_KERNEL | __GFP_ZERO, o)`` and ``set_memory_np()`` over
 the block; owners free explicitly; ``zero`` is per request (cleared at hand-out through a
 temporary mapping, skipped for ``zero=False`` guest memory). Sites: ``secretmem``, ``guest``,
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from framework.allocator import Allocator
+from framework.designs._unmapped_cache import UnmappedCache, alloc_refill_block, clear_unmapped
 from framework.hookspecs import hookimpl
 from framework.kernel.buddy import NO_PAGE
 from framework.kernel.consts import (
@@ -39,7 +41,6 @@ from framework.kernel.kernel import Kernel
 from framework.params import Param
 from framework.request import Allocation, Request, Site
 from framework.statusquo import StatusQuo
-from plugins._unmapped_cache import UnmappedCache, alloc_refill_block, clear_unmapped
 
 SECRETMEM, GUEST, DMA_NOKMAP = Site.SECRETMEM, Site.GUEST, Site.DMA_NOKMAP
 

@@ -30,8 +30,8 @@ from pathlib import Path
 import attrs
 import numpy as np
 
-from workloads import moddata
-from workloads.moddata import ModuleSections
+from framework.workloads import moddata
+from framework.workloads.moddata import ModuleSections
 
 DATA_DIR = Path(moddata.__file__).parent / "data"
 KIB = 1024

@@ -1,4 +1,4 @@
-"""A tiny ELF64 relocatable-file writer for tests of :mod:`workloads.moddata`.
+"""A tiny ELF64 relocatable-file writer for tests of :mod:`framework.workloads.moddata`.
 
 It writes only what the module loader looks at: the ELF header, section contents, a symbol
 table with its string table, the section-name table and the section header table (at the end,

@@ -1,4 +1,4 @@
-"""workloads.ftrace_parse: kmem page tracepoint text (Linux v6.3) -> PageEvent.
+"""framework.workloads.ftrace_parse: kmem page tracepoint text (Linux v6.3) -> PageEvent.
 
 The hand-written lines follow ``trace_print_context()`` (kernel/trace/trace_output.c), the
 ``TP_printk`` formats of include/trace/events/kmem.h, and ``trace-cmd report`` (trace-read.c).
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from framework.errors import InputError
 from framework.kernel.consts import MAX_ORDER
-from workloads.ftrace_parse import (
+from framework.workloads.ftrace_parse import (
     ALLOC,
     EVENTS,
     FREE,

@@ -184,7 +184,7 @@ def test_hooks_called_through_the_plugin_manager() -> None:
         lambda outcome, hook, impls, kwargs: None)
     build_registry(pm)
     assert ("register_allocators", ["tiny-plugin"]) in seen
-    assert ("register_allocators", ["plugins.baseline"]) in seen
+    assert ("register_allocators", ["framework.designs.baseline"]) in seen
     assert ("register_commands", ["framework.plugin_commands"]) in seen
     assert ("register_commands", ["tiny-plugin"]) in seen
     assert all(len(impls) == 1 for _, impls in seen)
@@ -213,7 +213,7 @@ def test_origins_kept_per_kind() -> None:
     reg = build_registry(pm, origins={"clash": Origin("clash-pkg", "2.0")})
     assert reg.origin(Kind.ALLOCATOR, "default") == Origin("clash-pkg", "2.0")
     assert reg.origin(Kind.MACHINE, "default") == BUILTIN
-    assert reg.workloads["modules"].__module__ == "workloads.modules"
+    assert reg.workloads["modules"].__module__ == "framework.workloads.modules"
     assert reg.origin(Kind.WORKLOAD, "modules") == BUILTIN
     assert "already registered" in reg.failed["clash"]
     from framework.listing import list_registry

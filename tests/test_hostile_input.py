@@ -37,8 +37,8 @@ from framework.plugins import build_registry, plugin_manager
 from framework.request import FREED_BY, OPS, PERMS
 from framework.sweep import validate_sets
 from framework.testing.sites import SITE_PROFILES
-from workloads.ftrace_parse import parse, read_trace
-from workloads.trace import read_trace_csv
+from framework.workloads.ftrace_parse import parse, read_trace
+from framework.workloads.trace import read_trace_csv
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REGISTRY = build_registry(plugin_manager())

@@ -1,4 +1,5 @@
-"""Tests of :mod:`workloads.moddata`: module layout, file formats, CSV, profiles, shipped data."""
+"""Tests of :mod:`framework.workloads.moddata`: module layout, file formats, CSV, profiles,
+shipped data."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ from elfwriter import (
 )
 
 from framework.errors import BadParameter, InputError
-from workloads import moddata
-from workloads.moddata import ModuleSections, read_csv, read_ko, read_tree, write_csv
+from framework.workloads import moddata
+from framework.workloads.moddata import ModuleSections, read_csv, read_ko, read_tree, write_csv
 
 PAGE = 4096
 

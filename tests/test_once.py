@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-import workloads.ftrace as ftrace_mod
-import workloads.moddata as moddata
-import workloads.trace as trace_mod
+import framework.workloads.ftrace as ftrace_mod
+import framework.workloads.moddata as moddata
+import framework.workloads.trace as trace_mod
 from framework.errors import InputError
 from framework.filecache import once_per_file
 from framework.plugins import get_registry

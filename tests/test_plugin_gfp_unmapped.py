@@ -34,6 +34,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from framework.designs.gfp_unmapped import GfpUnmapped
 from framework.engine import Cell, Runner, freeze_sets, prepare
 from framework.kernel.buddy import BUDDY_ORDER_MASK
 from framework.kernel.consts import _PAGE_GLOBAL, _PAGE_NX, _PAGE_PRESENT, _PAGE_RW, PAGE_KERNEL
@@ -43,7 +44,6 @@ from framework.params import resolve
 from framework.plugins import get_registry
 from framework.request import ALLOC, FREE, PRESSURE, WRITE, Event, Request
 from framework.statusquo import StatusQuo
-from plugins.gfp_unmapped import GfpUnmapped
 from tests.conftest import small_spec
 from tests.helpers import SECRET, cell_result, row, secret_pages
 from tests.helpers import unmapped_counters as counters
@@ -422,7 +422,7 @@ def test_debugfs_text_matches_the_docstring_example() -> None:
         "Cached:       0     0     0     0     0     0     0     0     0     1     0\n"
         "Released:     0     0     0     0     0     0     0     0     0     0     0\n"
     )
-    import plugins._unmapped_cache as cache_module
+    import framework.designs._unmapped_cache as cache_module
     assert "\n".join(line.strip() for line in text.splitlines()) in "\n".join(
         line.strip() for line in (cache_module.__doc__ or "").splitlines())
 

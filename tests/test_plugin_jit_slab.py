@@ -17,6 +17,7 @@ from itertools import pairwise
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from framework.designs.jit_slab import NR_JIT_CACHES, JitSlabAllocator, bitmap_bytes, jit_cache_idx
 from framework.engine import Cell, freeze_sets, run_cell
 from framework.kernel.consts import _PAGE_GLOBAL, _PAGE_NX, _PAGE_PRESENT, _PAGE_RW
 from framework.kernel.kernel import Kernel
@@ -24,7 +25,6 @@ from framework.machine.costs import resolve_costs
 from framework.plugins import get_registry
 from framework.request import Allocation, Request
 from framework.statusquo import StatusQuo
-from plugins.jit_slab import NR_JIT_CACHES, JitSlabAllocator, bitmap_bytes, jit_cache_idx
 from tests.conftest import small_spec
 from tests.helpers import BPF512, load_1000
 

@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
+from framework.designs.migratetype import Migratetype
 from framework.engine import Cell, freeze_sets, run_cell
 from framework.kernel.buddy import BUDDY_ORDER_MASK, TOP, Zone
 from framework.kernel.consts import (
@@ -44,7 +45,6 @@ from framework.machine.costs import resolve_costs
 from framework.plugins import build_registry
 from framework.request import Allocation, Request
 from framework.statusquo import StatusQuo
-from plugins.migratetype import Migratetype
 from tests.conftest import small_spec
 from tests.helpers import counters
 

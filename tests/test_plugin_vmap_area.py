@@ -25,6 +25,8 @@ from itertools import pairwise
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from framework.designs.baseline import Baseline
+from framework.designs.vmap_area import VmapAreaAllocator
 from framework.engine import Cell, freeze_sets, run_cell
 from framework.kernel.faults import Faults
 from framework.kernel.kernel import MODULES_VADDR, Kernel
@@ -33,8 +35,6 @@ from framework.machine.spec import MachineSpec
 from framework.params import resolve
 from framework.plugins import get_registry
 from framework.request import Allocation, Request
-from plugins.baseline import Baseline
-from plugins.vmap_area import VmapAreaAllocator
 from tests.conftest import small_spec
 from tests.helpers import BPF512, load_1000
 

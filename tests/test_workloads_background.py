@@ -35,7 +35,7 @@ from framework.request import ALLOC, FREE, Event, Request
 from framework.statusquo import StatusQuo
 from framework.sweep import validate_sets
 from framework.workload import COMMON_PARAMS, FreeAreaProbe, with_background
-from workloads.background import Background, free_state
+from framework.workloads.background import Background, free_state
 
 GIB_PAGES = 1 << 18
 

@@ -24,16 +24,16 @@ from framework.params import resolve
 from framework.plugins import get_registry
 from framework.request import ALLOC, FREE, SAMPLE, WRITE, Event, Request
 from framework.workload import Workload
+from framework.workloads.bpf import Bpf
+from framework.workloads.dma_nokmap import DmaNokmap
+from framework.workloads.ftrace import Ftrace, _Replayer
+from framework.workloads.ftrace_parse import ALLOC as TRACE_ALLOC
+from framework.workloads.ftrace_parse import FREE as TRACE_FREE
+from framework.workloads.ftrace_parse import FREE_BATCHED, PageEvent
+from framework.workloads.guest import Guest
+from framework.workloads.pks_pagetables import PksPagetables
+from framework.workloads.trampolines import Trampolines
 from tests.conftest import small_spec
-from workloads.bpf import Bpf
-from workloads.dma_nokmap import DmaNokmap
-from workloads.ftrace import Ftrace, _Replayer
-from workloads.ftrace_parse import ALLOC as TRACE_ALLOC
-from workloads.ftrace_parse import FREE as TRACE_FREE
-from workloads.ftrace_parse import FREE_BATCHED, PageEvent
-from workloads.guest import Guest
-from workloads.pks_pagetables import PksPagetables
-from workloads.trampolines import Trampolines
 
 GENERATED: tuple[type[Workload], ...] = (Bpf, Trampolines, PksPagetables, Guest, DmaNokmap)
 

@@ -9,17 +9,17 @@ from framework.hookspecs import hookimpl
 from framework.workload import Workload
 
 BUILTIN: tuple[tuple[str, str], ...] = (
-    ("workloads.secretmem", "Secretmem"),
-    ("workloads.modules", "Modules"),
-    ("workloads.bpf", "Bpf"),
-    ("workloads.trampolines", "Trampolines"),
-    ("workloads.pks_pagetables", "PksPagetables"),
-    ("workloads.guest", "Guest"),
-    ("workloads.dma_nokmap", "DmaNokmap"),
-    ("workloads.background", "Background"),
-    ("workloads.server_mix", "ServerMix"),
-    ("workloads.trace", "Trace"),
-    ("workloads.ftrace", "Ftrace"),
+    ("framework.workloads.secretmem", "Secretmem"),
+    ("framework.workloads.modules", "Modules"),
+    ("framework.workloads.bpf", "Bpf"),
+    ("framework.workloads.trampolines", "Trampolines"),
+    ("framework.workloads.pks_pagetables", "PksPagetables"),
+    ("framework.workloads.guest", "Guest"),
+    ("framework.workloads.dma_nokmap", "DmaNokmap"),
+    ("framework.workloads.background", "Background"),
+    ("framework.workloads.server_mix", "ServerMix"),
+    ("framework.workloads.trace", "Trace"),
+    ("framework.workloads.ftrace", "Ftrace"),
 )
 
 

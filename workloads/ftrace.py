@@ -2,7 +2,8 @@
 
 Stands for: whatever ran on the traced machine. The file holds ``kmem:mm_page_alloc``,
 ``kmem:mm_page_free`` and ``kmem:mm_page_free_batched`` lines (``docs/ftrace.md`` says how to
-record them and which text :mod:`workloads.ftrace_parse` accepts). The whole file is read and
+record them and which text :mod:`framework.workloads.ftrace_parse` accepts). The whole file
+is read and
 converted when the run is prepared, so a bad trace stops before anything is modelled, with the
 file and line in the message.
 
@@ -64,8 +65,8 @@ from framework.machine.spec import MachineSpec
 from framework.params import Param
 from framework.request import ALLOC, FREE, Event, Request
 from framework.workload import Workload, sampled
-from workloads.ftrace_parse import ALLOC as TRACE_ALLOC
-from workloads.ftrace_parse import FREE_BATCHED, PageEvent, ParseStats, read_trace
+from framework.workloads.ftrace_parse import ALLOC as TRACE_ALLOC
+from framework.workloads.ftrace_parse import FREE_BATCHED, PageEvent, ParseStats, read_trace
 
 MIGRATE_MOVABLE = 1  # include/linux/mmzone.h enum migratetype
 PAGE_SIZE = 4096

@@ -708,7 +708,7 @@ def write_csv(path: str | os.PathLike[str], modules: Iterable[ModuleSections]) -
 
 def _data_file(name: str) -> Path:
     """Path of a file shipped in ``workloads/data``."""
-    return Path(str(resources.files("workloads").joinpath("data").joinpath(name)))
+    return Path(str(resources.files("framework.workloads").joinpath("data").joinpath(name)))
 
 
 def load_source(source: str) -> list[ModuleSections]:

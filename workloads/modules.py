@@ -25,7 +25,7 @@ from framework.machine.spec import MachineSpec
 from framework.params import Param
 from framework.request import ALLOC, FREE, SAMPLE, WRITE, Event, Request
 from framework.workload import Workload
-from workloads.moddata import PROFILES, ModuleSections, load_source, select_profile
+from framework.workloads.moddata import PROFILES, ModuleSections, load_source, select_profile
 
 CORE = (("text", "module_text", "ROX"), ("rodata", "module_rodata", "RO"),
         ("ro_after_init", "module_ro_after_init", "RO"), ("data", "module_data", "RW"))

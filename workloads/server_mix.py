@@ -15,7 +15,7 @@ sizes below, and their events are interleaved at random:
 
   - ``bpf`` (:class:`workloads.bpf.Bpf`): ``150 x scale`` applications (container endpoints,
     systemd units, tracing tools) loading programs of 64 B to 4 KiB (``proglen`` cut to
-    40..4072 B, plus the 24-byte JIT header and pad, as :mod:`workloads.bpf` asks);
+    40..4072 B, plus the 24-byte JIT header and pad, as :mod:`framework.workloads.bpf` asks);
   - ``trampolines`` (:class:`workloads.trampolines.Trampolines`): ``1000 x scale`` kprobe,
     ftrace and BPF-trampoline attaches;
   - ``secretmem`` (:class:`workloads.secretmem.Secretmem`): ``48 x scale`` processes (ssh
@@ -57,12 +57,12 @@ from framework.machine.spec import MachineSpec
 from framework.params import Param, resolve
 from framework.request import Event
 from framework.workload import BACKGROUND_PARAM, Workload
-from workloads.bpf import Bpf
-from workloads.guest import Guest
-from workloads.modules import Modules
-from workloads.pks_pagetables import PksPagetables
-from workloads.secretmem import Secretmem
-from workloads.trampolines import Trampolines
+from framework.workloads.bpf import Bpf
+from framework.workloads.guest import Guest
+from framework.workloads.modules import Modules
+from framework.workloads.pks_pagetables import PksPagetables
+from framework.workloads.secretmem import Secretmem
+from framework.workloads.trampolines import Trampolines
 
 
 class ServerMix(Workload):

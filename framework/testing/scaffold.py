@@ -13,6 +13,7 @@ from pathlib import Path
 
 import attrs
 
+from framework import DISTRIBUTION
 from framework.errors import BadParameter, FrameworkError
 from framework.request import SITES, Site
 from framework.statusquo import SITE_METHODS
@@ -79,6 +80,7 @@ def write_package(plugin: str, out: Path, covers: tuple[str, ...]) -> list[Path]
         "cls": names.cls, "covers": ", ".join(f'"{s}"' for s in covers),
         "covers_text": ", ".join(covers), "contract": str(CONTRACT_VERSION),
         "overrides": site_overrides(covers),
+        "requires": DISTRIBUTION,
     }
     written = []
     for rel, template in files.items():
@@ -104,7 +106,7 @@ name = "{{dist}}"
 version = "0.0.1"
 description = "{{plugin}}: an allocator design for the framework"
 requires-python = ">=3.10"
-dependencies = ["framework"]
+dependencies = ["{{requires}}"]
 
 [project.optional-dependencies]
 test = ["pytest>=7.4", "hypothesis>=6.90"]
