@@ -126,6 +126,9 @@ class Runner:
         self.checker = Checker(setup.kernel)
         self.ledger = setup.kernel.ledger
         self.pages = setup.kernel.page_alloc  # read and set on every alloc: no facade layer
+        spec = setup.kernel.spec
+        self.cpus = spec.cpus
+        self.cpu_node = [cpu * spec.nodes // spec.cpus for cpu in range(spec.cpus)]  # cpu_to_node
         self.live: dict[int, tuple[Allocation, Request]] = {}
         self.failed: set[int] = set()  # ids whose allocation got NULL
         self.latency: dict[str, tuple[array[float], array[float]]] = {}  # site: alloc, free
@@ -180,7 +183,8 @@ class Runner:
         pages = self.pages
         ledger = self.ledger
         before = ledger.total_cycles
-        pages.current_node = req.node or 0
+        cpu = pages.current_cpu = eid % self.cpus  # the CPU the caller runs on
+        pages.current_node = req.node if req.node is not None else self.cpu_node[cpu]
         try:
             alloc = self.allocator.alloc(req)
         except Exception as exc:
@@ -233,6 +237,7 @@ class Runner:
                              "which is not live")
         alloc, req = entry
         self.checker.on_free(alloc)
+        self.pages.current_cpu = eid % self.cpus  # freed on the CPU that allocated it
         owner = self.allocator
         ledger = self.ledger
         before = ledger.total_cycles

@@ -16,6 +16,7 @@ from framework.allocator import Allocator
 from framework.checks import Checker
 from framework.kernel.consts import PAGE_SIZE
 from framework.kernel.kernel import Kernel
+from framework.kernel.ledger import VMSTAT_EVENTS
 from framework.metric_defs import METRIC_BY_NAME, METRICS, Kind, Metric
 from framework.tlb.settings import tlb_metrics
 
@@ -41,6 +42,7 @@ def snapshot(kernel: Kernel) -> dict[str, int]:
         "cpa_calls": led.cpa_calls,
         "text_poke_calls": led.text_poke_calls,
         "zeroed_pages": led.zeroed_pages,
+        **{name: getattr(led, name) for name in VMSTAT_EVENTS},
     }
 
 

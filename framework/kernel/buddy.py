@@ -30,6 +30,7 @@ from framework.kernel.consts import (
     PAGEBLOCK_ORDER,
 )
 from framework.kernel.ledger import Ledger
+from framework.kernel.pcp import PAGE_ALLOC_COSTLY_ORDER, PerCpuPages
 
 TOP = MAX_ORDER - 1
 
@@ -54,24 +55,32 @@ class Zone:
 
     __slots__ = (
         "after_pristine",
+        "batch",
         "buddy",
         "c_op",
         "c_step",
         "end_pfn",
         "fallbacks",
         "free_area",
+        "high",
         "ledger",
+        "lowmem_reserve",
+        "managed",
         "movable_used",
         "node",
         "nr_free",
+        "nr_free_pages",
         "pageblock_flags",
         "pageblock_mt",
+        "pcp",
         "pristine_end",
         "pristine_gone",
         "pristine_next",
         "single_page_types",
         "start_pfn",
         "steal_policy",
+        "wmark",
+        "zone_type",
     )
 
     def __init__(
@@ -98,7 +107,15 @@ class Zone:
         self.after_pristine: OrderedDict[int, None] = OrderedDict()
         self.pristine_gone: set[int] = set()
         self.pristine_next = self.pristine_end = 0
+        self.zone_type = 0  # ZoneType; set by the page allocator that builds the zone
+        self.nr_free_pages = 0  # NR_FREE_PAGES (untouched blocks included)
+        self.managed = max(0, end_pfn - max(start_pfn, first_free))  # zone_managed_pages()
+        self.wmark = (0, 0, 0)  # WMARK_MIN, WMARK_LOW, WMARK_HIGH (setup_per_zone_wmarks())
+        self.lowmem_reserve: list[int] = [0, 0, 0]  # by the allocation's highest zone type
+        self.high, self.batch = 0, 1  # boot pageset until set_pageset_high_and_batch()
+        self.pcp: dict[int, PerCpuPages] = {}  # cpu -> its lists, made on first use
         self._boot(first_free)
+        self.nr_free_pages = self.free_pages()
 
     # -- boot ---------------------------------------------------------------------------
     def _boot(self, first_free: int) -> None:
@@ -131,6 +148,7 @@ class Zone:
             if tail:
                 lst.move_to_end(pfn, last=False)
         self.nr_free[order] += 1
+        self.nr_free_pages += 1 << order
         self.buddy[pfn] = order | (mt << BUDDY_ORDER_BITS)
 
     def _del(self, pfn: int) -> tuple[int, int]:
@@ -143,6 +161,7 @@ class Zone:
         else:
             del self.after_pristine[pfn]
         self.nr_free[order] -= 1
+        self.nr_free_pages -= 1 << order
         return order, mt
 
     def _has_pristine(self) -> bool:
@@ -159,6 +178,7 @@ class Zone:
         while self.pristine_next in self.pristine_gone and self.pristine_next < self.pristine_end:
             self.pristine_gone.discard(self.pristine_next)
             self.pristine_next += step
+        self.nr_free_pages -= step  # the caller lists it again with _add()
         return pfn
 
     def nr_pristine(self) -> int:
@@ -205,6 +225,7 @@ class Zone:
         if head in self.pristine_gone:
             return
         self.pristine_gone.add(head)
+        self.nr_free_pages -= 1 << TOP  # the caller lists it again with _add()
         self._add(head, TOP, MIGRATE_MOVABLE)
 
     # -- allocation ---------------------------------------------------------------------
@@ -225,6 +246,7 @@ class Zone:
                 pfn = lst.popitem()[0]
                 del self.buddy[pfn]
                 self.nr_free[current] -= 1
+                self.nr_free_pages -= 1 << current
             elif current == TOP and mt == MIGRATE_MOVABLE:  # only here can _first() find more
                 pfn = self._first(current, mt)
                 if pfn == NO_PAGE:
@@ -360,6 +382,79 @@ class Zone:
         for area in self.free_area:
             area.append(OrderedDict())
         return len(self.free_area[0]) - 1
+
+    # -- per-cpu lists (framework/kernel/pcp.py) -----------------------------------------
+    def pcp_of(self, cpu: int) -> PerCpuPages:
+        """``per_cpu_ptr(zone->per_cpu_pageset, cpu)``, made on first use."""
+        pcp = self.pcp.get(cpu)
+        if pcp is None:
+            pcp = self.pcp[cpu] = PerCpuPages(self.high, self.batch)
+        return pcp
+
+    def rmqueue_pcplist(self, cpu: int, order: int, mt: int, nofragment: bool) -> int:
+        """rmqueue_pcplist(): the head of the CPU's list, refilled by rmqueue_bulk() when
+        empty (``batch`` blocks scaled down by order, each at the list's tail)."""
+        pcp = self.pcp_of(cpu)
+        lst = pcp.list_for(order, mt)
+        if not lst:
+            batch = pcp.batch
+            if batch > 1:
+                batch = max(batch >> order, 2)
+            for _ in range(batch):  # rmqueue_bulk()
+                pfn = self.rmqueue(order, mt, nofragment)
+                if pfn == NO_PAGE:
+                    break
+                lst.append((pfn, mt))  # list_add_tail(); set_pcppage_migratetype(mt)
+                pcp.count += 1 << order
+            if not lst:
+                return NO_PAGE
+        else:
+            led = self.ledger
+            led.buddy_cycles += self.c_op  # a pcp hit: one list operation
+            led.total_cycles += self.c_op
+        pcp.free_factor >>= 1
+        pcp.count -= 1 << order
+        return lst.popleft()[0]
+
+    def free_unref_page(self, cpu: int, pfn: int, order: int, mt: int) -> None:
+        """free_unref_page_commit(): to the head of the CPU's list; at ``high`` pages, the
+        oldest go back to the buddy (free_pcppages_bulk())."""
+        pcp = self.pcp_of(cpu)
+        pcp.list_for(order, mt).appendleft((pfn, mt))
+        pcp.count += 1 << order
+        led = self.ledger
+        led.buddy_cycles += self.c_op
+        led.total_cycles += self.c_op
+        free_high = bool(pcp.free_factor and 0 < order <= PAGE_ALLOC_COSTLY_ORDER)
+        high = 0 if free_high else pcp.high  # nr_pcp_high()
+        if pcp.count >= high:
+            count = pcp.count if free_high else pcp.nr_pcp_free(high)
+            key = (order, -1) if order > PAGE_ALLOC_COSTLY_ORDER else (order, mt)
+            pcp.free_bulk(count, key, self._free_one)
+
+    def _free_one(self, pfn: int, order: int, mt: int) -> None:
+        self.free_one_page(pfn, order, mt, False)
+
+    def drain_pages(self) -> int:
+        """drain_pages_zone() on every CPU: all their pages back to the buddy."""
+        return sum(pcp.drain(self._free_one) for pcp in self.pcp.values())
+
+    def pcp_pages(self) -> int:
+        """Pages held on the CPUs' lists of this zone."""
+        return sum(pcp.count for pcp in self.pcp.values())
+
+    def watermark_ok(self, order: int, mark: int, highest_zone: int) -> bool:
+        """__zone_watermark_ok(): free pages above the mark plus the lowmem reserve, and for
+        order > 0 a free block of at least that order on some list."""
+        free = self.nr_free_pages - ((1 << order) - 1)
+        if free <= mark + self.lowmem_reserve[highest_zone]:
+            return False
+        if not order:
+            return True
+        for o in range(order, MAX_ORDER):
+            if self.nr_free_at(o):
+                return True
+        return False
 
     # -- pageblocks ---------------------------------------------------------------------
     def get_pageblock_migratetype(self, pfn: int) -> int:

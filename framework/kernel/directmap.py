@@ -4,9 +4,11 @@ Only what differs from the boot layout is stored: the set of split PUDs and PMDs
 entries whose protection is not ``PAGE_KERNEL``. Memory is proportional to what was split or
 changed, never to the machine's size.
 
-Boot layout (arch/x86/mm/init.c ``init_mem_mapping`` / ``split_mem_range``, RAM from pfn 0):
-the ISA range and the rest of the first 2 MiB are mapped with 4 KiB pages, the rest of the
-first GiB with 2 MiB pages, everything above with 1 GiB pages when ``gbpages`` (else 2 MiB).
+Boot layout (arch/x86/mm/init.c ``init_mem_mapping`` / ``split_mem_range`` over the E820 RAM
+ranges only, framework/kernel/e820.py): the ISA range and the rest of the first 2 MiB are mapped
+with 4 KiB pages, the rest of the first GiB with 2 MiB pages, every GiB wholly RAM above it with
+a 1 GiB page when ``gbpages`` (else 2 MiB pages), and a GiB only partly RAM (next to the MMIO
+hole) with 2 MiB pages over its RAM. The hole has no entries at all.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class DirectMap:
         "pt_pages",
         "pte_prot",
         "pud_prot",
+        "ram_pmds",
         "split_pmd",
         "split_pud",
     )
@@ -81,19 +84,23 @@ class DirectMap:
         self, mem_pages: int, gbpages: bool, ledger: Ledger, costs: dict[str, float],
         alloc_pt_page: Callable[[], int], free_pt_page: Callable[[int], None],
         flush_tlb_all: Callable[[], None],
+        ram: tuple[tuple[int, int], ...] | None = None,
     ) -> None:
-        self.mem_pages = mem_pages
+        ram = ram or ((0, mem_pages),)
+        self.mem_pages = ram[-1][1]  # max_pfn: the span the direct map covers
         self.gbpages = gbpages
-        self.split_pud: set[int] = {0}
+        self.ram_pmds = _ram_pmds_by_gib(ram)  # GiB -> its 2 MiB regions that are RAM
+        full = {g for g, n in self.ram_pmds.items() if n == PTRS_PER_TABLE and g}
+        self.split_pud: set[int] = set(self.ram_pmds) - full if gbpages else set(self.ram_pmds)
+        self.split_pud.add(0)
         self.split_pmd: set[int] = {0}
         self.pud_prot: dict[int, int] = {}
         self.pmd_prot: dict[int, int] = {}
         self.pte_prot: dict[int, int] = {}
-        nr_gib = mem_pages >> PUD_ORDER
         self.nr_4k = PTRS_PER_TABLE
-        self.nr_2m = (PTRS_PER_TABLE - 1) + (0 if gbpages else (nr_gib - 1) * PTRS_PER_TABLE)
-        self.nr_1g = nr_gib - 1 if gbpages else 0
-        self.boot_pt_pages = 1 + (1 if gbpages else nr_gib)  # one PTE table + PMD tables
+        self.nr_1g = len(full) if gbpages else 0
+        self.nr_2m = sum(self.ram_pmds[g] for g in self.split_pud) - 1
+        self.boot_pt_pages = 1 + len(self.split_pud)  # one PTE table + the PMD tables
         self.pt_pages: dict[tuple[int, int], int] = {}
         self.ledger = ledger
         self.alloc_pt_page = alloc_pt_page
@@ -375,16 +382,26 @@ class DirectMap:
     # -- consistency ---------------------------------------------------------------------
     def recount(self) -> tuple[int, int, int]:
         """Count entries of each size from the tables themselves (for the ``counters`` check)."""
-        nr_gib = self.mem_pages >> PUD_ORDER
-        split_g = nr_gib if not self.gbpages else len(self.split_pud)
-        nr_1g = nr_gib - split_g
+        nr_1g = 0 if not self.gbpages else sum(
+            1 for g in self.ram_pmds if g not in self.split_pud)
         nr_4k = len(self.split_pmd) * PTRS_PER_TABLE
-        nr_2m = split_g * PTRS_PER_TABLE - len(self.split_pmd)
+        nr_2m = sum(self.ram_pmds[g] for g in self.split_pud) - len(self.split_pmd)
         return nr_4k, nr_2m, nr_1g
 
     def pagetable_pages(self) -> int:
         """Page-table pages below the PUD level: boot ones plus one per split."""
         return self.boot_pt_pages + len(self.pt_pages)
+
+
+def _ram_pmds_by_gib(ram: tuple[tuple[int, int], ...]) -> dict[int, int]:
+    """GiB index -> how many of its 512 2 MiB regions are RAM (ranges are 2 MiB aligned)."""
+    out: dict[int, int] = {}
+    for start, end in ram:
+        m0, m1 = start >> PMD_ORDER, -(-end >> PMD_ORDER)
+        for g in range(m0 // PTRS_PER_TABLE, -(-m1 // PTRS_PER_TABLE)):
+            lo, hi = max(m0, g * PTRS_PER_TABLE), min(m1, (g + 1) * PTRS_PER_TABLE)
+            out[g] = out.get(g, 0) + hi - lo
+    return out
 
 
 MAP_1G, MAP_2M, MAP_4K, MAP_4K_NP, MAP_NP = range(5)
@@ -405,7 +422,10 @@ def region_map(dm: DirectMap) -> list[list[int]]:
         else:
             runs.append([state, count])
 
-    for g in range(dm.mem_pages >> PUD_ORDER):
+    for g in range(-(-dm.mem_pages >> PUD_ORDER)):
+        if g not in dm.ram_pmds:  # the MMIO hole: no entries
+            push(MAP_NP, PTRS_PER_TABLE)
+            continue
         if dm.gbpages and g not in dm.split_pud:
             present = dm.pud_prot.get(g, PAGE_KERNEL) & _PAGE_PRESENT
             push(MAP_1G if present else MAP_NP, PTRS_PER_TABLE)

@@ -25,7 +25,22 @@ COUNTERS: tuple[str, ...] = (
     "cpa_calls",
     "text_poke_calls",
     "zeroed_pages",
+    # the page allocator's /proc/vmstat events (mm/vmstat.c names)
+    "numa_miss",
+    "numa_foreign",
+    "allocstall",
+    "pgscan_direct",
+    "pgsteal_direct",
+    "pgscan_kswapd",
+    "pgsteal_kswapd",
+    "compact_stall",
+    "compact_success",
+    "compact_fail",
+    "pgmigrate_success",
 )
+
+#: The page allocator's /proc/vmstat events among the counters (metrics of the same names).
+VMSTAT_EVENTS: tuple[str, ...] = COUNTERS[COUNTERS.index("numa_miss"):]
 
 
 # The attribute holding each category's cycles: ``ledger.cpa_cycles`` for ``cpa``. Plain
@@ -43,7 +58,11 @@ class Ledger:
     """
 
     __slots__ = (
+        "allocstall",
         "buddy_cycles",
+        "compact_fail",
+        "compact_stall",
+        "compact_success",
         "cpa_calls",
         "cpa_cycles",
         "direct_map_level2_collapses",
@@ -51,6 +70,13 @@ class Ledger:
         "direct_map_level3_collapses",
         "direct_map_level3_splits",
         "flush_local_cycles",
+        "numa_foreign",
+        "numa_miss",
+        "pgmigrate_success",
+        "pgscan_direct",
+        "pgscan_kswapd",
+        "pgsteal_direct",
+        "pgsteal_kswapd",
         "shootdown_cycles",
         "slab_cycles",
         "split_cycles",
@@ -80,6 +106,17 @@ class Ledger:
         self.cpa_calls: int = 0
         self.text_poke_calls: int = 0
         self.zeroed_pages: int = 0
+        self.numa_miss: int = 0
+        self.numa_foreign: int = 0
+        self.allocstall: int = 0
+        self.pgscan_direct: int = 0
+        self.pgsteal_direct: int = 0
+        self.pgscan_kswapd: int = 0
+        self.pgsteal_kswapd: int = 0
+        self.compact_stall: int = 0
+        self.compact_success: int = 0
+        self.compact_fail: int = 0
+        self.pgmigrate_success: int = 0
         self.buddy_cycles: float = 0.0
         self.zeroing_cycles: float = 0.0
         self.cpa_cycles: float = 0.0

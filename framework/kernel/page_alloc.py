@@ -10,6 +10,7 @@ page-table pages a direct-map split needs. It knows nothing of requests or desig
 from __future__ import annotations
 
 import random
+from bisect import bisect_right
 from collections.abc import Callable
 
 from framework.kernel.buddy import NO_PAGE, Zone
@@ -23,8 +24,16 @@ from framework.kernel.consts import (
     PAGEBLOCK_ORDER,
     MigrateType,
 )
+from framework.kernel.e820 import ZoneType, build_layout
 from framework.kernel.faults import Faults
 from framework.kernel.ledger import Ledger
+from framework.kernel.pcp import PAGE_ALLOC_COSTLY_ORDER, zone_batchsize, zone_highsize
+from framework.kernel.watermark import (
+    WMARK_LOW,
+    WMARK_MIN,
+    setup_per_zone_lowmem_reserve,
+    setup_per_zone_wmarks,
+)
 from framework.machine.spec import MachineSpec
 
 #: ``hook(pfn, order) -> taken``: a design's diversion of generic frees (see
@@ -70,20 +79,56 @@ class PageAlloc:
         self.free_hooks: list[tuple[int, FreeHook]] = []
         self.free_hook_mask = 0
         self.reserved_pages = (spec.reserved_mib << 20) >> PAGE_SHIFT
+        self.layout = build_layout(spec.mem_pages, spec.nodes,
+                                   (spec.hole_mib << 20) >> PAGE_SHIFT, self.reserved_pages)
         self.zones = self._build_zones()
+        self._zone_starts = [zone.start_pfn for zone in self.zones]
+        self.last_zone = self.zones[-1]
+        self.zonelists = [self._build_zonelist(node) for node in range(spec.nodes)]
+        self.nofragment = [self._alloc_flags_nofragment(node) for node in range(spec.nodes)]
+        self.cpus_per_node = max(1, spec.cpus // spec.nodes)
+        setup_per_zone_wmarks(self.zones)
+        setup_per_zone_lowmem_reserve(self.zones, spec.nodes)
+        self.pcp_enabled = spec.pcp
+        if spec.pcp:
+            for zone in self.zones:
+                zone.batch = max(1, zone_batchsize(zone.managed))
+                zone.high = zone_highsize(zone.wmark[WMARK_LOW], zone.batch,
+                                          self.cpus_per_node)
+        self.current_cpu = 0
         self.c_zero = costs["zero_page"]  # hot-path cost, looked up once
-        self.single_node = spec.nodes == 1
 
 
     def _build_zones(self) -> list[Zone]:
-        per_node = self.spec.mem_pages // self.spec.nodes
+        """free_area_init(): one Zone per populated zone of each node (framework/kernel/e820.py);
+        memblock_free_all() gives each everything above the reserved start of RAM."""
         zones = []
-        for node in range(self.spec.nodes):
-            start = node * per_node
-            first_free = start + (self.reserved_pages if node == 0 else 0)
-            zones.append(Zone(node, start, start + per_node, first_free, self.ledger,
-                              self.costs, self.nr_migratetypes, self.fallbacks))
+        for span in self.layout.zones:
+            first_free = min(span.end_pfn, max(span.start_pfn, self.reserved_pages))
+            zone = Zone(span.node, span.start_pfn, span.end_pfn, first_free, self.ledger,
+                        self.costs, self.nr_migratetypes, self.fallbacks)
+            zone.zone_type = span.zone_type
+            zones.append(zone)
         return zones
+
+    def _build_zonelist(self, node: int) -> list[Zone]:
+        """build_zonelists() (node order): the node's zones from the highest type down, then
+        each other node's in the same way, nearest (next) node first."""
+        nodes = self.spec.nodes
+        out: list[Zone] = []
+        for i in range(nodes):
+            other = (node + i) % nodes
+            out.extend(sorted((z for z in self.zones if z.node == other),
+                              key=lambda z: -z.zone_type))
+        return out
+
+    def _alloc_flags_nofragment(self, node: int) -> bool:
+        """alloc_flags_nofragment(): ALLOC_NOFRAGMENT when the preferred zone is
+        ZONE_NORMAL and, on a NUMA machine, the node also has ZONE_DMA32."""
+        types = {z.zone_type for z in self.zones if z.node == node}
+        if ZoneType.ZONE_NORMAL not in types:
+            return False
+        return self.spec.nodes == 1 or ZoneType.ZONE_DMA32 in types
 
     def add_migratetype(self, fallbacks: tuple[int, ...], taken_last_by: tuple[int, ...] = (),
                         steal_policy: Callable[[int, int], bool] | None = None,
@@ -131,9 +176,11 @@ class PageAlloc:
 
     def zone_of(self, pfn: int) -> Zone:
         """page_zone()."""
-        if self.spec.nodes == 1:
-            return self.zones[0]
-        return self.zones[pfn * self.spec.nodes // self.spec.mem_pages]
+        zone = self.last_zone
+        if zone.start_pfn <= pfn < zone.end_pfn:
+            return zone
+        zone = self.last_zone = self.zones[bisect_right(self._zone_starts, pfn) - 1]
+        return zone
 
     def get_pageblock_flags(self, pfn: int) -> int:
         """get_pfnblock_flags_mask() for the extra bits."""
@@ -150,24 +197,22 @@ class PageAlloc:
             flags.pop(block, None)
 
     def alloc_pages(self, order: int, mt: int = MIGRATE_UNMOVABLE, node: int | None = None,
-                    zero: bool = False) -> int:
-        """__alloc_pages() -> get_page_from_freelist(): returns the head pfn or -1 (NULL).
+                    zero: bool = False, highest_zone: int = ZoneType.ZONE_NORMAL) -> int:
+        """__alloc_pages(): returns the head pfn or -1 (NULL).
 
-        Tries the preferred node with ALLOC_NOFRAGMENT (v6.3 ``alloc_flags_nofragment``: no
-        stealing below pageblock_order), then without it, then the other nodes in order.
+        get_page_from_freelist() over the preferred node's zonelist at the low watermark
+        (first on the node's own zones with ALLOC_NOFRAGMENT where v6.3 sets it: no stealing
+        below pageblock_order), then __alloc_pages_slowpath(). ``highest_zone`` is the
+        highest zone the GFP flags allow (``gfp_zone()``: ZONE_NORMAL for GFP_KERNEL).
         ``zero`` is ``__GFP_ZERO``: the pages are cleared in ``post_alloc_hook``.
         """
         if order >= MAX_ORDER or (self.alloc_faults and self.faults.fail_alloc(order, self.rng)):
             return NO_PAGE
-        first = self.current_node if node is None or node < 0 else node
-        pfn = self.zones[first].rmqueue(order, mt, True)
+        preferred = self.current_node if node is None or node < 0 else node
+        pfn = self.get_page_from_freelist(order, mt, preferred, WMARK_LOW, highest_zone)
         if pfn == NO_PAGE:
-            nodes = self.spec.nodes
-            for i in range(nodes):
-                pfn = self.zones[(first + i) % nodes].rmqueue(order, mt, False)
-                if pfn != NO_PAGE:
-                    break
-            else:
+            pfn = self.alloc_pages_slowpath(order, mt, preferred, highest_zone)
+            if pfn == NO_PAGE:
                 return NO_PAGE
         self.allocated[pfn] = order
         self.nr_allocated += 1 << order
@@ -176,6 +221,54 @@ class PageAlloc:
         if zero:
             self.clear_pages(pfn, 1 << order)
         return pfn
+
+    def get_page_from_freelist(self, order: int, mt: int, preferred: int, mark: int,
+                               highest_zone: int) -> int:
+        """get_page_from_freelist(): the first zone of the zonelist above its watermark that
+        has a block; ALLOC_NOFRAGMENT holds only until the walk leaves the preferred node."""
+        zonelist = self.zonelists[preferred]
+        if self.nofragment[preferred]:
+            for zone in zonelist:
+                if zone.node != preferred:
+                    break
+                pfn = self._try_zone(zone, order, mt, mark, highest_zone, True)
+                if pfn != NO_PAGE:
+                    return pfn
+        for zone in zonelist:
+            pfn = self._try_zone(zone, order, mt, mark, highest_zone, False)
+            if pfn != NO_PAGE:
+                if zone.node != preferred:  # zone_statistics()
+                    self.ledger.numa_miss += 1
+                    self.ledger.numa_foreign += 1
+                return pfn
+        return NO_PAGE
+
+    def _try_zone(self, zone: Zone, order: int, mt: int, mark: int, highest_zone: int,
+                  nofragment: bool) -> int:
+        """One zone of the walk: the watermark check, then rmqueue()."""
+        if zone.zone_type > highest_zone:
+            return NO_PAGE
+        if not zone.watermark_ok(order, zone.wmark[mark], highest_zone):
+            return NO_PAGE
+        if self.pcp_enabled and (order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER):
+            return zone.rmqueue_pcplist(self.current_cpu, order, mt, nofragment)
+        return zone.rmqueue(order, mt, nofragment)
+
+    def alloc_pages_slowpath(self, order: int, mt: int, preferred: int,
+                             highest_zone: int) -> int:
+        """__alloc_pages_slowpath(), as far as the model has reclaimable memory: retry at the
+        min watermark, then drain the per-cpu lists (drain_all_pages()) and retry."""
+        pfn = self.get_page_from_freelist(order, mt, preferred, WMARK_MIN, highest_zone)
+        if pfn != NO_PAGE:
+            return pfn
+        if not self.pcp_enabled:
+            return NO_PAGE
+        drained = 0
+        for zone in self.zones:  # drain_all_pages()
+            drained += zone.drain_pages()
+        if not drained:
+            return NO_PAGE
+        return self.get_page_from_freelist(order, mt, preferred, WMARK_MIN, highest_zone)
 
     def _count_movable(self, pfn: int, delta: int) -> None:
         """Movable pages in use per pageblock: what steal_suitable_fallback()'s ``alike`` counts."""
@@ -227,9 +320,12 @@ class PageAlloc:
             self.allocated[pfn] = order  # now held by the plugin's cache
             self.nr_allocated += 1 << order
             return
-        zone = self.zones[0] if self.single_node else self.zone_of(pfn)  # _free_to_buddy()
-        zone.free_one_page(pfn, order, zone.pageblock_mt.get(pfn >> PAGEBLOCK_ORDER,
-                                                             MIGRATE_MOVABLE), False)
+        zone = self.zone_of(pfn)
+        mt = zone.pageblock_mt.get(pfn >> PAGEBLOCK_ORDER, MIGRATE_MOVABLE)
+        if self.pcp_enabled and (order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER):
+            zone.free_unref_page(self.current_cpu, pfn, order, mt)  # free_unref_page()
+        else:
+            zone.free_one_page(pfn, order, mt, False)  # __free_pages_ok()
 
     def _take_range(self, pfn: int, order: int) -> bool:
         """Remove ``[pfn, pfn + 2^order)`` from :attr:`allocated`.
@@ -300,7 +396,7 @@ class PageAlloc:
 
     def _free_to_buddy(self, pfn: int, order: int, to_tail: bool) -> None:
         """free_one_page() on the pageblock's migratetype (get_pfnblock_migratetype())."""
-        zone = self.zones[0] if self.single_node else self.zone_of(pfn)
+        zone = self.zone_of(pfn)
         mt = zone.pageblock_mt.get(pfn >> PAGEBLOCK_ORDER, MIGRATE_MOVABLE)  # inlined getter
         zone.free_one_page(pfn, order, mt, to_tail)
 
@@ -326,7 +422,12 @@ class PageAlloc:
         """Pages handed out by the buddy and not freed (page tables included), recounted."""
         return sum(1 << order for order in self.allocated.values())
 
+    def pcp_pages(self) -> int:
+        """Pages on the per-cpu lists of every zone (neither buddy-free nor handed out)."""
+        return sum(zone.pcp_pages() for zone in self.zones)
+
     def check_conservation(self) -> int:
-        """free + allocated + reserved == RAM. Returns the discrepancy (0 when it holds)."""
-        total = self.buddy_free_pages() + self.allocated_pages() + self.reserved_pages
+        """free + per-cpu + allocated + reserved == RAM. Returns the discrepancy (0: holds)."""
+        total = (self.buddy_free_pages() + self.pcp_pages() + self.allocated_pages()
+                 + self.reserved_pages)
         return total - self.spec.mem_pages

@@ -24,13 +24,17 @@ PAGE_SIZE = 1 << PAGE_SHIFT
 # defaults from here, and a preset states only what differs from them.
 MACHINE_PARAMS: tuple[Param, ...] = (
     Param("mem_gib", int, 64, "RAM in GiB, split evenly over the nodes", min=1, max=1 << 16),
-    Param("nodes", int, 1, "NUMA nodes (one zone each)", min=1, max=64),
+    Param("nodes", int, 1, "NUMA nodes (RAM split evenly in address order)", min=1, max=64),
     Param("cpus", int, 16, "online CPUs (IPI targets of a global flush)", min=1, max=8192),
     Param("gbpages", bool, True, "map the direct map with 1 GiB pages where aligned"),
     Param("tlb", str, "sapphire-rapids", "TLB geometry", choices=tuple(TLB_GEOMETRIES)),
     Param("reserved_mib", int, 64, "memory reserved at the start of node 0 (kernel image), MiB",
           min=0, max=1 << 20),
     Param("collapse", bool, False, "2025 CPA collapse after set_memory_rox (v6.3: off)"),
+    Param("hole_mib", int, 1024, "MMIO hole below 4 GiB, MiB (RAM there is relocated above "
+          "4 GiB); a multiple of 4", min=0, max=3072),
+    Param("pcp", bool, True, "per-cpu page lists (0: boot pagesets, pages pass straight "
+          "through)"),
 )
 _DEFAULT = {p.name: p.default for p in MACHINE_PARAMS}
 
@@ -40,13 +44,18 @@ class MachineSpec:
     """One machine. Sizes in GiB/MiB as the field names say; defaults from
     :data:`MACHINE_PARAMS` (the ``default`` preset's figures).
 
-    :param mem_gib: RAM, split evenly over ``nodes`` (one zone per node).
+    :param mem_gib: RAM, split evenly over ``nodes`` (zones per node: framework/kernel/e820.py).
     :param gbpages: direct map uses 1 GiB pages (``CONFIG_X86_DIRECT_GBPAGES`` with PDPE1GB).
     :param tlb: name of a :data:`TLB_GEOMETRIES` entry.
     :param reserved_mib: memory at the start of node 0 never given to the buddy (kernel image,
         memblock reservations).
     :param collapse: model the 2025 CPA collapse after ``set_memory_rox`` (41d88484c71c);
         v6.3 never re-merges, so the default is off.
+    :param hole_mib: the MMIO hole below 4 GiB; RAM that would sit there is relocated above
+        4 GiB (E820). 1024 MiB from real zoneinfo: ZONE_DMA32 present 782288 of 1044480
+        spanned pages (docs/model.md, "Physical layout").
+    :param pcp: per-cpu page lists with v6.3's high and batch; off gives boot pagesets
+        (high 0, batch 1: every page passes straight through), for hand-derived scenarios.
     """
 
     name: str
@@ -57,6 +66,8 @@ class MachineSpec:
     tlb: str = _DEFAULT["tlb"]
     reserved_mib: int = _DEFAULT["reserved_mib"]
     collapse: bool = _DEFAULT["collapse"]
+    hole_mib: int = _DEFAULT["hole_mib"]
+    pcp: bool = _DEFAULT["pcp"]
     summary: str = ""
     source: str = ""
 
@@ -90,6 +101,9 @@ def _check_layout(spec: MachineSpec) -> None:
             f"machine.mem_gib={spec.mem_gib} with machine.nodes={spec.nodes}: "
             "memory must split into whole GiB per node"
         )
+    if spec.hole_mib % 4:
+        raise BadParameter(f"machine.hole_mib={spec.hole_mib}: expected a multiple of 4 "
+                           "(whole MAX_ORDER - 1 blocks)")
     if spec.reserved_mib >= node_gib * 1024:
         raise BadParameter(
             f"machine.reserved_mib={spec.reserved_mib}: must be below one node's "

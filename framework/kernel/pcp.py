@@ -1,0 +1,106 @@
+"""Per-cpu page lists (mm/page_alloc.c ``struct per_cpu_pages``, v6.3).
+
+Each CPU has, per zone, one list per migratetype for orders 0..``PAGE_ALLOC_COSTLY_ORDER``
+and one list for pageblock-order (THP) pages of any migratetype. An allocation of such an
+order takes the head of its list, refilling an empty list with ``batch`` blocks (scaled down
+by order) from the buddy (``rmqueue_bulk``); a free puts the block at the head of its list and,
+once the CPU holds ``high`` pages, returns the oldest ones to the buddy round-robin over the
+lists (``free_pcppages_bulk``). ``high`` and ``batch`` follow the zone's size, low watermark and
+CPU count (``zone_highsize``, ``zone_batchsize``). Pages on these lists are neither free in the
+buddy (NR_FREE_PAGES) nor handed out.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from framework.kernel.consts import PAGEBLOCK_ORDER
+
+PAGE_ALLOC_COSTLY_ORDER = 3  # include/linux/mmzone.h
+SZ_1M_PAGES = 256  # SZ_1M / PAGE_SIZE
+
+
+def pcp_allowed_order(order: int) -> bool:
+    """pcp_allowed_order(): orders 0..3 and the THP order."""
+    return order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER
+
+
+def zone_batchsize(managed_pages: int) -> int:
+    """zone_batchsize(): a quarter of min(managed / 1024, 1 MiB of pages), 2^n - 1."""
+    batch = min(managed_pages >> 10, SZ_1M_PAGES) // 4
+    batch = max(batch, 1)
+    value = batch + batch // 2
+    return (1 << (value.bit_length() - 1)) - 1  # rounddown_pow_of_two(...) - 1
+
+
+def zone_highsize(low_wmark: int, batch: int, cpus_on_node: int) -> int:
+    """zone_highsize(): the zone's low watermark shared by the node's CPUs, >= 4 batches."""
+    high = low_wmark // max(1, cpus_on_node)
+    return max(high, batch << 2)
+
+
+class PerCpuPages:
+    """One CPU's lists for one zone.
+
+    :ivar lists: ``(order, mt)`` (or ``(PAGEBLOCK_ORDER, -1)`` for the THP list) -> deque of
+        ``(pfn, mt)`` with the list head on the left.
+    :ivar count: pages held.
+    """
+
+    __slots__ = ("batch", "count", "free_factor", "high", "lists", "order_mt")
+
+    def __init__(self, high: int, batch: int) -> None:
+        self.high = high
+        self.batch = batch
+        self.count = 0
+        self.free_factor = 0
+        self.lists: dict[tuple[int, int], deque[tuple[int, int]]] = {}
+        self.order_mt: list[tuple[int, int]] = []  # pindex order: lists in creation order
+
+    def list_for(self, order: int, mt: int) -> deque[tuple[int, int]]:
+        """order_to_pindex(): the list of ``(order, mt)``; THP pages share one list."""
+        key = (order, -1) if order > PAGE_ALLOC_COSTLY_ORDER else (order, mt)
+        found = self.lists.get(key)
+        if found is None:
+            found = self.lists[key] = deque()
+            self.order_mt.append(key)
+            self.order_mt.sort()
+        return found
+
+    def nr_pcp_free(self, high: int) -> int:
+        """nr_pcp_free(): pages to return, doubling while frees come without allocations."""
+        batch = self.batch
+        if high < batch:
+            return 1
+        min_nr_free, max_nr_free = batch, high - batch
+        batch <<= self.free_factor
+        if batch < max_nr_free:
+            self.free_factor += 1
+        return max(min_nr_free, min(batch, max_nr_free))
+
+    def free_bulk(self, count: int, first: tuple[int, int],
+                  free_one: Callable[[int, int, int], None]) -> None:
+        """free_pcppages_bulk(): oldest pages first, round-robin over the lists, the list
+        just freed to first; ``free_one(pfn, order, mt)`` is ``__free_one_page``."""
+        keys = self.order_mt
+        i = keys.index(first) - 1
+        while count > 0 and self.count > 0:
+            while True:
+                i = (i + 1) % len(keys)
+                lst = self.lists[keys[i]]
+                if lst:
+                    break
+            order = keys[i][0]
+            while count > 0 and lst:
+                pfn, mt = lst.pop()  # list_last_entry(): the oldest
+                count -= 1 << order
+                self.count -= 1 << order
+                free_one(pfn, order, mt)
+
+    def drain(self, free_one: Callable[[int, int, int], None]) -> int:
+        """drain_pages_zone(): every page back to the buddy; returns the pages freed."""
+        freed = self.count
+        if freed:
+            self.free_bulk(freed, self.order_mt[0], free_one)
+        return freed
