@@ -183,7 +183,7 @@ class Runner:
         pages = self.pages
         ledger = self.ledger
         before = ledger.total_cycles
-        cpu = pages.current_cpu = eid % self.cpus  # the CPU the caller runs on
+        cpu = pages.current_cpu = req.cpu % self.cpus  # the CPU the caller runs on
         pages.current_node = req.node if req.node is not None else self.cpu_node[cpu]
         try:
             alloc = self.allocator.alloc(req)
@@ -237,7 +237,7 @@ class Runner:
                              "which is not live")
         alloc, req = entry
         self.checker.on_free(alloc)
-        self.pages.current_cpu = eid % self.cpus  # freed on the CPU that allocated it
+        self.pages.current_cpu = req.cpu % self.cpus  # freed on the CPU that allocated it
         owner = self.allocator
         ledger = self.ledger
         before = ledger.total_cycles

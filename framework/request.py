@@ -90,6 +90,8 @@ class Request:
     :param zero: the memory must read as zero.
     :param node: preferred NUMA node, or None for any.
     :param freed_by: :class:`FreedBy` (or its string value).
+    :param cpu: the CPU the caller runs on (its per-cpu page lists and its node); the free
+        runs there too.
     :raises ValueError: for a site, perm or freed_by outside its set.
     """
 
@@ -99,6 +101,7 @@ class Request:
     zero: bool = True
     node: int | None = None
     freed_by: FreedBy = attrs.field(default=FreedBy.OWNER, converter=FreedBy)
+    cpu: int = 0
 
 
 class Allocation(NamedTuple):

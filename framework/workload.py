@@ -74,9 +74,9 @@ class FreeAreaProbe:
         :param migratetype: None for ``free_area[order].nr_free`` over every migratetype (as
             ``/proc/buddyinfo`` prints it), or one migratetype's ``free_list`` lengths (a row
             of ``/proc/pagetypeinfo``). Untouched boot blocks count as ``MIGRATE_MOVABLE``.
-        :param node: None for every node, else that node's zone only.
+        :param node: None for every node, else that node's zones only.
         """
-        zones = self._zones if node is None else (self._zones[node],)
+        zones = self._zones if node is None else tuple(z for z in self._zones if z.node == node)
         if migratetype is not None:
             return tuple(sum(_list_len(z, order, migratetype) for z in zones)
                          for order in range(MAX_ORDER))

@@ -67,7 +67,7 @@ class GroupedPages(StatusQuo):
     def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:
         super().__init__(kernel, params)
         self.refill_order: int = params["refill_order"]
-        self.nodes = [NodeCache() for _ in kernel.zones]
+        self.nodes = [NodeCache() for _ in range(kernel.spec.nodes)]
         kernel.register_shrinker(self)
 
     # -- the cache ------------------------------------------------------------------------

@@ -79,7 +79,7 @@ class UnmappedMigratetype:
         )
         self.marker = kernel.register_pageblock_flag("migrate_unmapped", PB_MARKER_BIT)
         kernel.register_free_hook(self.marker, self.free_pages_prepare)
-        self.nodes = [NodeStats() for _ in kernel.zones]
+        self.nodes = [NodeStats() for _ in range(kernel.spec.nodes)]
 
     # -- fallback ------------------------------------------------------------------------
     def can_steal_fallback(self, order: int, start_mt: int) -> bool:
@@ -188,10 +188,11 @@ class UnmappedMigratetype:
         """Per node: UNMAPPED pageblocks, free pages on UNMAPPED lists, and the counters."""
         mt = self.mt
         out = []
-        for zone, stats in zip(self.kernel.zones, self.nodes, strict=True):
-            blocks = sum(1 for t in zone.pageblock_mt.values() if t == mt)
-            free = sum(len(zone.free_area[o][mt]) << o for o in range(MAX_ORDER))
-            out.append({"node": zone.node, "unmapped_pageblocks": blocks,
+        for node, stats in enumerate(self.nodes):
+            zones = [z for z in self.kernel.zones if z.node == node]
+            blocks = sum(1 for z in zones for t in z.pageblock_mt.values() if t == mt)
+            free = sum(len(z.free_area[o][mt]) << o for z in zones for o in range(MAX_ORDER))
+            out.append({"node": node, "unmapped_pageblocks": blocks,
                         "free_unmapped_pages": free, **attrs.asdict(stats)})
         return out
 

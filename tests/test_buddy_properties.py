@@ -85,7 +85,7 @@ class BuddyMachine(RuleBasedStateMachine):
         k = self.k
         for pfn, order in list(k.allocated.items()):
             k.free_pages(pfn, order)
-        zone = k.zones[0]
+        zone = k.preferred_zone()
         for order in range(TOP):
             assert zone.nr_free_at(order) == 0, f"order {order} left unmerged"
         assert zone.free_pages() == (1 << 18) - 16384

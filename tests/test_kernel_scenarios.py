@@ -257,7 +257,7 @@ def test_order10_to_tail_while_untouched_blocks_remain() -> None:
     k.free_pages_ok(pfn, 10, to_tail=True)
     assert k.check_conservation() == 0
     assert k.buddy_free_pages() == free_before
-    assert k.zones[0].nr_free_at(10) == free_before >> 10
+    assert k.preferred_zone().nr_free_at(10) == free_before >> 10
 
 
 def test_added_migratetype_single_page_steal_claims_no_pageblock() -> None:
@@ -275,7 +275,7 @@ def test_added_migratetype_single_page_steal_claims_no_pageblock() -> None:
         mt = k.add_migratetype(fallbacks=(MIGRATE_MOVABLE,), single_page=single_page)
         assert mt == 3
         assert k.alloc_pages(0, mt) == FIRST
-        zone = k.zones[0]
+        zone = k.preferred_zone()
         assert {b: t for b, t in zone.pageblock_mt.items() if b in (32, 33)} == claimed
         assert [len(zone.free_area[o][mt]) for o in range(10)] == [1] * 10
         assert zone.free_area[9][mt] and next(iter(zone.free_area[9][mt])) == FIRST + 512

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from framework.kernel.directmap import MAP_1G, MAP_2M, MAP_4K, MAP_4K_NP
+from framework.kernel.directmap import MAP_1G, MAP_2M, MAP_4K, MAP_4K_NP, MAP_NP
 from tests.test_cli import run
 
 pytest.importorskip("matplotlib")
@@ -44,10 +44,12 @@ def test_log_scale_and_zoom_by_hand() -> None:
 
 
 def test_region_map_by_hand(tmp_path: Path) -> None:
-    """One secretmem page on a fresh 4 GiB machine splits PMD 32 of GiB 0 (see
-    test_kernel_scenarios) and leaves its page non-present (the trace never frees it).
-    GiB 0: region 0 is 4K from boot, 1..31 2M, 32 4K with one page not present, 33..511 2M;
-    GiBs 1-3: 1G. Run-length encoded: [4K,1] [2M,31] [4K-np,1] [2M,479] [1G,1536]."""
+    """A fresh 4 GiB machine with the default 1 GiB MMIO hole has RAM at GiBs 0-2 and 4 (GiB 3
+    relocated above 4 GiB). Its one secretmem page comes from ZONE_NORMAL, the first page of
+    GiB 4: PUD 4 and its first PMD split, the page stays non-present (the trace never frees
+    it). GiB 0: region 0 is 4K from boot, 1..511 2M; GiBs 1-2: 1G; GiB 3: no entries; GiB 4:
+    region 0 4K with a page not present, 1..511 2M. Run-length encoded: [4K,1] [2M,511]
+    [1G,1024] [not present,512] [4K-np,1] [2M,511]."""
     trace = tmp_path / "t.csv"
     trace.write_text("op,id,site,size,perm,zero,node,freed_by\n"
                      "alloc,1,secretmem,4096,UNMAPPED,1,,GENERIC\n")
@@ -58,5 +60,5 @@ def test_region_map_by_hand(tmp_path: Path) -> None:
     import json
 
     runmap = json.loads(res.read_text())["runs"][0]["directmap_map"]
-    assert runmap == [[MAP_4K, 1], [MAP_2M, 31], [MAP_4K_NP, 1], [MAP_2M, 479],
-                      [MAP_1G, 1536]]
+    assert runmap == [[MAP_4K, 1], [MAP_2M, 511], [MAP_1G, 1024], [MAP_NP, 512],
+                      [MAP_4K_NP, 1], [MAP_2M, 511]]

@@ -58,7 +58,8 @@ BOOT = {"DirectMap4k": 2048, "DirectMap2M": 1046528, "DirectMap1G": 3145728}
 def run(events: list[Event], variant: str = "posted", reserved_mib: int = 64,
         **extra: Any) -> tuple[Runner, dict[str, Any]]:
     """Run ``events`` through the engine (checks on) on a fresh 4 GiB, 4-CPU machine."""
-    sets = {"machine": {"mem_gib": "4", "cpus": "4", "nodes": "1",
+    sets = {"machine": {"mem_gib": "4", "hole_mib": "0", "pcp": "0",
+                        "min_free_kbytes": "0", "cpus": "4", "nodes": "1",
                         "reserved_mib": str(reserved_mib)},
             "gfp-unmapped": {"variant": variant, **{k: str(v) for k, v in extra.items()}}}
     setup = prepare(Cell("gfp-unmapped", "secretmem", "default", 0, freeze_sets(sets)),
@@ -240,7 +241,7 @@ def test_shrinker_fixed_restores_the_2m_entry() -> None:
     }
     assert k.directmap.pmd_prot[FIRST >> 9] == _PAGE_PRESENT | _PAGE_RW | _PAGE_NX
     assert k.get_pageblock_flags(FIRST) & PB_MASK == 0
-    assert k.zones[0].buddy[FIRST] & BUDDY_ORDER_MASK == 10
+    assert k.preferred_zone().buddy[FIRST] & BUDDY_ORDER_MASK == 10
     assert k.nr_allocated == 0
 
 

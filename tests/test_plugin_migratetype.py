@@ -116,7 +116,7 @@ def test_512_secretmem_pages_fresh_machine() -> None:
     }
     assert k.ledger.zeroed_pages == 512
     assert k.pt_pfns == {FIRST + 1024}
-    zone = k.zones[0]
+    zone = k.preferred_zone()
     assert unmapped_blocks(p, zone) == [32]
     assert zone.get_pageblock_migratetype(FIRST + 512) == MIGRATE_MOVABLE
     assert zone.get_pageblock_migratetype(FIRST + 1024) == MIGRATE_UNMOVABLE
@@ -155,7 +155,7 @@ def test_free_all_then_allocate_again_is_the_ratchet() -> None:
         "l2": 1, "l3": 0, "pt": 3, "flush_all": 1, "flush_range": 1024, "ipis": 3075,
         "cpa": 1538,
     }
-    zone = k.zones[0]
+    zone = k.preferred_zone()
     assert list(zone.free_area[10][p.unmapped.mt]) == [FIRST]
     assert unmapped_blocks(p, zone) == [32]
     stats = node_stats(p)
@@ -193,7 +193,7 @@ def test_conversion_failure_by_cpa_returns_null_and_the_page() -> None:
         "DirectMap4k": BOOT_4K, "DirectMap2M": BOOT_2M, "DirectMap1G": BOOT_1G,
         "l2": 0, "l3": 0, "pt": 2, "flush_all": 0, "flush_range": 0, "ipis": 0, "cpa": 1,
     }
-    zone = k.zones[0]
+    zone = k.preferred_zone()
     assert list(zone.free_area[10][MIGRATE_MOVABLE]) == [FIRST]
     assert not any(zone.free_area[o][p.unmapped.mt] for o in range(TOP + 1))
     assert zone.pageblock_mt == {}
@@ -289,8 +289,8 @@ def test_two_nodes_each_zone_converts_its_own_block() -> None:
         "flush_range": 8, "ipis": 33, "cpa": 8,
     }
     assert k.pt_pfns == {FIRST + 1024, 525312, 525313}
-    assert unmapped_blocks(p, k.zones[0]) == [32]
-    assert unmapped_blocks(p, k.zones[1]) == [1024]
+    assert unmapped_blocks(p, k.preferred_zone()) == [32]
+    assert unmapped_blocks(p, k.preferred_zone(1)) == [1024]
     for node in (0, 1):
         stats = node_stats(p, node)
         assert (stats["unmapped_pageblocks"], stats["conversions"], stats["pages_unmapped"]
@@ -329,7 +329,7 @@ def test_stolen_unmapped_block_frees_pages_still_unmapped() -> None:
     assert raw == list(range(FIRST + 1, FIRST + 256))
     assert k.alloc_pages(9, MIGRATE_MOVABLE) == FIRST + 512
     assert k.alloc_pages(4, MIGRATE_MOVABLE) == FIRST + 256
-    zone = k.zones[0]
+    zone = k.preferred_zone()
     assert zone.get_pageblock_migratetype(FIRST) == MIGRATE_MOVABLE
     k.free_pages(FIRST, 0)
     assert node_stats(p)["freed_still_unmapped"] == 1
@@ -343,7 +343,8 @@ def test_engine_runs_keep_every_promise() -> None:
     """secretmem and modules (unloaded at the end) through the engine: no violation (the
     final check includes conservation: nr_allocated == page tables + live + cached)."""
     reg = build_registry()
-    sets = {"machine": {"mem_gib": "4", "cpus": "4"},
+    sets = {"machine": {"mem_gib": "4", "hole_mib": "0", "pcp": "0",
+                        "min_free_kbytes": "0", "cpus": "4"},
             "secretmem": {"processes": "24", "concurrent": "8"},
             "modules": {"reloads": "10", "unload_at_end": "1"}}
     for workload in ("secretmem", "modules"):

@@ -33,7 +33,8 @@ BOOT = {"DirectMap4k": 2048, "DirectMap2M": 1046528, "DirectMap1G": 3145728}
 def run(events: list[Event], reserved_mib: int = 64,
         **params: Any) -> tuple[Runner, dict[str, Any]]:
     """Run ``events`` through the engine (checks on) on a fresh 4 GiB, 4-CPU machine."""
-    sets = {"machine": {"mem_gib": "4", "cpus": "4", "nodes": "1",
+    sets = {"machine": {"mem_gib": "4", "hole_mib": "0", "pcp": "0",
+                        "min_free_kbytes": "0", "cpus": "4", "nodes": "1",
                         "reserved_mib": str(reserved_mib)},
             "unmapped-api": {k: str(v) for k, v in params.items()}}
     setup = prepare(Cell("unmapped-api", "secretmem", "default", 0, freeze_sets(sets)),
@@ -168,7 +169,7 @@ def test_shrinker_parameter(shrinker: int) -> None:
         assert stats["Released"] == row(9) and stats["Free"] == [0] * 11
         assert k.directmap.pmd_prot[FIRST >> 9] == _PAGE_PRESENT | _PAGE_RW | _PAGE_NX
         assert k.get_pageblock_flags(FIRST) & PB_MASK == 0
-        assert k.zones[0].buddy[FIRST] & BUDDY_ORDER_MASK == 10
+        assert k.preferred_zone().buddy[FIRST] & BUDDY_ORDER_MASK == 10
         assert k.nr_allocated == 0 and counters(k)["cpa"] == 2
     else:
         assert stats["Released"] == [0] * 11 and stats["Free"] == row(9)

@@ -41,7 +41,8 @@ GIB_PAGES = 1 << 18
 
 
 def spec(mem_gib: int = 1, nodes: int = 1) -> MachineSpec:
-    return MachineSpec(name="t", mem_gib=mem_gib, nodes=nodes, cpus=4, reserved_mib=64)
+    return MachineSpec(name="t", mem_gib=mem_gib, nodes=nodes, cpus=4, reserved_mib=64,
+                       hole_mib=0, pcp=False, min_free_kbytes=0)
 
 
 def buddy_blocks(kernel: Kernel) -> tuple[int, ...]:
@@ -102,6 +103,9 @@ def tap(setup: Any, at: Any = None) -> list[Event]:
 
 def run(plugin: str, workload: str, sets: dict[str, dict[str, str]], machine: str = "default",
         at: Any = None) -> tuple[dict[str, Any], Kernel, list[Event]]:
+    """The hand-derived machine: no MMIO hole, boot pagesets, vm.min_free_kbytes=0."""
+    fixed = {"hole_mib": "0", "pcp": "0", "min_free_kbytes": "0"}
+    sets = {**sets, "machine": {**fixed, **sets.get("machine", {})}}
     cell = Cell(plugin, workload, machine, 1, freeze_sets(sets))
     setup = prepare(cell, get_registry())
     seen = tap(setup, at)

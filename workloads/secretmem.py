@@ -75,7 +75,9 @@ class Secretmem(Workload):
     def _start(self, rng: np.random.Generator, next_id: int, node: int
                ) -> tuple[list[int], int, list[Event]]:
         pages = max(1, lognormal_with_mean(rng, self.config["mean_pages"], self.config["sigma"]))
-        req = Request("secretmem", PAGE_SIZE, "UNMAPPED", True, node, "GENERIC")
+        per_node = max(1, self.machine.cpus // self.machine.nodes)
+        cpu = node * per_node + next_id % per_node  # the process runs on one CPU of its node
+        req = Request("secretmem", PAGE_SIZE, "UNMAPPED", True, node, "GENERIC", cpu)
         ids = list(range(next_id, next_id + pages))
         faults = make_events(ALLOC, ids, req)  # alloc, write; alloc, write; ...
         writes = make_events(WRITE, ids, None, PAGE_SIZE)

@@ -89,6 +89,7 @@ class Kernel:
         self.register_pageblock_flag = pa.register_pageblock_flag
         self.register_free_hook = pa.register_free_hook
         self.zone_of = pa.zone_of
+        self.preferred_zone = pa.preferred_zone
         self.get_pageblock_flags = pa.get_pageblock_flags
         self.set_pageblock_flags = pa.set_pageblock_flags
         self.alloc_pages = pa.alloc_pages

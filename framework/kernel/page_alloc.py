@@ -87,7 +87,7 @@ class PageAlloc:
         self.zonelists = [self._build_zonelist(node) for node in range(spec.nodes)]
         self.nofragment = [self._alloc_flags_nofragment(node) for node in range(spec.nodes)]
         self.cpus_per_node = max(1, spec.cpus // spec.nodes)
-        setup_per_zone_wmarks(self.zones)
+        setup_per_zone_wmarks(self.zones, spec.min_free_kbytes)
         setup_per_zone_lowmem_reserve(self.zones, spec.nodes)
         self.pcp_enabled = spec.pcp
         if spec.pcp:
@@ -173,6 +173,10 @@ class PageAlloc:
         """
         self.free_hooks.append((mask, hook))
         self.free_hook_mask |= mask
+
+    def preferred_zone(self, node: int = 0) -> Zone:
+        """The first zone of ``node``'s zonelist: where its GFP_KERNEL allocations start."""
+        return self.zonelists[node][0]
 
     def zone_of(self, pfn: int) -> Zone:
         """page_zone()."""

@@ -36,11 +36,12 @@ def min_free_kbytes(managed_pages: int, nr_zones: int) -> int:
     return max(value, recommended * KB_PER_PAGE)
 
 
-def setup_per_zone_wmarks(zones: Sequence[Zone]) -> int:
-    """__setup_per_zone_wmarks(); returns ``min_free_kbytes``."""
+def setup_per_zone_wmarks(zones: Sequence[Zone], sysctl_kbytes: int = -1) -> int:
+    """__setup_per_zone_wmarks(); ``sysctl_kbytes`` >= 0 is a ``vm.min_free_kbytes`` the
+    user wrote. Returns ``min_free_kbytes``."""
     lowmem_pages = sum(zone.managed for zone in zones)
     populated = sum(1 for zone in zones if zone.managed)
-    kbytes = min_free_kbytes(lowmem_pages, populated)
+    kbytes = sysctl_kbytes if sysctl_kbytes >= 0 else min_free_kbytes(lowmem_pages, populated)
     pages_min = kbytes // KB_PER_PAGE
     for zone in zones:
         low = pages_min * zone.managed // max(1, lowmem_pages)

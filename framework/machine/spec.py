@@ -35,6 +35,8 @@ MACHINE_PARAMS: tuple[Param, ...] = (
           "4 GiB); a multiple of 4", min=0, max=3072),
     Param("pcp", bool, True, "per-cpu page lists (0: boot pagesets, pages pass straight "
           "through)"),
+    Param("min_free_kbytes", int, -1, "vm.min_free_kbytes (-1: the kernel's own figure from "
+          "RAM and THP)", min=-1, max=1 << 30),
 )
 _DEFAULT = {p.name: p.default for p in MACHINE_PARAMS}
 
@@ -68,6 +70,7 @@ class MachineSpec:
     collapse: bool = _DEFAULT["collapse"]
     hole_mib: int = _DEFAULT["hole_mib"]
     pcp: bool = _DEFAULT["pcp"]
+    min_free_kbytes: int = _DEFAULT["min_free_kbytes"]
     summary: str = ""
     source: str = ""
 

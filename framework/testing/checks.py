@@ -255,14 +255,14 @@ def _param_problems(params: Any) -> list[str]:
 def check_alloc_returns(config: KitConfig) -> None:
     """alloc returns a well-formed Allocation or None, and does not raise."""
     kernel, allocator = boot(config)
-    pages = kernel.spec.mem_pages
+    layout = kernel.page_alloc.layout
     for req, got in _alloc_all(allocator, samples(config, allocator)):
-        problem = _shape_problem(got, req, pages)
+        problem = _shape_problem(got, req, layout.ram)
         if problem:
             raise CheckFailed(f"alloc({_req(req)}) returned {got!r:.160}: {problem}")
 
 
-def _shape_problem(a: Allocation, req: Request, pages: int) -> str:
+def _shape_problem(a: Allocation, req: Request, ram: tuple[tuple[int, int], ...]) -> str:
     if not isinstance(a.blocks, tuple):
         return "blocks is not a tuple"
     for block in a.blocks:
@@ -272,8 +272,9 @@ def _shape_problem(a: Allocation, req: Request, pages: int) -> str:
         pfn, order = block
         if not 0 <= order < MAX_ORDER:
             return f"order {order} outside 0..{MAX_ORDER - 1}"
-        if pfn < 0 or pfn + (1 << order) > pages:
-            return f"block {block!r} lies outside RAM (0..{pages:#x})"
+        if not any(start <= pfn and pfn + (1 << order) <= end for start, end in ram):
+            spans = ", ".join(f"{start:#x}..{end:#x}" for start, end in ram)
+            return f"block {block!r} lies outside RAM ({spans})"
     if not isinstance(a.vaddr, int) or a.vaddr < 0:
         return f"vaddr {a.vaddr!r} is not a byte address"
     if not a.blocks and not a.vaddr:
