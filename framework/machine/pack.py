@@ -20,8 +20,9 @@ How (all counts exact, placement deterministic):
   ``o - 1 .. 0``).
 - Used pages are folios of one :class:`~framework.kernel.initial.Use` per pageblock:
   ``KERNEL`` in unmovable pageblocks, ``SLAB_RECLAIMABLE`` in reclaimable ones, page cache,
-  4 KiB anon or (in pageblocks without free pages) one order-9 THP in movable ones, in the
-  given shares. Folios are order 0 except the THP.
+  4 KiB anon or one order-9 THP in movable ones, in the given shares: the THP pageblocks are
+  set apart first (as many as the share asks, leaving enough pageblocks for the free
+  blocks), the others hold the free blocks. Folios are order 0 except the THP.
 """
 
 from __future__ import annotations
@@ -234,7 +235,14 @@ def _pool_halves(target: ZoneTarget, sizes: Sequence[int]) -> list[tuple[_Half, 
     runs: list[tuple[_Half, int]] = []
     for mt in range(NR_MT):
         small = [target.free[o][mt] for o in range(PB_ORDER)]
-        for counts, length in _patterns(small, sizes[mt]):
+        size = sizes[mt]
+        if mt == MIGRATE_MOVABLE:  # THPs fill whole pageblocks: set them apart first
+            share = target.movable_use[2] / (sum(target.movable_use) or 1.0)
+            thp = min(round(size * share), size - _need(target, mt))
+            if thp > 0:
+                runs.append((_Half(mt, (), THP), thp))
+                size -= thp
+        for counts, length in _patterns(small, size):
             free = place(counts)
             if free is None:
                 raise PackError(f"the free blocks of orders 0-8 of migratetype {mt} do not "
@@ -243,7 +251,7 @@ def _pool_halves(target: ZoneTarget, sizes: Sequence[int]) -> list[tuple[_Half, 
             if mt != MIGRATE_MOVABLE:
                 uses = [(_FIXED_USE[mt], length)]
             else:
-                shares = list(target.movable_use) if not free else [*target.movable_use[:2], 0]
+                shares = [*target.movable_use[:2], 0.0]
                 kinds = (int(Use.PAGECACHE), int(Use.ANON), THP)
                 uses = list(zip(kinds, _split(length, shares), strict=True))
             for use, count in uses:
