@@ -59,6 +59,10 @@ EVENTS: Final = (ALLOC, FREE, FREE_BATCHED)
 
 MAX_MIGRATETYPE: Final = 5  # MIGRATE_ISOLATE, the last of enum migratetype in v6.3
 PFN_LIMIT: Final = 1 << 52  # 64-bit physical addresses, 4 KiB pages
+# What a failed allocation records as its pfn: ``page ? page_to_pfn(page) : -1UL``
+# (TP_fast_assign of mm_page_alloc). The kernel's TP_printk maps it back to 0, but trace-cmd
+# and perf print the raw field when they cannot evaluate pfn_to_page(): 0xffffffffffffffff.
+FAILED_PFN: Final = (1 << 64) - 1
 KEEP_SKIPPED: Final = 10  # how many skipped line numbers (and reasons) ParseStats keeps
 EXCERPT_CHARS: Final = 80  # how much of a bad line an error message quotes
 
@@ -99,11 +103,13 @@ class ParseStats:
     :param lines: lines read, including blank, comment and header lines.
     :param events: page events returned.
     :param other_events: trace lines of other events (ignored).
+    :param other_by_event: ``other_events`` per event name (``kmalloc``,
+        ``mm_page_alloc_zone_locked``, ``mm_page_pcpu_drain``, ...), names in sorted order.
     :param skipped: malformed lines skipped (only when not strict).
     :param skipped_lines: line numbers of the first :data:`KEEP_SKIPPED` skipped lines.
     :param skip_reasons: the error message of each of those lines, as strict mode raises it.
-    :param failed_allocs: ``mm_page_alloc`` lines of failed allocations (``page`` NULL,
-        ``pfn=0x0``), which are not events.
+    :param failed_allocs: ``mm_page_alloc`` lines of failed allocations (``page`` NULL and
+        ``pfn=0x0``, or ``pfn=0xffffffffffffffff``), which are not events.
     :param lost_markers: ``CPU:N [LOST n EVENTS]`` / ``[n EVENTS DROPPED]`` lines: the ring
         buffer overran, so frees of pages whose allocation was lost may follow.
     :param lost_events: the sum of the counts those lines give (some give none).
@@ -118,6 +124,7 @@ class ParseStats:
     failed_allocs: int = 0
     lost_markers: int = 0
     lost_events: int = 0
+    other_by_event: dict[str, int] = attrs.field(factory=dict, hash=False)
 
 
 # --- the line grammar -------------------------------------------------------------------------
@@ -213,6 +220,8 @@ def _event_from_match(
     cpu, ts, name, page, pfn_text, order_text, mt, gfp = match.groups()
     pfn = int(pfn_text, 16)
     order = ints[order_text]
+    if pfn == FAILED_PFN and name == ALLOC and mt is not None:
+        return _FAILED
     if pfn >= PFN_LIMIT or order > _MAX_ORDER_OF[name]:
         return None
     if name != ALLOC:
@@ -258,6 +267,7 @@ class _Counts:
     source: str
     strict: bool
     other_events: int = 0
+    other_by_event: dict[str, int] = attrs.Factory(dict)
     skipped: int = 0
     skipped_lines: list[int] = attrs.Factory(list)
     skip_reasons: list[str] = attrs.Factory(list)
@@ -281,6 +291,7 @@ class _Counts:
         name, rest = _split_event(line)
         if name is not None and name not in _LAYOUT:
             self.other_events += 1
+            self.other_by_event[name] = self.other_by_event.get(name, 0) + 1
             return
         if name is None:
             problem = "not a trace line (want '<task>-<pid> [<cpu>] <seconds>: <event>: ...')"
@@ -310,6 +321,7 @@ class _Counts:
             failed_allocs=self.failed_allocs,
             lost_markers=self.lost_markers,
             lost_events=self.lost_events,
+            other_by_event=dict(sorted(self.other_by_event.items())),
         )
 
 
