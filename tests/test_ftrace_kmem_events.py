@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from framework.request import ALLOC, FREE, Event, Request
+from framework.workloads.ftrace import Ftrace
+from framework.workloads.ftrace_parse import FREE as TRACE_FREE
+from framework.workloads.ftrace_parse import parse
 from tests.conftest import small_spec
-from workloads.ftrace import Ftrace
-from workloads.ftrace_parse import FREE as TRACE_FREE
-from workloads.ftrace_parse import parse
 
 _T = "            bash-1234    [003] d..1.  5678.9012{:02d}: "
 KMEM_TRACE = [
