@@ -106,14 +106,14 @@ def test_reference_zero_is_not_comparable() -> None:
 
 
 def test_compare_two_files(tmp_path: Path) -> None:
-    """Two settings of the same design: gbpages on and off; the first file is the reference.
-    Without gbpages DirectMap1G is 0, so its percentage is -100% (higher is better)."""
+    """Two settings of the same design: directmap 1g and 2m; the first file is the reference.
+    With 2m DirectMap1G is 0, so its percentage is -100% (higher is better)."""
     files = []
-    for name, gb in (("gb.json", "1"), ("nogb.json", "0")):
+    for name, size in (("gb.json", "1g"), ("nogb.json", "2m")):
         out = tmp_path / name
         proc = run("bench", "--plugins", "baseline", "--workloads", "secretmem",
                    "--set", "machine.mem_gib=4", "--set", "secretmem.processes=4",
-                   "--set", f"machine.gbpages={gb}", "--output", str(out))
+                   "--set", f"machine.directmap={size}", "--output", str(out))
         assert proc.returncode == 0, proc.stderr
         files.append(str(out))
     proc = run("compare", *files, "--metrics", "DirectMap1G")

@@ -7,6 +7,8 @@ changed, never to the machine's size.
 Boot layout (arch/x86/mm/init.c ``init_mem_mapping`` / ``split_mem_range``, RAM from pfn 0):
 the ISA range and the rest of the first 2 MiB are mapped with 4 KiB pages, the rest of the
 first GiB with 2 MiB pages, everything above with 1 GiB pages when ``gbpages`` (else 2 MiB).
+``boot_4k`` maps everything with 4 KiB pages (``machine.directmap=4k``: the debug setting of
+Xing Zhengjun's report, docs/hardware.md "Published results"; its PTE tables are boot tables).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class DirectMap:
 
     __slots__ = (
         "alloc_pt_page",
+        "changes",
         "boot_pt_pages",
         "c_call",
         "c_pte",
@@ -80,12 +83,15 @@ class DirectMap:
     def __init__(
         self, mem_pages: int, gbpages: bool, ledger: Ledger, costs: dict[str, float],
         alloc_pt_page: Callable[[], int], free_pt_page: Callable[[int], None],
-        flush_tlb_all: Callable[[], None],
+        flush_tlb_all: Callable[[], None], boot_4k: bool = False,
     ) -> None:
         self.mem_pages = mem_pages
-        self.gbpages = gbpages
+        self.gbpages = gbpages = gbpages and not boot_4k
         self.split_pud: set[int] = {0}
         self.split_pmd: set[int] = {0}
+        # (level, index, +1 split / -1 collapse) in order: the TLB cost model replays it to
+        # know the map at each sample (framework/tlb/sampler.py)
+        self.changes: list[tuple[int, int, int]] = []
         self.pud_prot: dict[int, int] = {}
         self.pmd_prot: dict[int, int] = {}
         self.pte_prot: dict[int, int] = {}
@@ -94,6 +100,10 @@ class DirectMap:
         self.nr_2m = (PTRS_PER_TABLE - 1) + (0 if gbpages else (nr_gib - 1) * PTRS_PER_TABLE)
         self.nr_1g = nr_gib - 1 if gbpages else 0
         self.boot_pt_pages = 1 + (1 if gbpages else nr_gib)  # one PTE table + PMD tables
+        if boot_4k:  # every PMD is a boot PTE table
+            self.split_pmd = set(range(nr_gib * PTRS_PER_TABLE))
+            self.nr_4k, self.nr_2m = nr_gib * PTRS_PER_TABLE * PTRS_PER_TABLE, 0
+            self.boot_pt_pages = nr_gib + nr_gib * PTRS_PER_TABLE
         self.pt_pages: dict[tuple[int, int], int] = {}
         self.ledger = ledger
         self.alloc_pt_page = alloc_pt_page
@@ -290,6 +300,7 @@ class DirectMap:
             self.nr_1g -= 1
             self.nr_2m += PTRS_PER_TABLE
             self.ledger.direct_map_level3_splits += 1
+            self.changes.append((LEVEL_1G, g, 1))
         else:
             m = pfn >> PMD_ORDER
             prot = self.pmd_prot.pop(m, PAGE_KERNEL)
@@ -302,6 +313,7 @@ class DirectMap:
             self.nr_2m -= 1
             self.nr_4k += PTRS_PER_TABLE
             self.ledger.direct_map_level2_splits += 1
+            self.changes.append((LEVEL_2M, m, 1))
         self.flush_tlb_all()
         return True
 
@@ -346,6 +358,7 @@ class DirectMap:
         self.nr_4k -= PTRS_PER_TABLE
         self.nr_2m += 1
         self.ledger.direct_map_level2_collapses += 1
+        self.changes.append((LEVEL_2M, m, -1))
         return 1
 
     def _collapse_pud(self, g: int) -> int:
@@ -370,6 +383,7 @@ class DirectMap:
         self.nr_2m -= PTRS_PER_TABLE
         self.nr_1g += 1
         self.ledger.direct_map_level3_collapses += 1
+        self.changes.append((LEVEL_1G, g, -1))
         return 1
 
     # -- consistency ---------------------------------------------------------------------
@@ -398,6 +412,7 @@ def region_map(dm: DirectMap) -> list[list[int]]:
     was split, not the machine's size.
     """
     runs: list[list[int]] = []
+    holes = {p >> PMD_ORDER for p, prot in dm.pte_prot.items() if not prot & _PAGE_PRESENT}
 
     def push(state: int, count: int) -> None:
         if runs and runs[-1][0] == state:
@@ -411,16 +426,12 @@ def region_map(dm: DirectMap) -> list[list[int]]:
             push(MAP_1G if present else MAP_NP, PTRS_PER_TABLE)
             continue
         for m in range(g * PTRS_PER_TABLE, (g + 1) * PTRS_PER_TABLE):  # the PMDs of PUD g
-            push(_pmd_state(dm, m), 1)
+            push(_pmd_state(dm, m, holes), 1)
     return runs
 
 
-def _pmd_state(dm: DirectMap, m: int) -> int:
+def _pmd_state(dm: DirectMap, m: int, holes: set[int]) -> int:
+    """The state of PMD ``m``; ``holes``: the PMDs with a not-present 4 KiB entry."""
     if m not in dm.split_pmd:
         return MAP_2M if dm.pmd_prot.get(m, PAGE_KERNEL) & _PAGE_PRESENT else MAP_NP
-    base = m << PMD_ORDER
-    get = dm.pte_prot.get
-    for p in range(base, base + PMD_PAGES):
-        if not get(p, PAGE_KERNEL) & _PAGE_PRESENT:
-            return MAP_4K_NP
-    return MAP_4K
+    return MAP_4K_NP if m in holes else MAP_4K

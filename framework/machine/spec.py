@@ -1,4 +1,4 @@
-"""The modelled machine: memory, NUMA nodes, CPUs, gbpages, TLB geometry.
+"""The modelled machine: memory, NUMA nodes, CPUs, the direct map's largest page, TLB geometry.
 
 A :class:`MachineSpec` is hardware only; kernel policy lives in :mod:`framework.kernel`.
 Presets (``framework list`` shows them with their sources) are registered through the
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+import sys
 
 import attrs
 
@@ -25,7 +27,9 @@ class MachineSpec:
     """One machine. Sizes in GiB/MiB as the field names say.
 
     :param mem_gib: RAM, split evenly over ``nodes`` (one zone per node).
-    :param gbpages: direct map uses 1 GiB pages (``CONFIG_X86_DIRECT_GBPAGES`` with PDPE1GB).
+    :param directmap: the largest direct-map page at boot: ``1g`` (the default,
+        ``CONFIG_X86_DIRECT_GBPAGES`` with PDPE1GB), ``2m`` (``nogbpages``) or ``4k`` (the
+        all-4K debug setting of Xing Zhengjun's report, docs/hardware.md "Published results").
     :param tlb: name of a :data:`TLB_GEOMETRIES` entry.
     :param reserved_mib: memory at the start of node 0 never given to the buddy (kernel image,
         memblock reservations).
@@ -37,7 +41,7 @@ class MachineSpec:
     mem_gib: int
     nodes: int
     cpus: int
-    gbpages: bool = True
+    directmap: str = "1g"
     tlb: str = "sapphire-rapids"
     cpu_ghz: float = 3.0
     reserved_mib: int = 64
@@ -51,16 +55,23 @@ class MachineSpec:
         return self.mem_gib << (30 - PAGE_SHIFT)
 
     @property
+    def gbpages(self) -> bool:
+        """The direct map uses 1 GiB pages where aligned (``directmap == "1g"``)."""
+        return self.directmap == "1g"
+
+    @property
     def tlb_geometry(self) -> TlbGeometry:
         """The :class:`TlbGeometry` named by :attr:`tlb`."""
         return TLB_GEOMETRIES[self.tlb]
 
 
+DIRECTMAP_SIZES: tuple[str, ...] = ("1g", "2m", "4k")
 MACHINE_PARAMS: tuple[Param, ...] = (
     Param("mem_gib", int, 64, "RAM in GiB, split evenly over the nodes", min=1, max=1 << 16),
     Param("nodes", int, 1, "NUMA nodes (one zone each)", min=1, max=64),
     Param("cpus", int, 16, "online CPUs (IPI targets of a global flush)", min=1, max=8192),
-    Param("gbpages", bool, True, "map the direct map with 1 GiB pages where aligned"),
+    Param("directmap", str, "1g", "largest direct-map page at boot (2m: nogbpages, 4k: debug)",
+          choices=DIRECTMAP_SIZES),
     Param("tlb", str, "sapphire-rapids", "TLB geometry", choices=tuple(TLB_GEOMETRIES)),
     Param("cpu_ghz", float, 3.0, "clock for cycle <-> time conversions, GHz", min=0.1, max=10),
     Param("reserved_mib", int, 64, "memory reserved at the start of node 0 (kernel image), MiB",
@@ -75,6 +86,7 @@ def configure(preset: MachineSpec, given: Mapping[str, Any]) -> MachineSpec:
     :raises UnknownName, BadParameter: for bad keys or values.
     """
     base = {p.name: getattr(preset, p.name) for p in MACHINE_PARAMS}
+    given = _gbpages_alias(given)
     values = resolve("machine", MACHINE_PARAMS, given, base)
     spec = attrs.evolve(preset, **values)
     _check_layout(spec)
@@ -93,3 +105,27 @@ def _check_layout(spec: MachineSpec) -> None:
             f"machine.reserved_mib={spec.reserved_mib}: must be below one node's "
             f"{int(node_gib) * 1024} MiB"
         )
+
+
+def _gbpages_alias(given: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Deprecated ``machine.gbpages=1|0`` (one release): ``machine.directmap=1g|2m``.
+
+    :raises BadParameter: for a value that is not a boolean, or both keys given.
+    """
+    if "gbpages" not in given:
+        return given
+    out = dict(given)
+    raw = out.pop("gbpages")
+    if "directmap" in out:
+        raise BadParameter("machine.gbpages and machine.directmap both given: "
+                           "use machine.directmap=1g|2m|4k only")
+    on = Param("gbpages", bool, True, "").parse("machine", raw)
+    out["directmap"] = "1g" if on else "2m"
+    if not _WARNED:  # once per process: configure() runs for every cell
+        _WARNED.append(True)
+        print(f"framework: machine.gbpages is deprecated, use machine.directmap="
+              f"{out['directmap']}", file=sys.stderr)
+    return out
+
+
+_WARNED: list[bool] = []
