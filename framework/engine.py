@@ -39,7 +39,8 @@ from framework.request import (
     Perm,
     Request,
 )
-from framework.tlb.settings import TLB_PARAMS
+from framework.tlb.sampler import TlbSampler
+from framework.tlb.settings import resolve_tlb
 from framework.workload import (
     BACKGROUND_PARAM,
     FreeAreaProbe,
@@ -98,7 +99,7 @@ def prepare(cell: Cell, reg: Registry) -> Setup:
     spec = configure(reg.machine(cell.machine), cell.scope("machine"))
     costs = resolve_costs(cell.scope("costs"))
     faults_p = resolve("faults", FAULT_PARAMS, cell.scope("faults"))
-    tlb_p = resolve("tlb", TLB_PARAMS, cell.scope("tlb"))
+    tlb_p = resolve_tlb(cell.workload, cell.scope("tlb"))
     alloc_cls = reg.allocator(cell.plugin)
     work_cls = reg.workload(cell.workload)
     plugin_p = resolve(cell.plugin, alloc_cls.params, cell.scope(cell.plugin))
@@ -182,6 +183,8 @@ class Runner:
         self.unmapped_served_mapped_bytes = 0
         self.events = 0
         self.load_pages = 0  # pages live in background-load allocations (ids < 0)
+        self.tlb_sampler = TlbSampler(self.kernel.directmap, self.kernel.find_area,
+                                      self.live.values, setup.params["tlb"]["samples"])
 
     @property
     def totals(self) -> dict[str, int]:
@@ -199,12 +202,16 @@ class Runner:
         kernel_violations = self.kernel.violations
         index = -1
         event = None
+        sampler = self.tlb_sampler
+        next_sample = sampler.next  # framework/tlb/sampler.py: the mapping every N events
         try:
             for index, event in enumerate(self.setup.events):
                 checker.event = index
                 handlers[event[0]](event)  # event.op
                 if kernel_violations:
                     checker.drain_kernel()
+                if index >= next_sample:
+                    next_sample = sampler.sample(index)
         except KeyError:
             if event is not None and event[0] not in handlers:
                 raise InputError(f"event {index}: unknown op {event[0]!r}: "

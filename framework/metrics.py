@@ -14,7 +14,7 @@ import numpy as np
 
 from framework.kernel.consts import PAGE_SIZE
 from framework.kernel.kernel import Kernel
-from framework.tlb.settings import tlb_metrics
+from framework.tlb.sampler import tlb_metrics
 
 if TYPE_CHECKING:
     from framework.engine import Runner
@@ -63,9 +63,13 @@ METRICS: tuple[Metric, ...] = (
     Metric("dtlb_miss_rate", "ratio", True, "L1 dTLB misses per kernel data access (model)"),
     Metric("stlb_miss_rate", "ratio", True, "STLB misses (page walks) per data access (model)"),
     Metric("walk_cycles_per_access", "cycles", True, "page-walk cycles per data access (model)"),
-    Metric("est_slowdown_pct", "%", True, "estimated slowdown of kernel time vs 1 GiB pages"),
-    Metric("itlb_miss_rate", "ratio", True, "iTLB misses per module-text fetch (model)"),
-    Metric("itlb_est_slowdown_pct", "%", True, "estimated text-fetch slowdown vs 2 MiB pages"),
+    Metric("est_slowdown_pct", "%", True,
+           "estimated slowdown of CPU time vs the boot direct map in 1 GiB pages (model)"),
+    Metric("est_slowdown_pct_low", "%", True, "est_slowdown_pct, low end of its band"),
+    Metric("est_slowdown_pct_high", "%", True, "est_slowdown_pct, high end of its band"),
+    Metric("itlb_miss_rate", "ratio", True, "L1 iTLB misses per instruction-page fetch (model)"),
+    Metric("itlb_est_slowdown_pct", "%", True,
+           "the part of est_slowdown_pct from module/BPF text not in 2 MiB pages"),
     Metric("violations", "count", True, "broken promises (see violations)"),
     Metric("events", "count", False, "events processed"),
 )
@@ -128,7 +132,8 @@ def build_metrics(runner: Runner) -> dict[str, Any]:
         "violations": sum(runner.checker.counts.values()),
         "events": runner.events,
     })
-    out.update(tlb_metrics(kernel, runner.setup.params["tlb"]))
+    out.update(tlb_metrics(runner.tlb_sampler, kernel.spec, kernel.costs,
+                           runner.setup.params["tlb"], runner.setup.cell.seed, runner.events))
     allocs = [s for a, _ in runner.latency.values() for s in a]
     frees = [s for _, f in runner.latency.values() for s in f]
     out.update(_percentiles(allocs, "alloc"))

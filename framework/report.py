@@ -38,7 +38,8 @@ DEFAULT_METRICS: tuple[str, ...] = (
     "metadata_bytes", "requested_bytes", "footprint_bytes", "unmapped_served_mapped_bytes",
     "alloc_p50_cycles", "alloc_p99_cycles", "alloc_max_cycles", "free_p50_cycles",
     "free_p99_cycles", "cycles_total", "dtlb_miss_rate", "stlb_miss_rate",
-    "walk_cycles_per_access", "est_slowdown_pct", "itlb_miss_rate", "itlb_est_slowdown_pct",
+    "walk_cycles_per_access", "est_slowdown_pct", "est_slowdown_pct_low",
+    "est_slowdown_pct_high", "itlb_miss_rate", "itlb_est_slowdown_pct",
     "violations",
 )
 FORMATS: tuple[str, ...] = ("plain", "markdown", "rst", "csv", "json")

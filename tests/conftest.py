@@ -16,7 +16,8 @@ from framework.machine.spec import MachineSpec
 def small_spec(mem_gib: int = 4, cpus: int = 4, gbpages: bool = True, nodes: int = 1,
                collapse: bool = False) -> MachineSpec:
     """A small machine for hand-derived scenarios (64 MiB reserved at the start)."""
-    return MachineSpec(name="test", mem_gib=mem_gib, nodes=nodes, cpus=cpus, directmap="1g" if gbpages else "2m", reserved_mib=64, collapse=collapse)
+    return MachineSpec(name="test", mem_gib=mem_gib, nodes=nodes, cpus=cpus,
+                       directmap="1g" if gbpages else "2m", reserved_mib=64, collapse=collapse)
 
 
 @pytest.fixture

@@ -57,11 +57,11 @@ class DirectMap:
 
     __slots__ = (
         "alloc_pt_page",
-        "changes",
         "boot_pt_pages",
         "c_call",
         "c_pte",
         "c_split",
+        "changes",
         "exec_pfns",
         "flush_tlb_all",
         "free_pt_page",

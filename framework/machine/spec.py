@@ -7,10 +7,9 @@ Presets (``framework list`` shows them with their sources) are registered throug
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
-
-import sys
 
 import attrs
 

@@ -1,0 +1,238 @@
+"""Samples of the mapping during a run, and the TLB metrics integrated over them.
+
+The engine calls :meth:`TlbSampler.sample` after the event whose index reaches
+:attr:`TlbSampler.next`. Samples are taken every ``stride`` events; when ``samples`` of them
+are kept, every other one is dropped and the stride doubles, so at the end between
+``samples / 2`` and ``samples`` samples lie evenly over the run whatever its length (plus the
+end state). A sample costs a few list operations: the direct map is recorded as the length of
+its change log (:attr:`~framework.kernel.directmap.DirectMap.changes`, replayed at the end),
+the module text as the pages that live executable allocations occupy.
+
+Each sample stands for the events from it to the next (the last for the events to the end),
+so a split made early weighs more than one made at the end. Only distinct mappings are
+evaluated, and evaluations are cached across the designs of a cell (:mod:`framework.tlb.mix`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+
+from framework.kernel.directmap import LEVEL_1G, DirectMap
+from framework.machine.spec import MachineSpec
+from framework.request import Allocation, Perm, Request
+from framework.tlb.mix import Misses, Pop, evaluate_data, evaluate_text
+from framework.tlb.reach import _exponent
+from framework.tlb.settings import BAND, band, slowdown_pct
+from framework.tlb.stream import (
+    MIB_PAGES,
+    PMD_PAGES,
+    ClassCounts,
+    boot_classes,
+    classify,
+    direct_map_set,
+)
+
+FIRST_STRIDE = 16
+COST_NAMES = ("stlb_hit", "walk_cached", "walk_dram")
+
+
+@attrs.frozen(slots=True)
+class Text:
+    """Executable module-area text live at a sample: 4K entries, 2M entries, pages, bytes."""
+
+    entries_4k: int = 0
+    entries_2m: int = 0
+    pages: int = 0
+    bytes: int = 0
+
+
+Live = Callable[[], Iterable[tuple[Allocation, Request]]]
+
+
+class TlbSampler:
+    """Records ``(event index, direct-map log length, text)`` samples (module docstring)."""
+
+    def __init__(self, directmap: DirectMap, find_area: Callable[[int], Any], live: Live,
+                 samples: int) -> None:
+        self.dm = directmap
+        self.find_area = find_area
+        self.live = live
+        self.cap = max(1, samples)
+        self.stride = FIRST_STRIDE
+        self.next = FIRST_STRIDE - 1 if self.cap > 1 else 1 << 62
+        self.samples: list[tuple[int, int, Text]] = []
+
+    def sample(self, index: int) -> int:
+        """Take a sample after event ``index``; return the index of the next one."""
+        self.samples.append((index, len(self.dm.changes), self.text()))
+        if len(self.samples) >= self.cap:
+            self.samples = self.samples[1::2]
+            self.stride *= 2
+        self.next = index + self.stride
+        return self.next
+
+    def text(self) -> Text:
+        """Module-area pages holding live executable allocations, by mapping size."""
+        small: set[int] = set()
+        huge: set[int] = set()
+        nbytes = 0
+        for alloc, req in self.live():
+            if req.perm is not Perm.ROX or not alloc.vaddr:
+                continue
+            nbytes += req.size
+            first = alloc.vaddr >> 12
+            last = (alloc.vaddr + max(req.size, 1) - 1) >> 12
+            area = self.find_area(first)
+            (huge if area is not None and area.page_order else small).update(
+                range(first, last + 1))
+        chunks = {v >> 9 for v in huge}
+        return Text(len(small), len(chunks), len(small) + len(huge), nbytes)
+
+    def timeline(self, events: int) -> list[tuple[int, int, Text]]:
+        """``(weight in events, log length, text)`` per sample, the end state last."""
+        points = [*self.samples, (max(events - 1, 0), len(self.dm.changes), self.text())]
+        out = []
+        for k, (index, pos, text) in enumerate(points):
+            end = points[k + 1][0] if k + 1 < len(points) else events
+            start = 0 if k == 0 else index
+            out.append((max(end - start, 0), pos, text))
+        if not any(w for w, _, _ in out):  # an empty run: the end state alone
+            out[-1] = (1, out[-1][1], out[-1][2])
+        return out
+
+
+def replay(dm: DirectMap, positions: Iterable[int]) -> dict[int, tuple[frozenset[int],
+                                                                       frozenset[int]]]:
+    """The split sets ``(PUDs, PMDs)`` after the first ``pos`` logged changes, per position."""
+    pud, pmd = set(dm.split_pud), set(dm.split_pmd)
+    for level, index, sign in reversed(dm.changes):  # back to the boot state
+        target = pud if level == LEVEL_1G else pmd
+        if sign > 0:
+            target.discard(index)
+        else:
+            target.add(index)
+    out = {}
+    done = 0
+    for pos in sorted(set(positions)):
+        for level, index, sign in dm.changes[done:pos]:
+            target = pud if level == LEVEL_1G else pmd
+            if sign > 0:
+                target.add(index)
+            else:
+                target.discard(index)
+        done = pos
+        out[pos] = (frozenset(pud), frozenset(pmd))
+    return out
+
+
+def data_pops(cc: ClassCounts, p: dict[str, Any]) -> tuple[Pop, ...]:
+    """The data side's populations: user 4K and THP, the direct map's classes, vmalloc."""
+    user = p["user_ws_mib"] * MIB_PAGES
+    thp = int(user * p["user_thp"])
+    small = int(user) - thp
+    ks = p["kernel_share"]
+    dm_mass = ks * p["dm_share"]
+    dm_pages = cc.pages_4k + cc.pages_2m + cc.pages_1g
+    vm = int(p["vmalloc_ws_mib"] * MIB_PAGES)
+
+    def dm(size: str, entries: int, pages: int) -> Pop:
+        return Pop(f"dm_{size}", size, entries, pages, dm_mass * pages / dm_pages
+                   if dm_pages else 0.0)
+
+    return (
+        Pop("user_4k", "4k", small, small, (1 - ks) * small / user if user else 0.0),
+        Pop("user_2m", "2m", -(-thp // PMD_PAGES), thp, (1 - ks) * thp / user if user else 0.0),
+        dm("4k", cc.entries_4k, cc.pages_4k),
+        dm("2m", cc.entries_2m, cc.pages_2m),
+        dm("1g", cc.entries_1g, cc.pages_1g),
+        Pop("vmalloc_4k", "4k", vm, vm, ks * (1 - p["dm_share"])),
+    )
+
+
+def text_pops(text: Text, p: dict[str, Any], reference: bool) -> tuple[Pop, ...]:
+    """The instruction side: user text (4K), kernel image text (2M), module/BPF text.
+
+    The reference holds the same module text bytes in ``ceil(bytes / 2 MiB)`` 2M entries.
+    """
+    ks = p["kernel_share"]
+    mod = ks * p["module_fetch_share"] if text.pages else 0.0
+    user = int(p["user_text_mib"] * MIB_PAGES)
+    image = int(p["kernel_text_mib"] * MIB_PAGES)
+    pops = [Pop("user_text", "4k", user, user, 1 - ks),
+            Pop("kernel_text", "2m", -(-image // PMD_PAGES), image, ks - mod)]
+    if reference:
+        pages = -(-text.bytes // 4096)
+        pops.append(Pop("module_text", "2m", -(-pages // PMD_PAGES), pages, mod))
+    else:
+        share = text.entries_4k / text.pages if text.pages else 0.0
+        pops.append(Pop("module_text_4k", "4k", text.entries_4k, text.entries_4k, mod * share))
+        pops.append(Pop("module_text_2m", "2m", text.entries_2m, text.pages - text.entries_4k,
+                        mod * (1 - share)))
+    return tuple(pops)
+
+
+def tlb_metrics(sampler: TlbSampler, spec: MachineSpec, costs: dict[str, float],
+                params: dict[str, Any], seed: int, events: int) -> dict[str, float]:
+    """The TLB metrics of a run (see :mod:`framework.tlb.settings`)."""
+    p = params
+    s = _exponent(p["dist"], p["s"])
+    pt = float(p["pt_cache_kib"] << 10)
+    geo = spec.tlb_geometry
+    dms = direct_map_set(spec, p["kernel_ws_mib"], p["slab_share"], seed)
+    timeline = sampler.timeline(events)
+    maps = replay(sampler.dm, (pos for _, pos, _ in timeline))
+    share = p["stlb_share"]
+    ref_data = evaluate_data(geo, data_pops(boot_classes(dms), p), s, pt, 1 - share)
+    data: list[tuple[float, Misses]] = []
+    text: list[tuple[float, Misses, Misses]] = []
+    classes: dict[int, ClassCounts] = {}
+    for weight, pos, t in timeline:
+        if pos not in classes:
+            classes[pos] = classify(dms, sampler.dm.gbpages, *maps[pos])
+        data.append((weight, evaluate_data(geo, data_pops(classes[pos], p), s, pt, 1 - share)))
+        text.append((weight, evaluate_text(geo, text_pops(t, p, False), s, pt, share),
+                     evaluate_text(geo, text_pops(t, p, True), s, pt, share)))
+    total = float(sum(w for w, _ in data))
+    d_data = _mean_delta(((w, m, ref_data) for w, m in data), total)
+    d_text = _mean_delta(((w, m, r) for w, m, r in text), total)
+    ref_text = _mean_delta(((w, r, Misses(0.0, 0.0, 0.0)) for w, _, r in text), total)
+
+    def cycles(v: dict[str, float]) -> tuple[tuple[float, float], tuple[float, float]]:
+        """``((c, r), (ct, rt))`` from the mean differences to the reference (linear in the
+        costs), so a mapping equal to the reference gives exactly 0."""
+        c = {n: v[n] for n in COST_NAMES}
+        r, rt = ref_data.cycles(c), ref_text.cycles(c)
+        return (r + d_data.cycles(c), r), (rt + d_text.cycles(c), rt)
+
+    values = {**{n: float(p[n]) for n in BAND if n in p}, **{n: costs[n] for n in COST_NAMES}}
+    (c, r), (ct, rt) = cycles(values)
+    low, high = band(cycles, values)
+    mean_data = _mean_delta(((w, m, Misses(0.0, 0.0, 0.0)) for w, m in data), total)
+    mean_text = _mean_delta(((w, m, Misses(0.0, 0.0, 0.0)) for w, m, _ in text), total)
+    return {
+        "dtlb_miss_rate": mean_data.l1,
+        "stlb_miss_rate": mean_data.walks,
+        "walk_cycles_per_access": (mean_data.walks_cached * costs["walk_cached"]
+                                   + mean_data.walks_dram * costs["walk_dram"]),
+        "est_slowdown_pct": slowdown_pct((c, r), (ct, rt), values),
+        "est_slowdown_pct_low": low,
+        "est_slowdown_pct_high": high,
+        "itlb_miss_rate": mean_text.l1,
+        "itlb_est_slowdown_pct": slowdown_pct((0.0, 0.0), (ct, rt), values),
+    }
+
+
+
+def _mean_delta(parts: Iterable[tuple[float, Misses, Misses]], total: float) -> Misses:
+    """The event-weighted mean of ``a - b`` per miss component over ``(weight, a, b)``."""
+    l1 = cached = dram = 0.0
+    for w, a, b in parts:
+        if a is b:  # the same cached evaluation: exactly no difference
+            continue
+        l1 += w * (a.l1 - b.l1)
+        cached += w * (a.walks_cached - b.walks_cached)
+        dram += w * (a.walks_dram - b.walks_dram)
+    return Misses(l1 / total, cached / total, dram / total)
