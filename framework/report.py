@@ -26,8 +26,9 @@ from framework.stats import (
     CONFIDENCE,
     gmean,
     pct_better,
-    ratio_better,
+    rank_scores,
     summarize,
+    summary_ratio,
     welch_significant,
 )
 
@@ -110,7 +111,10 @@ def build_blocks(runs: Sequence[dict[str, Any]], metrics: Sequence[str],
             cols.remove(reference)
             cols.insert(0, reference)  # type: ignore[arg-type]
         rows = [_row(workload, name, cols, samples) for name in metrics]
-        blocks.append(Block(workload, tuple(cols), tuple(rows), _gmeans(cols, rows)))
+        violations = [summarize([float(m.get("violations", 0)) for m in samples[c]]).mean
+                      for c in cols]
+        blocks.append(Block(workload, tuple(cols), tuple(rows),
+                            rank_scores(_gmeans(cols, rows), violations)))
     return blocks
 
 
@@ -135,7 +139,8 @@ def _gmeans(cols: list[str], rows: Sequence[Row]) -> tuple[float | None, ...]:
         ratios = []
         for row in rows:
             meta = METRIC_BY_NAME[row.metric]
-            r = ratio_better(row.entries[i].mean, row.entries[0].mean, meta.lower_is_better)
+            r = summary_ratio(row.entries[i].mean, row.entries[0].mean, meta.lower_is_better,
+                              meta.unit)
             if r is not None:
                 ratios.append(r)
         out.append(gmean(ratios))
@@ -186,8 +191,9 @@ def legend(reference: str, seeds: int) -> str:
         parts.append(f"*+x.xx%*: significant by Welch's t-test, alpha = {ALPHA}")
     else:
         parts.append("one seed: no confidence interval or significance (use --seeds N)")
-    parts.append("Gmean ratio: geometric mean over the rows of the ratio to the reference, "
-                 "turned so that above 1 is better")
+    parts.append("Gmean ratio: geometric mean over the rows of the ratio to the reference "
+                 "(counts + 1, slowdowns as run times), turned so that above 1 is better; a "
+                 "column with violations never scores above a clean one (docs/checks.md)")
     return "Legend: " + "; ".join(parts) + "."
 
 

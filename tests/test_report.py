@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from framework.report import build_blocks, render
-from framework.stats import gmean, pct_better, ratio_better, summarize, welch_significant
+from framework.stats import (
+    gmean,
+    pct_better,
+    rank_scores,
+    ratio_better,
+    summarize,
+    summary_ratio,
+    welch_significant,
+)
 from tests.test_cli import run
 
 
@@ -63,10 +71,43 @@ def test_gmean_and_ratio() -> None:
     assert ratio_better(0, 100, True) is None
 
 
+def test_summary_ratio_counts_zeros() -> None:
+    """Counts + 1: violations 0 -> 10958 is a ratio of 1/10959 (lower is better), the reverse
+    10959; a slowdown compares run times: 1% against 0% is 100/101; only a shifted value <= 0
+    has no ratio."""
+    assert summary_ratio(10958, 0, True, "count") == pytest.approx(1 / 10959)
+    assert summary_ratio(0, 10958, True, "count") == pytest.approx(10959)
+    assert summary_ratio(1.0, 0.0, True, "%") == pytest.approx(100 / 101)
+    assert summary_ratio(0, 0, False, "kB") == 1.0
+    assert summary_ratio(-100.0, 0.0, True, "%") is None
+
+
+def test_violations_never_rank_above_clean() -> None:
+    """The posted case of the issue: a design with 10958 violations but 0 splits, flushes and
+    CPA calls against the clean baseline's 3, 4022 and 8044. Per row (counts + 1): splits
+    4/1, flushes 4023/1, cpa 8045/1, violations 1/10959: gmean = (4 * 4023 * 8045 /
+    10959)^(1/4) = 10.8 > 1 without the rule; with it the design gets the clean floor, the
+    baseline's 1.0. A clean design with the same rows keeps its own score."""
+    rows = dict(direct_map_level2_splits=3.0, tlb_flush_range=4022.0, cpa_calls=8044.0)
+    zero = dict.fromkeys(rows, 0.0)
+    runs = [fake("baseline", "w", 1, violations=0.0, **rows),
+            fake("posted", "w", 1, violations=10958.0, **zero),
+            fake("fixed", "w", 1, violations=0.0, **zero)]
+    metrics = [*rows, "violations"]
+    (block,) = build_blocks(runs, metrics)
+    base, posted, fixed = block.gmeans
+    assert base == 1.0
+    assert posted == 1.0  # capped at the lowest clean score (the baseline's)
+    assert fixed == pytest.approx((4 * 4023 * 8045) ** 0.25)
+    assert rank_scores([2.0, 5.0, None], [0, 3, 0]) == (2.0, 2.0, None)
+    assert rank_scores([2.0, 5.0], [1, 3]) == (2.0, 5.0)  # nothing clean: as computed
+
+
 def test_table_cells_by_hand() -> None:
     """baseline splits 10 and 12 (mean 11), design 2 and 4 (mean 3): lower is better, so
     (11 - 3) / 11 = +72.73%; with two seeds each: t = 8 / sqrt(2/2 + 2/2) = 5.66, Welch
-    p ~ 0.03 < 0.05, so the cell is marked *...*. Gmean ratio of the design: 11/3."""
+    p ~ 0.03 < 0.05, so the cell is marked *...*. Gmean ratio of the design, counts + 1:
+    (11 + 1) / (3 + 1) = 3."""
     runs = [fake("baseline", "w", 1, direct_map_level2_splits=10.0),
             fake("baseline", "w", 2, direct_map_level2_splits=12.0),
             fake("design", "w", 1, direct_map_level2_splits=2.0),
@@ -76,7 +117,7 @@ def test_table_cells_by_hand() -> None:
     assert (base.mean, design.mean) == (11.0, 3.0)
     assert design.pct == pytest.approx(800 / 11)
     assert design.significant and not base.significant
-    assert block.gmeans[1] == pytest.approx(11 / 3)
+    assert block.gmeans[1] == pytest.approx(3.0)
     text = render(runs, "plain", ["direct_map_level2_splits"])
     assert "*" + f"{800 / 11:+7.2f}%" + "*" in text
     assert "Amean direct_map_level2_splits (count)" in text
