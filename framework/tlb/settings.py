@@ -15,7 +15,7 @@ on the same machine's boot direct map with 1 GiB pages and the module text in 2 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from framework.params import Param, resolve
@@ -93,7 +93,11 @@ def slowdown_pct(data: tuple[float, float], text: tuple[float, float],
     return 100.0 * out
 
 
-def band(cycles: Any, values: Mapping[str, float]) -> tuple[float, float]:
+Pair = tuple[float, float]
+
+
+def band(cycles: Callable[[dict[str, float]], tuple[Pair, Pair]],
+         values: Mapping[str, float]) -> tuple[float, float]:
     """Lowest and highest slowdown over every corner of :data:`BAND`.
 
     :param cycles: ``cycles(costs) -> ((c, r), (ct, rt))`` for a cost table.
@@ -104,5 +108,6 @@ def band(cycles: Any, values: Mapping[str, float]) -> tuple[float, float]:
         v = dict(values)
         for name, end in zip(names, corner, strict=True):
             v[name] = values[name] * BAND[name][end]
-        found.append(slowdown_pct(*cycles(v), v))
+        data, text = cycles(v)
+        found.append(slowdown_pct(data, text, v))
     return min(found), max(found)
