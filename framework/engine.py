@@ -184,7 +184,12 @@ class Runner:
         self.events = 0
         self.load_pages = 0  # pages live in background-load allocations (ids < 0)
         self.tlb_sampler = TlbSampler(self.kernel.directmap, self.kernel.find_area,
-                                      self.live.values, setup.params["tlb"]["samples"])
+                                      self.live.values, setup.params["tlb"]["samples"],
+                                      self.own_events)
+
+    def own_events(self) -> int:
+        """The workload's allocs and frees so far (the TLB sampler's clock; no load's)."""
+        return sum(len(a) + len(f) for a, f in self.latency.values())
 
     @property
     def totals(self) -> dict[str, int]:

@@ -133,7 +133,7 @@ def build_metrics(runner: Runner) -> dict[str, Any]:
         "events": runner.events,
     })
     out.update(tlb_metrics(runner.tlb_sampler, kernel.spec, kernel.costs,
-                           runner.setup.params["tlb"], runner.setup.cell.seed, runner.events))
+                           runner.setup.params["tlb"], runner.setup.cell.seed))
     allocs = [s for a, _ in runner.latency.values() for s in a]
     frees = [s for _, f in runner.latency.values() for s in f]
     out.update(_percentiles(allocs, "alloc"))

@@ -4,11 +4,14 @@ The engine calls :meth:`TlbSampler.sample` after the event whose index reaches
 :attr:`TlbSampler.next`. Samples are taken every ``stride`` events; when ``samples`` of them
 are kept, every other one is dropped and the stride doubles, so at the end between
 ``samples / 2`` and ``samples`` samples lie evenly over the run whatever its length (plus the
-end state). A sample costs a few list operations: the direct map is recorded as the length of
-its change log (:attr:`~framework.kernel.directmap.DirectMap.changes`, replayed at the end),
-the module text as the pages that live executable allocations occupy.
+end state). Time is the workload's own allocations and frees so far (the engine's ``clock``):
+the ``background`` load's fill phase, which stands for the machine's past, takes no time, and
+a sample in which no time passed is not kept. A sample costs a few list operations: the
+direct map is recorded as the length of its change log
+(:attr:`~framework.kernel.directmap.DirectMap.changes`, replayed at the end), the module text
+as the pages that live executable allocations occupy.
 
-Each sample stands for the events from it to the next (the last for the events to the end),
+Each sample stands for the time from it to the next (the last for the time to the end),
 so a split made early weighs more than one made at the end. Only distinct mappings are
 evaluated, and evaluations are cached across the designs of a cell (:mod:`framework.tlb.mix`).
 """
@@ -56,10 +59,11 @@ class TlbSampler:
     """Records ``(event index, direct-map log length, text)`` samples (module docstring)."""
 
     def __init__(self, directmap: DirectMap, find_area: Callable[[int], Any], live: Live,
-                 samples: int) -> None:
+                 samples: int, clock: Callable[[], int]) -> None:
         self.dm = directmap
         self.find_area = find_area
         self.live = live
+        self.clock = clock
         self.cap = max(1, samples)
         self.stride = FIRST_STRIDE
         self.next = FIRST_STRIDE - 1 if self.cap > 1 else 1 << 62
@@ -67,7 +71,11 @@ class TlbSampler:
 
     def sample(self, index: int) -> int:
         """Take a sample after event ``index``; return the index of the next one."""
-        self.samples.append((index, len(self.dm.changes), self.text()))
+        now = self.clock()
+        if self.samples and now == self.samples[-1][0]:  # no time passed (background fill)
+            self.next = index + self.stride
+            return self.next
+        self.samples.append((now, len(self.dm.changes), self.text()))
         if len(self.samples) >= self.cap:
             self.samples = self.samples[1::2]
             self.stride *= 2
@@ -91,15 +99,16 @@ class TlbSampler:
         chunks = {v >> 9 for v in huge}
         return Text(len(small), len(chunks), len(small) + len(huge), nbytes)
 
-    def timeline(self, events: int) -> list[tuple[int, int, Text]]:
-        """``(weight in events, log length, text)`` per sample, the end state last."""
-        points = [*self.samples, (max(events - 1, 0), len(self.dm.changes), self.text())]
+    def timeline(self) -> list[tuple[int, int, Text]]:
+        """``(weight, log length, text)`` per sample, the end state last; weights in time."""
+        end = self.clock()
+        points = [*self.samples, (end, len(self.dm.changes), self.text())]
         out = []
-        for k, (index, pos, text) in enumerate(points):
-            end = points[k + 1][0] if k + 1 < len(points) else events
-            start = 0 if k == 0 else index
-            out.append((max(end - start, 0), pos, text))
-        if not any(w for w, _, _ in out):  # an empty run: the end state alone
+        for k, (now, pos, text) in enumerate(points):
+            until = points[k + 1][0] if k + 1 < len(points) else end
+            start = 0 if k == 0 else now
+            out.append((max(until - start, 0), pos, text))
+        if not any(w for w, _, _ in out):  # no time at all: the end state alone
             out[-1] = (1, out[-1][1], out[-1][2])
         return out
 
@@ -175,14 +184,14 @@ def text_pops(text: Text, p: dict[str, Any], reference: bool) -> tuple[Pop, ...]
 
 
 def tlb_metrics(sampler: TlbSampler, spec: MachineSpec, costs: dict[str, float],
-                params: dict[str, Any], seed: int, events: int) -> dict[str, float]:
+                params: dict[str, Any], seed: int) -> dict[str, float]:
     """The TLB metrics of a run (see :mod:`framework.tlb.settings`)."""
     p = params
     s = _exponent(p["dist"], p["s"])
     pt = float(p["pt_cache_kib"] << 10)
     geo = spec.tlb_geometry
     dms = direct_map_set(spec, p["kernel_ws_mib"], p["slab_share"], seed)
-    timeline = sampler.timeline(events)
+    timeline = sampler.timeline()
     maps = replay(sampler.dm, (pos for _, pos, _ in timeline))
     share = p["stlb_share"]
     ref_data = evaluate_data(geo, data_pops(boot_classes(dms), p), s, pt, 1 - share)
