@@ -280,3 +280,18 @@ def test_bpf_prog_pack_0_is_v517() -> None:
             assert (b.vaddr - a.vaddr) >> 12 == 2
             assert (at_alloc, k.ledger.cpa_calls, k.ledger.text_poke_calls) == (0, 4, 0)
         assert all(level == LEVEL_2M for level, _, _ in k.directmap.changes)
+
+
+# --- 5: iTLB ---------------------------------------------------------------------------------
+
+
+def test_2m_chunks_show_their_itlb_effect() -> None:
+    """bpf: vmap-area serves programs from 2 MiB ROX chunks mapped by one 2M entry each, as the
+    reference maps the text: no text term. baseline's pack is module_alloc'd 4 KiB pages: a
+    4K entry per text page, a positive text term, and the same data side as vmap-area only
+    where the direct maps agree."""
+    base = _cell("baseline", "bpf")
+    chunks = _cell("vmap-area", "bpf")
+    assert chunks["itlb_est_slowdown_pct"] == 0.0
+    assert base["itlb_est_slowdown_pct"] > 0.0
+    assert base["itlb_est_slowdown_pct"] <= base["est_slowdown_pct"]
