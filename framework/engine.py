@@ -184,7 +184,8 @@ class Runner:
         self.events = 0
         self.load_pages = 0  # pages live in background-load allocations (ids < 0)
         self.tlb_sampler = TlbSampler(self.kernel.directmap, self.kernel.find_area,
-                                      self.live.values, setup.params["tlb"]["samples"],
+                                      self.live.values,
+                                      setup.params.get("tlb", {}).get("samples", 8),
                                       self.own_events)
 
     def own_events(self) -> int:
