@@ -295,3 +295,16 @@ def test_2m_chunks_show_their_itlb_effect() -> None:
     assert chunks["itlb_est_slowdown_pct"] == 0.0
     assert base["itlb_est_slowdown_pct"] > 0.0
     assert base["itlb_est_slowdown_pct"] <= base["est_slowdown_pct"]
+
+
+def test_mix_band_widens_the_band() -> None:
+    """tlb.mix_band=1 adds the joint low and high ends of kernel_share and dm_share: the same
+    estimate, a band that contains the default one."""
+    narrow = _cell("baseline", "secretmem", secretmem={"processes": "24"})
+    wide = _cell("baseline", "secretmem", secretmem={"processes": "24"},
+                 tlb={"mix_band": "1"})
+    assert wide["est_slowdown_pct"] == narrow["est_slowdown_pct"]
+    assert wide["est_slowdown_pct_low"] <= narrow["est_slowdown_pct_low"]
+    assert wide["est_slowdown_pct_high"] >= narrow["est_slowdown_pct_high"]
+    assert (wide["est_slowdown_pct_low"], wide["est_slowdown_pct_high"]) != (
+        narrow["est_slowdown_pct_low"], narrow["est_slowdown_pct_high"])

@@ -99,7 +99,7 @@ def _evaluate(geometry: TlbGeometry, side: str, pops: Key, s: float, pt_cache_by
     live = tuple(p for p in pops if p.entries > 0 and p.pages > 0 and p.mass > 0)
     if not live:
         return Misses(0.0, 0.0, 0.0)
-    groups = [entry_groups(min(p.entries, p.pages), p.pages, p.mass, s) for p in live]
+    groups = [_groups(min(p.entries, p.pages), p.pages, p.mass, s) for p in live]
     hit1 = _level(live, groups, l1)
     hit2 = _level(live, groups, stlb)
     l1_miss = 0.0
@@ -114,6 +114,13 @@ def _evaluate(geometry: TlbGeometry, side: str, pops: Key, s: float, pt_cache_by
     total = sum(walks)
     return Misses(l1_miss, w_cached, total - w_cached,
                   tuple((p.name, w) for p, w in zip(live, walks, strict=True)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _groups(entries: int, pages: int, mass: float, s: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`~framework.tlb.reach.entry_groups`, cached: the user, vmalloc and text
+    populations recur in every evaluation of a run (the arrays are never written)."""
+    return entry_groups(entries, pages, mass, s)
 
 
 def _level(pops: Key, groups: list[tuple[np.ndarray, np.ndarray]],

@@ -28,11 +28,12 @@ from framework.machine.spec import MachineSpec
 from framework.request import Allocation, Perm, Request
 from framework.tlb.mix import Misses, Pop, evaluate_data, evaluate_text
 from framework.tlb.reach import _exponent
-from framework.tlb.settings import BAND, band, slowdown_pct
+from framework.tlb.settings import BAND, MIX_BAND, band, slowdown_pct
 from framework.tlb.stream import (
     MIB_PAGES,
     PMD_PAGES,
     ClassCounts,
+    DirectMapSet,
     boot_classes,
     classify,
     direct_map_set,
@@ -183,56 +184,97 @@ def text_pops(text: Text, p: dict[str, Any], reference: bool) -> tuple[Pop, ...]
     return tuple(pops)
 
 
-def tlb_metrics(sampler: TlbSampler, spec: MachineSpec, costs: dict[str, float],
-                params: dict[str, Any], seed: int) -> dict[str, float]:
-    """The TLB metrics of a run (see :mod:`framework.tlb.settings`)."""
-    p = params
+Cycles = Callable[[dict[str, float]], tuple[tuple[float, float], tuple[float, float]]]
+
+
+@attrs.frozen(slots=True)
+class RunMisses:
+    """A run's time-weighted misses: the mean data and text misses, and their differences
+    to the reference, for one setting of the stream's estimates."""
+
+    data: Misses
+    text: Misses
+    d_data: Misses
+    d_text: Misses
+    ref_data: Misses
+    ref_text: Misses
+
+    def cycles(self, v: dict[str, float]) -> tuple[tuple[float, float], tuple[float, float]]:
+        """``((c, r), (ct, rt))`` from the mean differences to the reference (linear in the
+        costs), so a mapping equal to the reference gives exactly 0."""
+        c = {n: v[n] for n in COST_NAMES}
+        r, rt = self.ref_data.cycles(c), self.ref_text.cycles(c)
+        return (r + self.d_data.cycles(c), r), (rt + self.d_text.cycles(c), rt)
+
+
+def run_misses(spec: MachineSpec, p: dict[str, Any], dms: DirectMapSet,
+               timeline: list[tuple[int, int, Text]], classes: dict[int, ClassCounts],
+               text_from: RunMisses | None = None) -> RunMisses:
+    """Evaluate every sample of ``timeline`` and the reference with the estimates ``p``;
+    with ``text_from``, take the text side from it instead (one evaluation less a sample)."""
     s = _exponent(p["dist"], p["s"])
     pt = float(p["pt_cache_kib"] << 10)
     geo = spec.tlb_geometry
-    dms = direct_map_set(spec, p["kernel_ws_mib"], p["slab_share"], seed)
-    timeline = sampler.timeline()
-    maps = replay(sampler.dm, (pos for _, pos, _ in timeline))
     share = p["stlb_share"]
     ref_data = evaluate_data(geo, data_pops(boot_classes(dms), p), s, pt, 1 - share)
     data: list[tuple[float, Misses]] = []
     text: list[tuple[float, Misses, Misses]] = []
-    classes: dict[int, ClassCounts] = {}
     for weight, pos, t in timeline:
-        if pos not in classes:
-            classes[pos] = classify(dms, sampler.dm.gbpages, *maps[pos])
         data.append((weight, evaluate_data(geo, data_pops(classes[pos], p), s, pt, 1 - share)))
-        text.append((weight, evaluate_text(geo, text_pops(t, p, False), s, pt, share),
-                     evaluate_text(geo, text_pops(t, p, True), s, pt, share)))
+        if text_from is None:
+            text.append((weight, evaluate_text(geo, text_pops(t, p, False), s, pt, share),
+                         evaluate_text(geo, text_pops(t, p, True), s, pt, share)))
     total = float(sum(w for w, _ in data))
-    d_data = _mean_delta(((w, m, ref_data) for w, m in data), total)
-    d_text = _mean_delta(((w, m, r) for w, m, r in text), total)
-    ref_text = _mean_delta(((w, r, Misses(0.0, 0.0, 0.0)) for w, _, r in text), total)
+    zero = Misses(0.0, 0.0, 0.0)
+    if text_from is not None:
+        return RunMisses(data=_mean_delta(((w, m, zero) for w, m in data), total),
+                         text=text_from.text, d_data=_mean_delta(((w, m, ref_data)
+                                                                 for w, m in data), total),
+                         d_text=text_from.d_text, ref_data=ref_data,
+                         ref_text=text_from.ref_text)
+    return RunMisses(
+        data=_mean_delta(((w, m, zero) for w, m in data), total),
+        text=_mean_delta(((w, m, zero) for w, m, _ in text), total),
+        d_data=_mean_delta(((w, m, ref_data) for w, m in data), total),
+        d_text=_mean_delta(((w, m, r) for w, m, r in text), total),
+        ref_data=ref_data,
+        ref_text=_mean_delta(((w, r, zero) for w, _, r in text), total),
+    )
 
-    def cycles(v: dict[str, float]) -> tuple[tuple[float, float], tuple[float, float]]:
-        """``((c, r), (ct, rt))`` from the mean differences to the reference (linear in the
-        costs), so a mapping equal to the reference gives exactly 0."""
-        c = {n: v[n] for n in COST_NAMES}
-        r, rt = ref_data.cycles(c), ref_text.cycles(c)
-        return (r + d_data.cycles(c), r), (rt + d_text.cycles(c), rt)
 
+def tlb_metrics(sampler: TlbSampler, spec: MachineSpec, costs: dict[str, float],
+                params: dict[str, Any], seed: int) -> dict[str, float]:
+    """The TLB metrics of a run (see :mod:`framework.tlb.settings`).
+
+    The band takes the corners of :data:`~framework.tlb.settings.BAND` for the central
+    stream and, with ``mix_band``, also for the stream with every input of
+    :data:`~framework.tlb.settings.MIX_BAND` at its low, then at its high end (data side;
+    the text side stays at the central stream's).
+    """
+    p = params
+    dms = direct_map_set(spec, p["kernel_ws_mib"], p["slab_share"], seed)
+    timeline = sampler.timeline()
+    maps = replay(sampler.dm, (pos for _, pos, _ in timeline))
+    classes = {pos: classify(dms, sampler.dm.gbpages, *maps[pos]) for pos in maps}
+    central = run_misses(spec, p, dms, timeline, classes)
     values = {**{n: float(p[n]) for n in BAND if n in p}, **{n: costs[n] for n in COST_NAMES}}
-    (c, r), (ct, rt) = cycles(values)
-    low, high = band(cycles, values)
-    mean_data = _mean_delta(((w, m, Misses(0.0, 0.0, 0.0)) for w, m in data), total)
-    mean_text = _mean_delta(((w, m, Misses(0.0, 0.0, 0.0)) for w, m, _ in text), total)
+    (c, r), (ct, rt) = central.cycles(values)
+    ends = [band(central.cycles, values)]
+    for end in (0, 1) if p.get("mix_band") else ():
+        mixed = {**p, **{n: min(1.0, p[n] * MIX_BAND[n][end]) for n in MIX_BAND}}
+        ends.append(band(run_misses(spec, mixed, dms, timeline, classes, central).cycles,
+                         values))
     return {
-        "dtlb_miss_rate": mean_data.l1,
-        "stlb_miss_rate": mean_data.walks,
-        "walk_cycles_per_access": (mean_data.walks_cached * costs["walk_cached"]
-                                   + mean_data.walks_dram * costs["walk_dram"]),
+        "dtlb_miss_rate": central.data.l1,
+        "stlb_miss_rate": central.data.walks,
+        "walk_cycles_per_access": (central.data.walks_cached * costs["walk_cached"]
+                                   + central.data.walks_dram * costs["walk_dram"]),
         "est_slowdown_pct": slowdown_pct((c, r), (ct, rt), values),
-        "est_slowdown_pct_low": low,
-        "est_slowdown_pct_high": high,
-        "itlb_miss_rate": mean_text.l1,
+        "est_slowdown_pct_low": min(lo for lo, _ in ends),
+        "est_slowdown_pct_high": max(hi for _, hi in ends),
+        "itlb_miss_rate": central.text.l1,
         "itlb_est_slowdown_pct": slowdown_pct((0.0, 0.0), (ct, rt), values),
     }
-
 
 
 def _mean_delta(parts: Iterable[tuple[float, Misses, Misses]], total: float) -> Misses:

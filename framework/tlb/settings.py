@@ -57,6 +57,8 @@ TLB_PARAMS: tuple[Param, ...] = (
           min=0.0, max=1.0),
     Param("pt_cache_kib", int, PT_CACHE_BYTES >> 10, "[E] cache held by page-table lines, KiB",
           min=1, max=1 << 20),
+    Param("mix_band", bool, False, "widen the band over kernel_share and dm_share too "
+          "(three times the evaluations)"),
     Param("samples", int, 8, "samples of the mapping over the run (1: the end state only)",
           min=1, max=4096),
 )
@@ -71,6 +73,13 @@ BAND: dict[str, tuple[float, float]] = {
     "stlb_hit": (7 / 8, 9 / 8),
     "walk_cached": (0.5, 1.5),
     "walk_dram": (290 / 300, 350 / 300),
+}
+
+# [E] ranges of the estimates that shape the access mix (docs/hardware.md, "Access stream"),
+# as factors of the value in use (capped at 1): taken together at their low, then high end.
+MIX_BAND: dict[str, tuple[float, float]] = {
+    "kernel_share": (1 / 3, 5 / 3),
+    "dm_share": (0.4 / 0.6, 0.8 / 0.6),
 }
 
 
