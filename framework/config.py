@@ -25,7 +25,7 @@ from framework.machine.costs import resolve_costs
 from framework.machine.spec import MACHINE_PARAMS, MachineSpec, configure
 from framework.params import FIXED_SCOPES, Param, resolve
 from framework.plugins import Registry
-from framework.tlb.settings import TLB_PARAMS
+from framework.tlb.settings import TLB_PARAMS, resolve_tlb
 from framework.workload import BACKGROUND_PARAM
 
 BACKGROUND = "background"  # the workload a --set NAME.background=X runs underneath
@@ -152,6 +152,7 @@ def resolve_cell(cell: Cell, reg: Registry) -> CellConfig:
     if target and cell.workload != BACKGROUND:  # the load's own knob is its "target"
         background = resolve_scope(reg, BACKGROUND, {**given.get(BACKGROUND, {}),
                                                      "target": target}, preset)
+    tlb = resolve_tlb(cell.workload, given.get("tlb", {}))  # over the workload's profile
     return CellConfig(machine=done["machine"], costs=done["costs"], faults=done["faults"],
-                      tlb=done["tlb"], workload=done[cell.workload], plugin=done[cell.plugin],
+                      tlb=tlb, workload=done[cell.workload], plugin=done[cell.plugin],
                       background=background)

@@ -38,6 +38,7 @@ from framework.request import (
     Perm,
     Request,
 )
+from framework.tlb.sampler import TlbSampler
 from framework.workload import FreeAreaProbe, Workload, background_rng, with_background
 
 __all__ = ["VERSION", "Cell", "Runner", "SetsKey", "Setup", "freeze_sets", "prepare",
@@ -143,6 +144,14 @@ class Runner:
         self.unmapped_served_mapped_bytes = 0
         self.events = 0
         self.load_pages = 0  # pages live in background-load allocations (ids < 0)
+        self.tlb_sampler = TlbSampler(self.kernel.directmap, self.kernel.find_area,
+                                      self.live.values,
+                                      setup.params.get("tlb", {}).get("samples", 8),
+                                      self.own_events)
+
+    def own_events(self) -> int:
+        """The workload's allocs and frees so far (the TLB sampler's clock; no load's)."""
+        return sum(len(a) + len(f) for a, f in self.latency.values())
 
     @property
     def totals(self) -> dict[str, int]:
@@ -160,12 +169,16 @@ class Runner:
         kernel_violations = self.kernel.violations
         index = -1
         event = None
+        sampler = self.tlb_sampler
+        next_sample = sampler.next  # framework/tlb/sampler.py: the mapping every N events
         try:
             for index, event in enumerate(self.setup.events):
                 checker.event = index
                 handlers[event[0]](event)  # event.op
                 if kernel_violations:
                     checker.drain_kernel()
+                if index >= next_sample:
+                    next_sample = sampler.sample(index)
         except KeyError:
             if event is not None and event[0] not in handlers:
                 raise InputError(f"event {index}: unknown op {event[0]!r}: "

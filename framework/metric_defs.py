@@ -166,15 +166,22 @@ METRICS: tuple[Metric, ...] = (
            "page-walk cycles per data access",
            "Translation cycles per kernel data access (STLB hits and walks).",
            "closest measurement: perf dtlb_load_misses.walk_active / dTLB-loads"),
-    Metric("est_slowdown_pct", "%", True, Kind.ESTIMATE, "estimated kernel-time slowdown",
-           "Estimated slowdown of kernel time against the same machine's direct map all in "
-           "1 GiB pages (2 MiB without gbpages); read it as a ranking (docs/validation.md).",
-           "none"),
+    Metric("est_slowdown_pct", "%", True, Kind.ESTIMATE, "estimated CPU-time slowdown",
+           "Estimated slowdown of CPU time against the same machine's boot direct map in 1 GiB "
+           "pages, under the same access stream (user and kernel translations competing for "
+           "the TLB), integrated over the run (docs/validation.md).", "none"),
+    Metric("est_slowdown_pct_low", "%", True, Kind.ESTIMATE, "low end of the slowdown band",
+           "est_slowdown_pct with the estimated inputs at the ends of their documented ranges "
+           "that give the lowest figure (docs/hardware.md, 'Access stream').", "none"),
+    Metric("est_slowdown_pct_high", "%", True, Kind.ESTIMATE, "high end of the slowdown band",
+           "est_slowdown_pct with the estimated inputs at the ends of their documented ranges "
+           "that give the highest figure.", "none"),
     Metric("itlb_miss_rate", "ratio", True, Kind.ESTIMATE, "iTLB misses per text fetch",
            "iTLB misses per module-text fetch under the final module mappings.",
            "closest measurement: perf iTLB-load-misses / iTLB-loads"),
     Metric("itlb_est_slowdown_pct", "%", True, Kind.ESTIMATE, "estimated text-fetch slowdown",
-           "Estimated slowdown of module-text fetches against text in 2 MiB pages.", "none"),
+           "The part of est_slowdown_pct from module, BPF and trampoline text not in 2 MiB "
+           "pages.", "none"),
     Metric("violations", "count", True, Kind.CUMULATIVE, "broken promises",
            "Violations of the checked rules (docs/checks.md), every occurrence counted.",
            "none"),

@@ -18,7 +18,7 @@ from framework.kernel.consts import PAGE_SIZE
 from framework.kernel.kernel import Kernel
 from framework.kernel.ledger import VMSTAT_EVENTS
 from framework.metric_defs import METRIC_BY_NAME, METRICS, Kind, Metric
-from framework.tlb.settings import tlb_metrics
+from framework.tlb.sampler import TlbSampler, tlb_metrics
 
 __all__ = ["METRICS", "METRIC_BY_NAME", "Kind", "Metric", "build_metrics", "latency_by_site",
            "snapshot"]
@@ -65,9 +65,16 @@ def latency_by_site(latency: dict[str, Any]) -> dict[str, dict[str, float]]:
             for site, (a, f) in sorted(latency.items())}
 
 
+class _Cell(Protocol):
+    @property
+    def seed(self) -> int: ...
+
+
 class _RunSetup(Protocol):
     @property
     def params(self) -> dict[str, dict[str, Any]]: ...
+    @property
+    def cell(self) -> _Cell: ...
 
 
 class FinishedRun(Protocol):
@@ -90,6 +97,8 @@ class FinishedRun(Protocol):
     @property
     def events(self) -> int: ...
     @property
+    def tlb_sampler(self) -> TlbSampler: ...
+    @property
     def totals(self) -> dict[str, int]: ...
     def held_pages(self) -> int: ...
 
@@ -110,7 +119,8 @@ def build_metrics(runner: FinishedRun) -> dict[str, Any]:
         "violations": sum(runner.checker.counts.values()),
         "events": runner.events,
     })
-    out.update(tlb_metrics(kernel, runner.setup.params["tlb"]))
+    out.update(tlb_metrics(runner.tlb_sampler, kernel.spec, kernel.costs,
+                           runner.setup.params["tlb"], runner.setup.cell.seed))
     allocs = [s for a, _ in runner.latency.values() for s in a]
     frees = [s for _, f in runner.latency.values() for s in f]
     out.update(_percentiles(allocs, "alloc"))

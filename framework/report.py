@@ -34,9 +34,10 @@ from framework.stats import (
     TEST_NAME,
     gmean,
     pct_better,
-    ratio_better,
+    rank_scores,
     seed_significant,
     summarize,
+    summary_ratio,
 )
 from framework.summary import Covers, Group, build_summary, render_summary
 
@@ -47,7 +48,8 @@ DEFAULT_METRICS: tuple[str, ...] = (
     "metadata_bytes", "requested_bytes", "footprint_bytes", "unmapped_served_mapped_bytes",
     "alloc_p50_cycles", "alloc_p99_cycles", "alloc_max_cycles", "free_p50_cycles",
     "free_p99_cycles", "cycles_total", "dtlb_miss_rate", "stlb_miss_rate",
-    "walk_cycles_per_access", "est_slowdown_pct", "itlb_miss_rate", "itlb_est_slowdown_pct",
+    "walk_cycles_per_access", "est_slowdown_pct", "est_slowdown_pct_low",
+    "est_slowdown_pct_high", "itlb_miss_rate", "itlb_est_slowdown_pct",
     "violations",
 )
 FORMATS: tuple[str, ...] = ("plain", "markdown", "rst", "csv", "json")
@@ -118,7 +120,10 @@ def build_blocks(runs: Sequence[dict[str, Any]], metrics: Sequence[str],
             cols.remove(reference)
             cols.insert(0, reference)
         rows = [_row(workload, name, cols, samples) for name in metrics]
-        blocks.append(Block(workload, tuple(cols), tuple(rows), _gmeans(cols, rows)))
+        violations = [summarize([float(r["metrics"].get("violations", 0)) for r in samples[c]]).mean
+                      for c in cols]
+        blocks.append(Block(workload, tuple(cols), tuple(rows),
+                            rank_scores(_gmeans(cols, rows), violations)))
     return blocks
 
 
@@ -154,7 +159,8 @@ def _gmeans(cols: list[str], rows: Sequence[Row]) -> tuple[float | None, ...]:
         ratios = []
         for row in rows:
             meta = METRIC_BY_NAME[row.metric]
-            r = ratio_better(row.entries[i].mean, row.entries[0].mean, meta.lower_is_better)
+            r = summary_ratio(row.entries[i].mean, row.entries[0].mean, meta.lower_is_better,
+                              meta.unit)
             if r is not None:
                 ratios.append(r)
         out.append(gmean(ratios))
@@ -243,8 +249,9 @@ def legend(reference: str, seeds: int) -> str:
         parts.append(f"*+x.x%*: significant by {TEST_NAME}, alpha = {ALPHA}")
     else:
         parts.append("one seed: no confidence interval or significance (use --seeds N)")
-    parts.append("Gmean ratio: geometric mean over the rows of the ratio to the reference, "
-                 "turned so that above 1 is better")
+    parts.append("Gmean ratio: geometric mean over the rows of the ratio to the reference "
+                 "(counts + 1, slowdowns as run times), turned so that above 1 is better; a "
+                 "column with violations never scores above a clean one (docs/checks.md)")
     return textwrap.fill("Legend: " + "; ".join(parts) + ".", 79)
 
 

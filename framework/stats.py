@@ -139,3 +139,33 @@ def gmean(values: Sequence[float]) -> float | None:
     if not values:
         return None
     return math.exp(math.fsum(math.log(v) for v in values) / len(values))
+
+
+def summary_ratio(value: float, ref: float, lower_is_better: bool, unit: str) -> float | None:
+    """One row's ratio for the summary row, turned so that above 1 is better; zeros count.
+
+    A percentage (a slowdown) compares run times, ``(100 + ref) / (100 + value)``; any other
+    metric compares ``value + 1`` with ``ref + 1``, so a count that goes from 0 to 10958
+    weighs as much as one that goes from 10958 to 0, inversely. None only where the shifted
+    values are not positive (a slowdown of -100% or less, a negative count).
+    """
+    shift = 100.0 if unit == "%" else 1.0
+    a, b = value + shift, ref + shift
+    if a <= 0 or b <= 0:
+        return None
+    return b / a if lower_is_better else a / b
+
+
+def rank_scores(scores: Sequence[float | None], violations: Sequence[float]
+                ) -> tuple[float | None, ...]:
+    """Scores with the rule that a column with violations never scores above a clean one.
+
+    A column whose mean ``violations`` is above 0 gets ``min(its score, the lowest clean
+    column's score)``; with no clean column the scores stay as they are.
+    """
+    clean = [s for s, v in zip(scores, violations, strict=True) if v == 0 and s is not None]
+    if not clean:
+        return tuple(scores)
+    floor = min(clean)
+    return tuple(s if v == 0 or s is None else min(s, floor)
+                 for s, v in zip(scores, violations, strict=True))

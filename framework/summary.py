@@ -90,10 +90,15 @@ def _mean(samples: Sequence[Mapping[str, Any]], key: str) -> float:
 def _slowdown(samples: Sequence[Mapping[str, Any]]) -> str:
     mid = fmt_pct(_mean(samples, "est_slowdown_pct"))
     if all("est_slowdown_pct_low" in m and "est_slowdown_pct_high" in m for m in samples):
-        low = fmt_pct(_mean(samples, "est_slowdown_pct_low"))
-        high = fmt_pct(_mean(samples, "est_slowdown_pct_high"))
+        low = _fmt_bound(_mean(samples, "est_slowdown_pct_low"))
+        high = _fmt_bound(_mean(samples, "est_slowdown_pct_high"))
         return f"{mid} [{low},{high}]"
     return mid
+
+
+def _fmt_bound(value: float) -> str:
+    """A band's end with one significant digit (the band is a range, not a measurement)."""
+    return fmt_pct(float(f"{value:.1g}"))
 
 
 def _violations(samples: Sequence[Mapping[str, Any]]) -> str:
@@ -102,7 +107,7 @@ def _violations(samples: Sequence[Mapping[str, Any]]) -> str:
     return fmt_count(_mean(samples, "violations"))
 
 
-HEADERS: tuple[str, ...] = ("L2 split", "L3 split", "IPIs", "cached", "slowdown %", "viol.")
+HEADERS: tuple[str, ...] = ("L2 spl.", "L3 spl.", "IPIs", "cached", "slowdown %", "viol.")
 
 
 def figures(samples: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
@@ -184,7 +189,7 @@ def build_summary(runs: Sequence[dict[str, Any]], column: Column = lambda r: r["
 def legend(seeds: int, banded: bool) -> str:
     """What the summary's columns mean (printed above it)."""
     parts = ["Summary: per workload, a row per design; designs with equal figures share a row",
-             "L2/L3 split: 2 MiB/1 GiB direct-map mappings split (/proc/vmstat "
+             "L2/L3 spl.: 2 MiB/1 GiB direct-map mappings split (/proc/vmstat "
              "direct_map_level2_splits, direct_map_level3_splits)",
              "IPIs: TLB-shootdown IPIs sent",
              "cached: memory held in the allocators' caches at the end",
@@ -214,8 +219,8 @@ def _plain(groups: Sequence[Group]) -> str:
               for i, h in enumerate(HEADERS)]
 
     def row(label: str, cells: Sequence[str]) -> str:
-        nums = "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
-        return f"{label.ljust(label_w)}  {nums}".rstrip()
+        nums = " ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
+        return f"{label.ljust(label_w)} {nums}".rstrip()
 
     out = [row("design", HEADERS), row("-" * label_w, ["-" * w for w in widths])]
     for group in groups:
@@ -224,7 +229,7 @@ def _plain(groups: Sequence[Group]) -> str:
             names = _wrap_labels(line.labels)
             first = "  " + names[0]
             out.append(row(first, line.cells) if line.cells
-                       else f"{first.ljust(label_w)}  {line.note}")
+                       else f"{first.ljust(label_w)} {line.note}")
             out.extend("  " + name for name in names[1:])
     return "\n".join(out)
 

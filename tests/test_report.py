@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from framework.report import build_blocks, render
-from framework.stats import gmean, pct_better, ratio_better, summarize, welch_significant
+from framework.stats import (
+    gmean,
+    pct_better,
+    rank_scores,
+    ratio_better,
+    summarize,
+    summary_ratio,
+    welch_significant,
+)
 from tests.test_cli import one_line_error, run
 
 
@@ -91,12 +99,45 @@ def test_gmean_and_ratio() -> None:
     assert ratio_better(0, 100, True) is None
 
 
+def test_summary_ratio_counts_zeros() -> None:
+    """Counts + 1: violations 0 -> 10958 is a ratio of 1/10959 (lower is better), the reverse
+    10959; a slowdown compares run times: 1% against 0% is 100/101; only a shifted value <= 0
+    has no ratio."""
+    assert summary_ratio(10958, 0, True, "count") == pytest.approx(1 / 10959)
+    assert summary_ratio(0, 10958, True, "count") == pytest.approx(10959)
+    assert summary_ratio(1.0, 0.0, True, "%") == pytest.approx(100 / 101)
+    assert summary_ratio(0, 0, False, "kB") == 1.0
+    assert summary_ratio(-100.0, 0.0, True, "%") is None
+
+
+def test_violations_never_rank_above_clean() -> None:
+    """The posted case of the issue: a design with 10958 violations but 0 splits, flushes and
+    CPA calls against the clean baseline's 3, 4022 and 8044. Per row (counts + 1): splits
+    4/1, flushes 4023/1, cpa 8045/1, violations 1/10959: gmean = (4 * 4023 * 8045 /
+    10959)^(1/4) = 10.8 > 1 without the rule; with it the design gets the clean floor, the
+    baseline's 1.0. A clean design with the same rows keeps its own score."""
+    rows = dict(direct_map_level2_splits=3.0, tlb_flush_range=4022.0, cpa_calls=8044.0)
+    zero = dict.fromkeys(rows, 0.0)
+    runs = [fake("baseline", "w", 1, violations=0.0, **rows),
+            fake("posted", "w", 1, violations=10958.0, **zero),
+            fake("fixed", "w", 1, violations=0.0, **zero)]
+    metrics = [*rows, "violations"]
+    (block,) = build_blocks(runs, metrics)
+    base, posted, fixed = block.gmeans
+    assert base == 1.0
+    assert posted == 1.0  # capped at the lowest clean score (the baseline's)
+    assert fixed == pytest.approx((4 * 4023 * 8045) ** 0.25)
+    assert rank_scores([2.0, 5.0, None], [0, 3, 0]) == (2.0, 2.0, None)
+    assert rank_scores([2.0, 5.0], [1, 3]) == (2.0, 5.0)  # nothing clean: as computed
+
+
 def test_table_cells_by_hand() -> None:
     """baseline splits 10 and 12 (mean 11), design 2 and 5 (mean 3.5) on seeds 1 and 2:
     lower is better, so (11 - 3.5) / 11 = +68.18%, shown as the factor 11 / 3.5 = 3.1×.
     Paired by seed, d = [8, 7]: mean 7.5, s_d = 0.7071, t = 7.5 / (0.7071 / sqrt 2) = 15,
     df = 1, p = 2 (1/2 - atan(15) / pi) = 0.0424 < 0.05: marked *...*. The CI of [2, 5] is
-    t(0.975, 1) s / sqrt 2 = 12.706 * 2.1213 / 1.4142 = 19.06. Gmean ratio 11 / 3.5."""
+    t(0.975, 1) s / sqrt 2 = 12.706 * 2.1213 / 1.4142 = 19.06. Gmean ratio, counts + 1:
+    (11 + 1) / (3.5 + 1) = 2.667."""
     runs = [fake("baseline", "w", 1, direct_map_level2_splits=10.0),
             fake("baseline", "w", 2, direct_map_level2_splits=12.0),
             fake("design", "w", 1, direct_map_level2_splits=2.0),
@@ -106,7 +147,7 @@ def test_table_cells_by_hand() -> None:
     assert (base.mean, design.mean) == (11.0, 3.5)
     assert design.pct == pytest.approx(750 / 11)
     assert design.significant and not base.significant
-    assert block.gmeans[1] == pytest.approx(11 / 3.5)
+    assert block.gmeans[1] == pytest.approx(12 / 4.5)
     text = render(runs, "plain", ["direct_map_level2_splits"], full=True)
     assert "3.50 ±19.06 *+3.1×*" in text
     assert "\ndirect_map_level2_splits (count) " in text
@@ -145,27 +186,27 @@ def test_reference_zero_is_not_comparable() -> None:
 
 
 def test_compare_two_files(tmp_path: Path) -> None:
-    """Two settings of the same design: gbpages on and off; the first file is the reference.
-    Without gbpages DirectMap1G is 0, so its percentage is -100% (higher is better). That is
+    """Two settings of the same design: directmap 1g and 2m; the first file is the reference.
+    With 2m DirectMap1G is 0, so its percentage is -100% (higher is better). That is
     another machine: refused (exit 2, one line) until --allow-different-machines, and the
     difference is named above the tables."""
     files = []
-    for name, gb in (("gb.json", "1"), ("nogb.json", "0")):
+    for name, size in (("gb.json", "1g"), ("nogb.json", "2m")):
         out = tmp_path / name
         proc = run("bench", "--plugins", "baseline", "--workloads", "secretmem",
                    "--set", "machine.mem_gib=4", "--set", "secretmem.processes=4",
-                   "--set", f"machine.gbpages={gb}", "--output", str(out))
+                   "--set", f"machine.directmap={size}", "--output", str(out))
         assert proc.returncode == 0, proc.stderr
         files.append(str(out))
     refused = run("compare", *files, "--metrics", "DirectMap1G")
     assert refused.returncode == 2 and refused.stdout == ""
     (line,) = refused.stderr.strip().splitlines()
-    assert "nogb.json ran on another machine than gb.json (machine.gbpages: false vs true)" in line
+    assert 'nogb.json ran on another machine than gb.json (machine.directmap: "2m" vs "1g")' in line
     assert "--allow-different-machines" in line
     proc = run("compare", *files, "--metrics", "DirectMap1G", "--allow-different-machines")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("Files: gb.json (1 run); nogb.json (1 run)\n"
-                                  "nogb.json vs gb.json: machine.gbpages false vs true\n")
+                                  "nogb.json vs gb.json: machine.directmap \"2m\" vs \"1g\"\n")
     head = proc.stdout.split("\nsecretmem ")[1].splitlines()[0].split()
     assert head == ["gb.json:baseline", "nogb.json:baseline"]
     assert "0 (-100.0%)" in proc.stdout

@@ -60,7 +60,7 @@ def test_equal_rows_share_a_line_and_unserved_designs_say_so() -> None:
     assert group.lines[1].cells[-1] == "2"
     assert group.lines[2].note == "= a: does not serve secretmem"
     text = render(runs, "plain", ["tlb_ipis"], covers=covers)
-    assert "\n  c     = a: does not serve secretmem\n" in text
+    assert "\n  c    = a: does not serve secretmem\n" in text
 
 
 def test_band_shown_when_present_and_fits_80_columns() -> None:

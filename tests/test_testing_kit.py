@@ -92,8 +92,11 @@ class TestBuiltinDesigns(AllocatorTests):
 
     @pytest.fixture
     def kit_effort(self, known_violations: frozenset[str]) -> Effort:
-        # A known-bad variant must show each declared break: search longer for those.
-        return Effort(max_examples=40 if known_violations else 12, steps=20)
+        # A known-bad variant must show each declared break: search longer for those. 40 was
+        # borderline: since the TLB cost model landed, gfp-unmapped posted's not_zeroed shows
+        # only between examples 41 and 50 (same 4-event sequence; why the search order moved
+        # is not understood, the model's replay of that sequence is unchanged).
+        return Effort(max_examples=60 if known_violations else 12, steps=20)
 
 
 # -- the broken designs --------------------------------------------------------------------

@@ -8,7 +8,9 @@ Boot layout (arch/x86/mm/init.c ``init_mem_mapping`` / ``split_mem_range`` over 
 ranges only, framework/kernel/e820.py): the ISA range and the rest of the first 2 MiB are mapped
 with 4 KiB pages, the rest of the first GiB with 2 MiB pages, every GiB wholly RAM above it with
 a 1 GiB page when ``gbpages`` (else 2 MiB pages), and a GiB only partly RAM (next to the MMIO
-hole) with 2 MiB pages over its RAM. The hole has no entries at all.
+hole) with 2 MiB pages over its RAM. The hole has no entries at all. ``boot_4k`` maps all RAM
+with 4 KiB pages (``machine.directmap=4k``: the debug setting of Xing Zhengjun's report,
+docs/hardware.md "Published results"; its PTE tables are boot tables).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class DirectMap:
         "c_call",
         "c_pte",
         "c_split",
+        "changes",
         "exec_pfns",
         "flush_tlb_all",
         "free_pt_page",
@@ -83,17 +86,20 @@ class DirectMap:
     def __init__(
         self, mem_pages: int, gbpages: bool, ledger: Ledger, costs: dict[str, float],
         alloc_pt_page: Callable[[], int], free_pt_page: Callable[[int], None],
-        flush_tlb_all: Callable[[], None],
+        flush_tlb_all: Callable[[], None], boot_4k: bool = False,
         ram: tuple[tuple[int, int], ...] | None = None,
     ) -> None:
         ram = ram or ((0, mem_pages),)
         self.mem_pages = ram[-1][1]  # max_pfn: the span the direct map covers
-        self.gbpages = gbpages
+        self.gbpages = gbpages = gbpages and not boot_4k
         self.ram_pmds = _ram_pmds_by_gib(ram)  # GiB -> its 2 MiB regions that are RAM
         full = {g for g, n in self.ram_pmds.items() if n == PTRS_PER_TABLE and g}
         self.split_pud: set[int] = set(self.ram_pmds) - full if gbpages else set(self.ram_pmds)
         self.split_pud.add(0)
         self.split_pmd: set[int] = {0}
+        # (level, index, +1 split / -1 collapse) in order: the TLB cost model replays it to
+        # know the map at each sample (framework/tlb/sampler.py)
+        self.changes: list[tuple[int, int, int]] = []
         self.pud_prot: dict[int, int] = {}
         self.pmd_prot: dict[int, int] = {}
         self.pte_prot: dict[int, int] = {}
@@ -101,6 +107,11 @@ class DirectMap:
         self.nr_1g = len(full) if gbpages else 0
         self.nr_2m = sum(self.ram_pmds[g] for g in self.split_pud) - 1
         self.boot_pt_pages = 1 + len(self.split_pud)  # one PTE table + the PMD tables
+        if boot_4k:  # every RAM PMD is a boot PTE table
+            self.split_pmd = {m for start, end in ram
+                              for m in range(start >> PMD_ORDER, -(-end >> PMD_ORDER))}
+            self.nr_4k, self.nr_2m = len(self.split_pmd) * PTRS_PER_TABLE, 0
+            self.boot_pt_pages = len(self.split_pud) + len(self.split_pmd)
         self.pt_pages: dict[tuple[int, int], int] = {}
         self.ledger = ledger
         self.alloc_pt_page = alloc_pt_page
@@ -297,6 +308,7 @@ class DirectMap:
             self.nr_1g -= 1
             self.nr_2m += PTRS_PER_TABLE
             self.ledger.direct_map_level3_splits += 1
+            self.changes.append((LEVEL_1G, g, 1))
         else:
             m = pfn >> PMD_ORDER
             prot = self.pmd_prot.pop(m, PAGE_KERNEL)
@@ -309,6 +321,7 @@ class DirectMap:
             self.nr_2m -= 1
             self.nr_4k += PTRS_PER_TABLE
             self.ledger.direct_map_level2_splits += 1
+            self.changes.append((LEVEL_2M, m, 1))
         self.flush_tlb_all()
         return True
 
@@ -353,6 +366,7 @@ class DirectMap:
         self.nr_4k -= PTRS_PER_TABLE
         self.nr_2m += 1
         self.ledger.direct_map_level2_collapses += 1
+        self.changes.append((LEVEL_2M, m, -1))
         return 1
 
     def _collapse_pud(self, g: int) -> int:
@@ -377,6 +391,7 @@ class DirectMap:
         self.nr_2m -= PTRS_PER_TABLE
         self.nr_1g += 1
         self.ledger.direct_map_level3_collapses += 1
+        self.changes.append((LEVEL_1G, g, -1))
         return 1
 
     # -- consistency ---------------------------------------------------------------------
@@ -415,6 +430,7 @@ def region_map(dm: DirectMap) -> list[list[int]]:
     was split, not the machine's size.
     """
     runs: list[list[int]] = []
+    holes = {p >> PMD_ORDER for p, prot in dm.pte_prot.items() if not prot & _PAGE_PRESENT}
 
     def push(state: int, count: int) -> None:
         if runs and runs[-1][0] == state:
@@ -431,16 +447,12 @@ def region_map(dm: DirectMap) -> list[list[int]]:
             push(MAP_1G if present else MAP_NP, PTRS_PER_TABLE)
             continue
         for m in range(g * PTRS_PER_TABLE, (g + 1) * PTRS_PER_TABLE):  # the PMDs of PUD g
-            push(_pmd_state(dm, m), 1)
+            push(_pmd_state(dm, m, holes), 1)
     return runs
 
 
-def _pmd_state(dm: DirectMap, m: int) -> int:
+def _pmd_state(dm: DirectMap, m: int, holes: set[int]) -> int:
+    """The state of PMD ``m``; ``holes``: the PMDs with a not-present 4 KiB entry."""
     if m not in dm.split_pmd:
         return MAP_2M if dm.pmd_prot.get(m, PAGE_KERNEL) & _PAGE_PRESENT else MAP_NP
-    base = m << PMD_ORDER
-    get = dm.pte_prot.get
-    for p in range(base, base + PMD_PAGES):
-        if not get(p, PAGE_KERNEL) & _PAGE_PRESENT:
-            return MAP_4K_NP
-    return MAP_4K
+    return MAP_4K_NP if m in holes else MAP_4K

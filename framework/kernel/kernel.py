@@ -61,7 +61,7 @@ class Kernel:
         tlb = self.tlb = TlbFlush(spec.cpus, costs, ledger)
         dm = self.directmap = DirectMap(spec.mem_pages, spec.gbpages, ledger, costs,
                                         pa._alloc_pt_page, pa._free_pt_page, tlb.flush_tlb_all,
-                                        pa.layout.ram)
+                                        boot_4k=spec.directmap == "4k", ram=pa.layout.ram)
         dm.on_wx = self._wx_alias
         vm = self.vmalloc = Vmalloc(spec, costs, ledger, pa, tlb, dm, self.violation,
                                     vm_mapped)

@@ -1,4 +1,4 @@
-"""The modelled machine: memory, NUMA nodes, CPUs, gbpages, TLB geometry.
+"""The modelled machine: memory, NUMA nodes, CPUs, the direct map's largest page, TLB geometry.
 
 A :class:`MachineSpec` is hardware only; kernel policy lives in :mod:`framework.kernel`.
 Presets (``framework list`` shows them with their sources) are registered through the
@@ -7,6 +7,7 @@ Presets (``framework list`` shows them with their sources) are registered throug
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,13 +21,16 @@ PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 
 
+DIRECTMAP_SIZES: tuple[str, ...] = ("1g", "2m", "4k")
+
 # The machine's parameters and their defaults, written once: MachineSpec's fields take their
 # defaults from here, and a preset states only what differs from them.
 MACHINE_PARAMS: tuple[Param, ...] = (
     Param("mem_gib", int, 64, "RAM in GiB, split evenly over the nodes", min=1, max=1 << 16),
     Param("nodes", int, 1, "NUMA nodes (RAM split evenly in address order)", min=1, max=64),
     Param("cpus", int, 16, "online CPUs (IPI targets of a global flush)", min=1, max=8192),
-    Param("gbpages", bool, True, "map the direct map with 1 GiB pages where aligned"),
+    Param("directmap", str, "1g", "largest direct-map page at boot (2m: nogbpages, 4k: debug)",
+          choices=DIRECTMAP_SIZES),
     Param("tlb", str, "sapphire-rapids", "TLB geometry", choices=tuple(TLB_GEOMETRIES)),
     Param("reserved_mib", int, 64, "memory reserved at the start of node 0 (kernel image), MiB",
           min=0, max=1 << 20),
@@ -47,7 +51,9 @@ class MachineSpec:
     :data:`MACHINE_PARAMS` (the ``default`` preset's figures).
 
     :param mem_gib: RAM, split evenly over ``nodes`` (zones per node: framework/kernel/e820.py).
-    :param gbpages: direct map uses 1 GiB pages (``CONFIG_X86_DIRECT_GBPAGES`` with PDPE1GB).
+    :param directmap: the largest direct-map page at boot: ``1g`` (the default,
+        ``CONFIG_X86_DIRECT_GBPAGES`` with PDPE1GB), ``2m`` (``nogbpages``) or ``4k`` (the
+        all-4K debug setting of Xing Zhengjun's report, docs/hardware.md "Published results").
     :param tlb: name of a :data:`TLB_GEOMETRIES` entry.
     :param reserved_mib: memory at the start of node 0 never given to the buddy (kernel image,
         memblock reservations).
@@ -64,7 +70,7 @@ class MachineSpec:
     mem_gib: int = _DEFAULT["mem_gib"]
     nodes: int = _DEFAULT["nodes"]
     cpus: int = _DEFAULT["cpus"]
-    gbpages: bool = _DEFAULT["gbpages"]
+    directmap: str = _DEFAULT["directmap"]
     tlb: str = _DEFAULT["tlb"]
     reserved_mib: int = _DEFAULT["reserved_mib"]
     collapse: bool = _DEFAULT["collapse"]
@@ -80,6 +86,11 @@ class MachineSpec:
         return self.mem_gib << (30 - PAGE_SHIFT)
 
     @property
+    def gbpages(self) -> bool:
+        """The direct map uses 1 GiB pages where aligned (``directmap == "1g"``)."""
+        return self.directmap == "1g"
+
+    @property
     def tlb_geometry(self) -> TlbGeometry:
         """The :class:`TlbGeometry` named by :attr:`tlb`."""
         return TLB_GEOMETRIES[self.tlb]
@@ -91,6 +102,7 @@ def configure(preset: MachineSpec, given: Mapping[str, Any]) -> MachineSpec:
     :raises UnknownName, BadParameter: for bad keys or values.
     """
     base = {p.name: getattr(preset, p.name) for p in MACHINE_PARAMS}
+    given = _gbpages_alias(given)
     values = resolve("machine", MACHINE_PARAMS, given, base)
     spec = attrs.evolve(preset, **values)
     _check_layout(spec)
@@ -112,3 +124,27 @@ def _check_layout(spec: MachineSpec) -> None:
             f"machine.reserved_mib={spec.reserved_mib}: must be below one node's "
             f"{int(node_gib) * 1024} MiB"
         )
+
+
+def _gbpages_alias(given: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Deprecated ``machine.gbpages=1|0`` (one release): ``machine.directmap=1g|2m``.
+
+    :raises BadParameter: for a value that is not a boolean, or both keys given.
+    """
+    if "gbpages" not in given:
+        return given
+    out = dict(given)
+    raw = out.pop("gbpages")
+    if "directmap" in out:
+        raise BadParameter("machine.gbpages and machine.directmap both given: "
+                           "use machine.directmap=1g|2m|4k only")
+    on = Param("gbpages", bool, True, "").parse("machine", raw)
+    out["directmap"] = "1g" if on else "2m"
+    if not _WARNED:  # once per process: configure() runs for every cell
+        _WARNED.append(True)
+        print(f"framework: machine.gbpages is deprecated, use machine.directmap="
+              f"{out['directmap']}", file=sys.stderr)
+    return out
+
+
+_WARNED: list[bool] = []

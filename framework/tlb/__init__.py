@@ -7,6 +7,9 @@ Pure functions, no kernel-model dependency:
 - :mod:`framework.tlb.lru`: exact LRU simulation, to validate the approximation.
 - :mod:`framework.tlb.reach`: the reach model proper, :func:`dtlb_reach` for direct-map data
   accesses and :func:`itlb_reach` for module/BPF text fetch.
+- :mod:`framework.tlb.stream`: one core's access stream, the same for every design of a cell.
+- :mod:`framework.tlb.mix`: the stream's populations competing in the core's TLB arrays.
+- :mod:`framework.tlb.sampler`: the mapping sampled over a run and the run's TLB metrics.
 
 The validation figures are in ``docs/validation.md`` (``python benchmarks/validate_che.py``).
 """

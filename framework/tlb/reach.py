@@ -2,8 +2,8 @@
 address translation, compared with the same memory mapped by the largest pages.
 
 Pure functions of their arguments (no kernel-model dependency); one call costs 1 to 4 ms of CPU
-for any direct map up to 4 TiB (``benchmarks/validate_che.py`` section 6), so the engine calls
-it once per run.
+for any direct map up to 4 TiB (``benchmarks/validate_che.py`` section 6). The run's metrics
+use its building blocks with competing populations (:mod:`framework.tlb.mix`).
 
 **Inputs.** The translations covering the memory the kernel accesses through the direct map:
 ``entries_4k``, ``entries_2m``, ``entries_1g`` (e.g. ``DirectMap4k // 4`` etc. from the kernel
