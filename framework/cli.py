@@ -15,6 +15,7 @@ import click
 
 from framework.errors import FrameworkError
 from framework.metrics import METRIC_BY_NAME
+from framework.output import OutputFile
 from framework.params import parse_set
 from framework.plugins import Registry, get_registry
 from framework.report import FORMATS, metric_names, render, results_json
@@ -30,6 +31,7 @@ from framework.sweep import (
 )
 
 EXIT_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
 
 def _fail(message: str) -> None:
@@ -86,13 +88,18 @@ def bench(plugins_spec: str, workloads_spec: str, machine: str, seeds: int, seed
         if reference is not None and reference not in {c.plugin for c in cells}:
             raise FrameworkError(f"--baseline {reference!r} is not among the plugins run: "
                                  f"{', '.join(dict.fromkeys(c.plugin for c in cells))}")
+        out = OutputFile(output) if output else None
         pool = dask_executor(scheduler) if executor == "dask" else None
     except FrameworkError as exc:
         _fail(str(exc))
+    finished: list[Outcome] = []
     with progress(len(cells)) as bar:
-        outcomes = run_cells(cells, jobs, pool, on_done=_writer(output, bar),
-                             timeout=cell_timeout)
-    _finish(outcomes, fmt, metrics, show_stats, reference)
+        writer = _Writer(out, bar, finished)
+        try:
+            run_cells(cells, jobs, pool, on_done=writer, timeout=cell_timeout)
+        except KeyboardInterrupt:
+            _interrupted(finished, len(cells), output, fmt, metrics, show_stats, reference)
+    _finish(finished, fmt, metrics, show_stats, reference, writer.failed)
 
 
 def _plan(reg: Registry, plugins_spec: str, workloads_spec: str, machine: str, seeds: int,
@@ -111,29 +118,51 @@ def _plan(reg: Registry, plugins_spec: str, workloads_spec: str, machine: str, s
     return make_cells(plugins, workloads, machine, seeds, seed, parsed), metrics
 
 
-def _writer(output: str | None, bar: Any) -> Any:
-    done: list[dict[str, Any]] = []
+class _Writer:
+    """Called as each run finishes: report its error, keep it, rewrite ``--output``.
 
-    def on_done(outcome: Outcome) -> None:
-        bar.update(1)
+    A write that fails (disk full) is reported once; later runs are still kept in memory
+    and printed, and the command exits 2.
+    """
+
+    def __init__(self, out: OutputFile | None, bar: Any, finished: list[Outcome]) -> None:
+        self.out, self.bar, self.finished = out, bar, finished
+        self.failed = False
+
+    def __call__(self, outcome: Outcome) -> None:
+        self.bar.update(1)
+        self.finished.append(outcome)
         if outcome.error:
             click.echo(f"framework: error: {outcome.cell.plugin}/{outcome.cell.workload}: "
                        f"{outcome.error}", err=True)
-        if outcome.result is not None and output:
-            done.append(outcome.result)
-            tmp = f"{output}.tmp"
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(results_json(done))
-            os.replace(tmp, output)
-    return on_done
+        if outcome.result is None or self.out is None or self.failed:
+            return
+        try:
+            self.out.write(results_json([o.result for o in self.finished
+                                         if o.result is not None]))
+        except FrameworkError as exc:
+            self.failed = True
+            click.echo(f"framework: error: {exc}", err=True)
+
+
+def _interrupted(finished: list[Outcome], total: int, output: str | None, fmt: str,
+                 metrics: list[str], show_stats: bool, reference: str | None) -> None:
+    """Ctrl-C: print what finished, say where it is kept, exit 130 (128 + SIGINT)."""
+    runs = [o.result for o in finished if o.result is not None]
+    if runs:
+        click.echo(render(runs, fmt, metrics, show_stats, reference), nl=False)
+    kept = f"; kept in {output}" if output and runs else ""
+    click.echo(f"framework: interrupted: {len(runs)} of {total} runs finished{kept}",
+               err=True)
+    sys.exit(EXIT_INTERRUPTED)
 
 
 def _finish(outcomes: list[Outcome], fmt: str, metrics: list[str], show_stats: bool,
-            reference: str | None) -> None:
+            reference: str | None, write_failed: bool = False) -> None:
     runs = [o.result for o in outcomes if o.result is not None]
     if runs:
         click.echo(render(runs, fmt, metrics, show_stats, reference), nl=False)
-    if any(o.error for o in outcomes):
+    if write_failed or any(o.error for o in outcomes):
         sys.exit(EXIT_INPUT)
 
 
@@ -195,9 +224,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="framework",
                  standalone_mode=False)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("framework: aborted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:
         _fail(exc.format_message().replace("\n", " "))
     except FrameworkError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -154,11 +155,33 @@ def _iterate(cells: Sequence[Cell], jobs: int, executor: Executor | None,
         yield from (_run_safe(cell, timeout) for cell in cells)
         return
     own = executor is None
-    pool = executor or ProcessPoolExecutor(max_workers=min(jobs, os.cpu_count() or 1))
+    pool = executor or ProcessPoolExecutor(max_workers=min(jobs, os.cpu_count() or 1),
+                                           initializer=_ignore_sigint)
     try:
         futures = [pool.submit(_run_safe, cell, timeout) for cell in cells]
         for future in futures:  # cell order, so output does not depend on timing
             yield future.result()
+    except KeyboardInterrupt:
+        if own:
+            _stop_workers(pool)
+        raise
     finally:
         if own:
             pool.shutdown(cancel_futures=True)
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the parent: it keeps what finished and stops them, so no
+    worker prints a KeyboardInterrupt traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Ctrl-C: cancel what has not started and end the running workers now rather than
+    wait for their cells (which may take minutes); their results were not wanted."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    # ProcessPoolExecutor has no public terminate before Python 3.14 (terminate_workers).
+    procs = getattr(pool, "_processes", None) or {}
+    for proc in list(procs.values()):
+        with contextlib.suppress(Exception):
+            proc.terminate()
