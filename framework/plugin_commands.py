@@ -65,6 +65,8 @@ def check_plugin(name: str, sets: Sequence[str], examples: int, steps: int,
 
     try:
         config, header = _plan(name, sets, examples, steps, step_seconds)
+        if save_dir is not None:
+            _check_save_dir(Path(save_dir))
     except FrameworkError as exc:
         _fail(str(exc))
     version = CONTRACT_VERSION if contract is None else min(contract, CONTRACT_VERSION)
@@ -76,8 +78,12 @@ def check_plugin(name: str, sets: Sequence[str], examples: int, steps: int,
     click.echo(f"{name}: {counts['PASS']} pass, {counts['FAIL']} fail, "
                f"{counts['SKIP']} skip")
     if save_dir is not None:
-        for path in _save(results, Path(save_dir), name):
-            click.echo(f"wrote {path}", err=True)
+        try:
+            for path in _save(results, Path(save_dir), name):
+                click.echo(f"wrote {path}", err=True)
+        except OSError as exc:
+            _fail(f"--save-failures {save_dir}: cannot write {exc.filename}: "
+                  f"{exc.strerror or exc}")
     if counts[FAIL]:
         sys.exit(EXIT_FAILED)
 
@@ -111,6 +117,22 @@ def _plan(name: str, sets: Sequence[str], examples: int, steps: int,
     shown = " ".join(f"{k}={v}" for k, v in plugin_p.items())
     header = f"check-plugin {name} [{where}]" + (f" {shown}" if shown else "")
     return KitConfig(target, effort=Effort(examples, steps)), header
+
+
+def _check_save_dir(out: Path) -> None:
+    """Create ``--save-failures``'s directory and a file in it now, not after the search.
+
+    :raises FrameworkError: one line naming the directory and the system's reason.
+    """
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise FrameworkError(f"--save-failures {out}: cannot write there: "
+                             f"{exc.strerror or exc}") from None
 
 
 def _save(results: Sequence[Any], out: Path, name: str) -> list[Path]:
