@@ -37,6 +37,7 @@ import attrs
 
 from framework.errors import InputError
 from framework.kernel.consts import MAX_ORDER  # v6.3: exclusive, so orders 0..10
+from framework.lines import bounded_lines
 
 __all__ = [
     "ALLOC",
@@ -398,6 +399,7 @@ def _printable(text: str) -> str:
 # --- files ------------------------------------------------------------------------------------
 _COMPRESSED_MAGIC: Final = {b"\x1f\x8b": ".gz", b"\xfd7zXZ\x00": ".xz"}
 _STREAM_ERRORS: Final = (OSError, EOFError, lzma.LZMAError, zlib.error)
+_UTF8_BOM: Final = b"\xef\xbb\xbf"  # skipped at the start of the file (spreadsheets, editors)
 
 
 def read_trace(
@@ -441,7 +443,9 @@ def _decode_lines(binary: io.BufferedIOBase, source: str, strict: bool) -> Itera
     :raises InputError: (strict only) at the first line that is not UTF-8.
     """
     errors = "strict" if strict else "replace"
-    for lineno, raw in enumerate(binary, 1):
+    for lineno, raw in enumerate(bounded_lines(binary, source), 1):  # type: ignore[arg-type]
+        if lineno == 1 and raw.startswith(_UTF8_BOM):
+            raw = raw[len(_UTF8_BOM):]
         try:
             yield raw.decode("utf-8", errors)
         except UnicodeDecodeError as exc:

@@ -70,6 +70,7 @@ import zstandard
 
 from framework.errors import BadParameter, InputError
 from framework.kernel.consts import PAGE_SIZE
+from framework.lines import bounded_lines
 
 __all__ = [
     "CSV_HEADER",
@@ -682,14 +683,14 @@ def read_csv(path: str | os.PathLike[str]) -> list[ModuleSections]:
     """
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            return _parse_csv(path, fh)
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: a BOM is skipped
+            return _parse_csv(path, bounded_lines(fh, str(path)))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{path}: cannot read CSV: {exc}") from None
 
 
-def _parse_csv(path: Path, fh: IO[str]) -> list[ModuleSections]:
-    """Check the header and parse the data rows of the open CSV file ``fh``."""
+def _parse_csv(path: Path, fh: Iterable[str]) -> list[ModuleSections]:
+    """Check the header and parse the data rows of the open CSV file's lines ``fh``."""
     reader = csv.reader(fh)
     header = next(reader, None)
     if header != list(CSV_HEADER):
