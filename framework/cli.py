@@ -104,9 +104,10 @@ def bench(plugins_spec: str, workloads_spec: str, machine: str, seeds: int, seed
 
 def _plan(reg: Registry, plugins_spec: str, workloads_spec: str, machine: str, seeds: int,
           seed: int, sets: Sequence[str], metrics_spec: str) -> tuple[list[Any], list[str]]:
-    plugins = pick(plugins_spec, list(reg.allocators), "plugin")
+    plugins = pick(plugins_spec, list(reg.allocators), "plugin", check=reg.check_loaded)
     suite = [n for n, w in reg.workloads.items() if w.default]
-    workloads = pick(workloads_spec, list(reg.workloads), "workload", suite)
+    workloads = pick(workloads_spec, list(reg.workloads), "workload", suite,
+                     check=reg.check_loaded)
     reg.machine(machine)
     parsed = parse_set(sets)
     validate_sets(parsed, reg, machine)

@@ -12,6 +12,7 @@ stderr as the rest of the CLI.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,6 +62,7 @@ def check_plugin(name: str, sets: Sequence[str], examples: int, steps: int,
     """Run the conformance kit on the allocator plugin NAME; one line per check."""
     if importlib.util.find_spec("hypothesis") is None:
         _fail("check-plugin needs hypothesis: pip install 'framework[test]'")
+    _hypothesis_home()
     from framework.testing.checks import CONTRACT_VERSION, FAIL, format_result, run_all
 
     try:
@@ -86,6 +88,25 @@ def check_plugin(name: str, sets: Sequence[str], examples: int, steps: int,
                   f"{exc.strerror or exc}")
     if counts[FAIL]:
         sys.exit(EXIT_FAILED)
+
+
+def cache_dir() -> Path:
+    """Where the framework keeps files it can rebuild: ``$XDG_CACHE_HOME/framework``, else
+    ``~/.cache/framework`` (the XDG base-directory default)."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
+    return root / "framework"
+
+
+def _hypothesis_home() -> None:
+    """Hypothesis keeps its files (example database, constants cache) in ``./.hypothesis``
+    by default; ``check-plugin`` runs wherever the user stands, so it uses the cache
+    directory instead, unless the user chose one (``HYPOTHESIS_STORAGE_DIRECTORY``)."""
+    if os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        return
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(cache_dir() / "hypothesis")
 
 
 def _plan(name: str, sets: Sequence[str], examples: int, steps: int,
@@ -154,14 +175,19 @@ def _save(results: Sequence[Any], out: Path, name: str) -> list[Path]:
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Directory to create (default: ./framework-NAME).")
 @click.option("--covers", default="secretmem", show_default=True,
-              help="Comma list of the sites the design serves.")
-def new_plugin(name: str, out_dir: str | None, covers: str) -> None:
+              help="Comma list of the sites the design serves (see 'framework list').")
+@click.option("--variants", is_flag=True,
+              help="Declare a 'variant' parameter (posted/fixed) and test both.")
+def new_plugin(name: str, out_dir: str | None, covers: str, variants: bool) -> None:
     """Write a ready-to-install plugin package for an allocator called NAME."""
+    from framework.plugins import get_registry
     from framework.testing.scaffold import parse_covers, write_package
 
     try:
+        reg = get_registry()
+        taken = [*reg.allocators, *reg.workloads]
         out = Path(out_dir) if out_dir is not None else Path(f"framework-{name}")
-        files = write_package(name, out, parse_covers(covers))
+        files = write_package(name, out, parse_covers(covers), variants, taken)
     except FrameworkError as exc:
         _fail(str(exc))
     except OSError as exc:

@@ -69,9 +69,14 @@ def progress(total: int) -> Iterator[Any]:
         bar.close()
 
 
-def pick(spec: str, known: Sequence[str], kind: str, defaults: Sequence[str] | None = None
-         ) -> list[str]:
-    """Resolve ``all`` or a comma list against ``known``; :class:`UnknownName` otherwise."""
+def pick(spec: str, known: Sequence[str], kind: str, defaults: Sequence[str] | None = None,
+         check: Callable[[str], None] | None = None) -> list[str]:
+    """Resolve ``all`` or a comma list against ``known``; :class:`UnknownName` otherwise.
+
+    :param check: called with a name that is not known before UnknownName is raised (the
+        registry's :meth:`~framework.plugins.Registry.check_loaded`: a plugin that failed
+        to import is reported with its error).
+    """
     if spec == "all":
         return list(defaults if defaults is not None else known)
     names = [s.strip() for s in spec.split(",") if s.strip()]
@@ -79,6 +84,8 @@ def pick(spec: str, known: Sequence[str], kind: str, defaults: Sequence[str] | N
         raise UnknownName(f"no {kind} named in {spec!r}: choose from {', '.join(known)}")
     for name in names:
         if name not in known:
+            if check is not None:
+                check(name)
             raise UnknownName(f"unknown {kind} {name!r}: choose from {', '.join(known)}")
     return names
 
