@@ -30,6 +30,9 @@ EXIT_FAILED = 1
 EXIT_INPUT = 2
 DEFAULT_EXAMPLES = 100  # about 5-15 s of random sequences on a 2-core machine
 DEFAULT_STEPS = 30
+DEFAULT_LONG = 10  # long random sequences after the short ones
+DEFAULT_LONG_STEPS = 300
+DEFAULT_WORKLOAD_EVENTS = 400  # events of each built-in workload in the workload phase
 
 
 def _fail(message: str) -> None:
@@ -47,6 +50,14 @@ def _fail(message: str) -> None:
               help="Random sequences hypothesis tries per search (the effort).")
 @click.option("--steps", default=DEFAULT_STEPS, show_default=True,
               type=click.IntRange(1, 10000), help="Events per random sequence, at most.")
+@click.option("--long", "long_examples", default=DEFAULT_LONG, show_default=True,
+              type=click.IntRange(0, 100000),
+              help=f"Long random sequences (up to {DEFAULT_LONG_STEPS} events) after the "
+                   "short ones (0: none).")
+@click.option("--workload-events", default=DEFAULT_WORKLOAD_EVENTS, show_default=True,
+              type=click.IntRange(0, 1000000),
+              help="Events of each built-in workload driven through the design with every "
+                   "check on (0: no workload phase).")
 @click.option("--contract-version", "contract", default=None, type=click.IntRange(1, None),
               help="Run only the checks up to this contract version (default: all).")
 @click.option("--timeout", "step_seconds", default=10.0, show_default=True,
@@ -58,7 +69,8 @@ def _fail(message: str) -> None:
               help="Write each failing sequence here as a trace CSV to replay with "
                    "'framework bench --workloads trace'.")
 def check_plugin(name: str, sets: Sequence[str], examples: int, steps: int,
-                 contract: int | None, step_seconds: float, save_dir: str | None) -> None:
+                 long_examples: int, workload_events: int, contract: int | None,
+                 step_seconds: float, save_dir: str | None) -> None:
     """Run the conformance kit on the allocator plugin NAME; one line per check."""
     if importlib.util.find_spec("hypothesis") is None:
         _fail("check-plugin needs hypothesis: pip install 'framework[test]'")
@@ -66,13 +78,19 @@ def check_plugin(name: str, sets: Sequence[str], examples: int, steps: int,
     from framework.testing.checks import CONTRACT_VERSION, FAIL, format_result, run_all
 
     try:
-        config, header = _plan(name, sets, examples, steps, step_seconds)
+        effort = (examples, steps, long_examples, workload_events)
+        config, header = _plan(name, sets, effort, step_seconds)
         if save_dir is not None:
             _check_save_dir(Path(save_dir))
     except FrameworkError as exc:
         _fail(str(exc))
     version = CONTRACT_VERSION if contract is None else min(contract, CONTRACT_VERSION)
-    click.echo(f"{header}; contract v{version}; {examples} examples x {steps} steps")
+    phases = f"{examples} examples x {steps} steps"
+    if long_examples:
+        phases += f" + {long_examples} x {DEFAULT_LONG_STEPS}"
+    if workload_events:
+        phases += f"; workloads x {workload_events} events"
+    click.echo(f"{header}; contract v{version}; {phases}")
     results = run_all(config, version)
     for result in results:
         click.echo("\n".join(format_result(result)))
@@ -109,7 +127,7 @@ def _hypothesis_home() -> None:
     set_hypothesis_home_dir(cache_dir() / "hypothesis")
 
 
-def _plan(name: str, sets: Sequence[str], examples: int, steps: int,
+def _plan(name: str, sets: Sequence[str], effort: tuple[int, int, int, int],
           step_seconds: float) -> tuple[Any, str]:
     """Resolve the plugin, its parameters, machine, costs and faults into a KitConfig."""
     from framework.plugins import get_registry
@@ -137,7 +155,10 @@ def _plan(name: str, sets: Sequence[str], examples: int, steps: int,
         f"{origin.package} {origin.version}".strip())
     shown = " ".join(f"{k}={v}" for k, v in plugin_p.items())
     header = f"check-plugin {name} [{where}]" + (f" {shown}" if shown else "")
-    return KitConfig(target, effort=Effort(examples, steps)), header
+    examples, steps, long_examples, workload_events = effort
+    return KitConfig(target, effort=Effort(examples, steps, long_examples=long_examples,
+                                           long_steps=DEFAULT_LONG_STEPS,
+                                           workload_events=workload_events)), header
 
 
 def _check_save_dir(out: Path) -> None:

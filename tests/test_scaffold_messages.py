@@ -88,7 +88,8 @@ def test_check_plugin_keeps_hypothesis_files_in_the_cache(tmp_path: Path) -> Non
     cwd.mkdir()
     cache = tmp_path / "cache"
     proc = _run_in(cwd, {"XDG_CACHE_HOME": str(cache)}, "check-plugin", "baseline",
-                   "--examples", "2", "--steps", "3")
+                   "--examples", "2", "--steps", "3", "--long", "0",
+                   "--workload-events", "0")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert list(cwd.iterdir()) == []
     assert (cache / "framework" / "hypothesis").is_dir()

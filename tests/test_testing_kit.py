@@ -330,8 +330,9 @@ def broken_site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def test_check_plugin_reports_failure_and_sequence(broken_site: dict[str, str],
                                                    tmp_path: Path) -> None:
-    proc = framework("check-plugin", "broken-double-alloc", "--examples", "10",
-                     "--save-failures", str(tmp_path), env=broken_site)
+    proc = framework("check-plugin", "broken-double-alloc", "--examples", "10", "--long", "0",
+                     "--workload-events", "0", "--save-failures", str(tmp_path),
+                     env=broken_site)
     assert proc.returncode == 1, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("check-plugin broken-double-alloc [framework-broken-allocators")
@@ -350,22 +351,25 @@ def test_check_plugin_correct_design_exits_0(capsys: pytest.CaptureFixture[str],
                                              broken_registry: Any,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("framework.plugins._REGISTRY", broken_registry)
-    code, out, err = in_process(capsys, "check-plugin", "simple", "--examples", "10")
+    code, out, err = in_process(capsys, "check-plugin", "simple", "--examples", "10",
+                                "--workload-events", "50")
     assert code == 0, out + err
     assert out.splitlines()[0] == ("check-plugin simple [builtin]; contract v1; "
-                                   "10 examples x 30 steps")
+                                   "10 examples x 30 steps + 10 x 300; workloads x 50 events")
     assert out.splitlines()[-1] == "simple: 19 pass, 0 fail, 2 skip"
 
 
 @pytest.mark.skipif("gfp-unmapped" not in REGISTRY.allocators, reason="not registered yet")
 def test_check_plugin_gfp_unmapped_posted_breaks_fixed_holds(
         capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = in_process(capsys, "check-plugin", "gfp-unmapped", "--examples", "25")
+    code, out, _ = in_process(capsys, "check-plugin", "gfp-unmapped", "--examples", "25",
+                              "--long", "0", "--workload-events", "0")
     assert code == 1
     for rule in ("unmapped_present", "not_zeroed"):
         assert any(line.startswith(f"FAIL {rule}: ") for line in out.splitlines()), out
     code, out, _ = in_process(capsys, "check-plugin", "gfp-unmapped", "--set",
-                              "gfp-unmapped.variant=fixed", "--examples", "25")
+                              "gfp-unmapped.variant=fixed", "--examples", "25", "--long", "0",
+                              "--workload-events", "0")
     assert code == 0, out
     assert "variant=fixed" in out.splitlines()[0]
 
@@ -384,7 +388,8 @@ def test_new_plugin_installs_and_passes(tmp_path: Path) -> None:
                     "--no-build-isolation", "--no-index", "--target", str(site), str(out)],
                    check=True, capture_output=True, timeout=300)
     env = {"PYTHONPATH": str(site), "FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD": ""}
-    checked = framework("check-plugin", "my-cache", "--examples", "10", env=env)
+    checked = framework("check-plugin", "my-cache", "--examples", "10", "--long", "0",
+                        "--workload-events", "100", env=env)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.startswith("check-plugin my-cache [framework-my-cache 0.0.1];")
     tests = subprocess.run(
