@@ -152,3 +152,41 @@ def test_check_plugin_default_effort_fails_them(tmp_path: Path, plugin: str,
     failed = {line.split()[1].rstrip(":") for line in proc.stdout.splitlines()
               if line.startswith("FAIL ")}
     assert failed == set(rules), proc.stdout
+
+
+# -- where a CPA can fail (faults.cpa_fail_rate) ---------------------------------------------
+def test_cpa_faults_hit_only_calls_that_split() -> None:
+    """cpa_fail_rate=1: every call that needs a split fails, no other. The kit machine's
+    boot layout (framework/kernel/directmap.py): the first 2 MiB in 4 KiB entries, the rest
+    of the first GiB in 2 MiB entries, 1 GiB entries above.
+
+    - pfn 0x100 (in the first 2 MiB): a 4 KiB entry, nothing to split: succeeds.
+    - pfn 0x4000 (64 MiB), one page of a 2 MiB entry: needs a split: -ENOMEM, still present.
+    - 512 pages at 0x4000, the whole 2 MiB entry: changed in place (try_preserve_large_page),
+      no split: succeeds, and the entry stays 2 MiB.
+    - 512 pages at 0x40000 (1 GiB): a part of a 1 GiB entry: needs a split: -ENOMEM.
+    - restoring pfn 0x100: 4 KiB already: succeeds (v6.3's secretmem_free_folio and
+      vm_reset_perms ignore this call's result: it cannot fail there)."""
+    from framework.kernel.directmap import LEVEL_2M
+    from framework.kernel.faults import Faults
+    from framework.kernel.kernel import Kernel
+
+    kernel = Kernel(small_machine(), resolve_costs({}), Faults(seed=1, cpa_fail_rate=1.0))
+    dm = kernel.directmap
+    assert kernel.set_direct_map_invalid_noflush(0x100) == 0 and not dm.is_present(0x100)
+    assert kernel.set_direct_map_invalid_noflush(0x4000) == -12 and dm.is_present(0x4000)
+    assert kernel.set_memory_np(0x4000, 512) == 0 and not dm.is_present(0x4000)
+    assert dm.level(0x4000) == LEVEL_2M
+    assert kernel.set_memory_np(0x40000, 512) == -12 and dm.is_present(0x40000)
+    assert kernel.set_direct_map_default_noflush(0x100) == 0 and dm.is_present(0x100)
+
+
+def test_check_plugin_baseline_passes_under_cpa_faults() -> None:
+    """docs/faults.md recommends this run; it used to fail on the status quo's own path."""
+    exe = Path(sys.executable).parent / "framework"
+    env = {**os.environ, "FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    proc = subprocess.run([str(exe), "check-plugin", "baseline", "--set",
+                           "faults.cpa_fail_rate=0.2"], capture_output=True, text=True,
+                          env=env, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.splitlines()[-1] == "baseline: 18 pass, 0 fail, 3 skip"
