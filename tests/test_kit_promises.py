@@ -190,3 +190,13 @@ def test_check_plugin_baseline_passes_under_cpa_faults() -> None:
                           env=env, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout
     assert proc.stdout.splitlines()[-1] == "baseline: 18 pass, 0 fail, 3 skip"
+
+
+def test_every_rule_is_documented() -> None:
+    """Each rule name (a contract) has its row in docs/checks.md's table of rules."""
+    from framework.checks import RULES
+
+    text = (Path(__file__).parent.parent / "docs" / "checks.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip().strip("`") for line in text.splitlines()
+            if line.startswith("| `")}
+    assert set(RULES) <= rows, set(RULES) - rows
