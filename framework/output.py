@@ -56,7 +56,10 @@ class OutputFile:
 
     def __init__(self, path: str) -> None:
         self.shown = path
-        self.target = self._resolve(Path(path))
+        try:
+            self.target = self._resolve(Path(path))
+        except OSError as exc:  # a name too long, a loop of symlinks
+            raise OutputError(f"--output {path[:60]}: cannot use: {_strerror(exc)}") from None
         self._probe()
 
     def _resolve(self, path: Path) -> Path:

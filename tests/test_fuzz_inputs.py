@@ -31,7 +31,10 @@ from tests.test_hostile_input import NUMBERS, WORDS
 from workloads.moddata import CSV_HEADER, load_source, read_csv
 
 REGISTRY = build_registry(plugin_manager())
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+# derandomized: CI sees the same examples every run (a random run found the ENAMETOOLONG
+# of a 5000-character module source; "1" * 5000 is among the values now)
+FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
+                suppress_health_check=list(HealthCheck))
 SMALL = {"machine": {"mem_gib": "2"}}
 # Workloads whose file parameter would read the fuzzed text as a path; they have their own
 # reader fuzz tests, and a real path is given them here so their other parameters are used.
@@ -112,7 +115,8 @@ def test_module_csv_reader_only_raises_input_errors(rows: list[str], header: boo
 
 @FUZZ
 @given(source=st.one_of(WORDS, st.sampled_from(["debian", "./debian", "/dev/null",
-                                                "/proc/self/status", "x.csv", "no/such"])))
+                                                "/proc/self/status", "x.csv", "no/such",
+                                                "1" * 5000, "a/" * 3000])))
 def test_module_source_names_only_raise_input_errors(source: str) -> None:
     try:
         load_source(source)

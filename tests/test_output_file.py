@@ -142,3 +142,10 @@ def test_ctrl_c_keeps_finished_runs(tmp_path: Path, jobs: str) -> None:
     assert f"{len(kept)} of 12 runs finished" in lines[0]
     assert stdout.startswith("secretmem")  # the finished runs' table is still printed
     _no_temp(tmp_path)
+
+
+def test_name_too_long_and_symlink_loop_are_one_line(tmp_path: Path) -> None:
+    one_line_error(run(*BENCH, "--output", str(tmp_path / ("x" * 5000))), "File name too long")
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    one_line_error(run(*BENCH, "--output", str(tmp_path / "a")), "symbolic links")

@@ -724,9 +724,13 @@ def load_source(source: str) -> list[ModuleSections]:
     if source in DATASETS:
         return read_csv(_data_file(DATASETS[source]))
     path = Path(source)
-    if path.is_dir():
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except OSError as exc:  # a name too long for the file system, a loop of links
+        raise InputError(f"module source {source[:60]!r}: {exc.strerror or exc}") from None
+    if is_dir:
         return read_tree(path)
-    if path.is_file() and path.suffix.lower() == ".csv":
+    if is_file and path.suffix.lower() == ".csv":
         return read_csv(path)
     allowed = ", ".join(sorted(DATASETS))
     raise InputError(
