@@ -186,9 +186,10 @@ def _ignore_sigint() -> None:
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
     """Ctrl-C: cancel what has not started and end the running workers now rather than
     wait for their cells (which may take minutes); their results were not wanted."""
+    # ProcessPoolExecutor has no public terminate before Python 3.14 (terminate_workers);
+    # take its processes before shutdown() forgets them.
+    procs = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
-    # ProcessPoolExecutor has no public terminate before Python 3.14 (terminate_workers).
-    procs = getattr(pool, "_processes", None) or {}
-    for proc in list(procs.values()):
+    for proc in procs:
         with contextlib.suppress(Exception):
             proc.terminate()
