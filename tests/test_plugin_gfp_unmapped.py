@@ -199,7 +199,8 @@ def test_shrinker_posted_releases_order_9_and_clears_pb() -> None:
     order 9. CPA calls 1 + 512 = 513; PMD 32 stays split: DirectMap4k still 4096 kB.
     ``unmapped_present``: 511 at the faults and 511 again at the frees (checked while
     owned). ``stale_data``: all 512 pages were written and freed unzeroed, and the release
-    puts them back present in the buddy with the data: 512 at the final check. Locks: 514 + 512 frees + 9 + 2 (order 9: take, re-take) = 1037. At the end only
+    puts them back present in the buddy with the data: 512 at the final check. Locks:
+    514 + 512 frees + 9 + 2 (order 9: take, re-take) = 1037. At the end only
     the page-table page is allocated.
     """
     runner, result = run(all_freed_then_pressure())
