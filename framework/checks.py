@@ -86,6 +86,7 @@ class Checker:
         self._seen = 0
         self.secret_allocs: set[int] = set()  # id() of live UNMAPPED allocations served unmapped
         self.secret: set[int] = set()  # pfns freed holding such an allocation's data
+        self.freeing: list[int] = []  # pfns added to secret by the free being made now
 
     def record(self, rule: str, where: int, detail: str) -> None:
         """Count a violation; keep the first few of each rule in detail."""
@@ -104,6 +105,8 @@ class Checker:
     # -- per event -----------------------------------------------------------------------
     def on_alloc(self, aid: int, alloc: Allocation, request: Request) -> None:
         """Rules 1, 2, 3, 5 and ``stale_data`` for memory just handed out."""
+        if self.freeing:
+            self._settle()
         blocks = alloc.blocks
         if len(blocks) == 1 and blocks[0][1] == 0:  # one page (most requests): same checks
             self._on_alloc_page(aid, blocks[0][0], alloc, request)
@@ -248,10 +251,13 @@ class Checker:
     def on_free(self, alloc: Allocation) -> None:
         """Rule 3 once more (while still owned), remember which pages hold a secret, then
         forget the owner."""
+        if self.freeing:
+            self._settle()
         if self.secret_allocs and id(alloc) in self.secret_allocs:
             self.secret_allocs.discard(id(alloc))
             dirty = self.kernel.dirty
-            self.secret.update(p for p in alloc.pfns() if p in dirty)
+            self.freeing = [p for p in alloc.pfns() if p in dirty]
+            self.secret.update(self.freeing)
         blocks = alloc.blocks
         if len(blocks) == 1 and blocks[0][1] == 0:  # the single-page case, inline
             p = blocks[0][0]
@@ -296,12 +302,25 @@ class Checker:
             self.record("conservation", 0, f"{kernel.nr_allocated} pages allocated from the "
                         f"buddy but {accounted} accounted for (live + cached + page tables)")
         dm = kernel.directmap
+        if self.freeing:
+            self._settle()
         if self.secret:
             self._check_secret()
         self._check_buddy_prot()
         if dm.recount() != (dm.nr_4k, dm.nr_2m, dm.nr_1g):
             self.record("counters", 0, f"DirectMap counters {dm.nr_4k, dm.nr_2m, dm.nr_1g} "
                         f"but page tables hold {dm.recount()}")
+
+    def _settle(self) -> None:
+        """After a free: its pages that the free cleared hold no secret any more. Done at
+        the next event the checker sees, before a page can pass, unseen, to a new owner
+        (a BPF pack or a page table takes pages without an allocation of their own) and be
+        written again."""
+        dirty = self.kernel.dirty
+        for p in self.freeing:
+            if p not in dirty:
+                self.secret.discard(p)
+        self.freeing = []
 
     def _buddy_free(self, p: int) -> bool:
         kernel = self.kernel
