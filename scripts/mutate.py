@@ -15,6 +15,7 @@ It refuses to run when a file it mutates has uncommitted changes, and it always 
 the original text (even on Ctrl-C). See docs/testing.md.
 """
 
+# ruff: noqa: E501  (each mutant quotes its source line verbatim, whatever its length)
 from __future__ import annotations
 
 import subprocess
