@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -32,11 +33,22 @@ def _no_temp(directory: Path) -> None:
     assert left == [], left
 
 
-def test_device_is_refused_untouched() -> None:
-    """``/dev/null`` stays a character device: the old code renamed a JSON file over it."""
-    proc = run(*BENCH, "--output", "/dev/null")
-    one_line_error(proc, "/dev/null", "character device", "regular file")
-    assert Path("/dev/null").is_char_device()
+@pytest.fixture
+def null_device(tmp_path: Path) -> Path:
+    """A private copy of ``/dev/null`` (char 1:3): a broken implementation under test (or a
+    mutant of scripts/mutate.py) may rename a file over it, never over the real one."""
+    if os.geteuid() != 0:
+        pytest.skip("making a device node needs root")
+    node = tmp_path / "null"
+    os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    return node
+
+
+def test_device_is_refused_untouched(null_device: Path) -> None:
+    """A device stays a device: the old code renamed a JSON file over ``/dev/full``."""
+    proc = run(*BENCH, "--output", str(null_device))
+    one_line_error(proc, "character device", "regular file")
+    assert null_device.is_char_device()
     assert proc.stdout == ""  # refused before any cell ran
 
 
@@ -60,11 +72,11 @@ def test_directory_is_refused(tmp_path: Path) -> None:
     assert tmp_path.is_dir()
 
 
-def test_symlink_to_device_is_refused(tmp_path: Path) -> None:
+def test_symlink_to_device_is_refused(tmp_path: Path, null_device: Path) -> None:
     link = tmp_path / "out.json"
-    link.symlink_to("/dev/null")
+    link.symlink_to(null_device)
     one_line_error(run(*BENCH, "--output", str(link)), "character device", "symlink")
-    assert link.is_symlink() and os.readlink(link) == "/dev/null"
+    assert link.is_symlink() and null_device.is_char_device()
 
 
 def test_symlink_is_written_through(tmp_path: Path) -> None:
