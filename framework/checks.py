@@ -1,10 +1,23 @@
 """The promises each design makes, checked while a run goes on (docs/checks.md).
 
 Rules (names are a contract): ``conservation``, ``double_alloc``, ``bad_free``,
-``unmapped_present``, ``wx_mapping``, ``not_zeroed``, ``counters``. A violation records the
-rule, the pfn or address, the event index and a detail; the run goes on. ``bad_free`` and
-``wx_mapping`` are detected inside the kernel model (freeing pages that are not allocated; a
-page executable in the module area with a writable mapping); the others here.
+``unmapped_present``, ``wx_mapping``, ``not_zeroed``, ``counters``, ``stale_data``,
+``buddy_prot``. A violation records the rule, the pfn or address, the event index and a
+detail; the run goes on. ``bad_free`` and ``wx_mapping`` are detected inside the kernel
+model (freeing pages that are not allocated; a page executable in the module area with a
+writable mapping); the others here.
+
+``stale_data`` and ``buddy_prot`` judge a page when it *leaves* a design:
+
+- ``stale_data``: a page that held data of an ``UNMAPPED`` request served unmapped (a
+  secret: secretmem, guest memory) still holds it when it is handed to another owner
+  (whatever that owner asked for: ``zero=False`` included), when it is back in the buddy, or
+  when it is present in the direct map again. v6.3's ``secretmem_free_folio`` restores the
+  direct map and zeroes the page in the same call, so the status quo keeps this.
+- ``buddy_prot``: a page the buddy holds as free has a direct-map entry other than the
+  default (present, writable, not executable, no PKS key): its next user would fault on a
+  write, or find it unmapped. Entries changed at the 1 GiB level are not judged (no design
+  changes whole 1 GiB entries).
 """
 
 from __future__ import annotations
@@ -14,9 +27,17 @@ from typing import Any
 
 import attrs
 
-from framework.kernel.consts import MAX_ORDER
+from framework.kernel.consts import (
+    _PAGE_GLOBAL,
+    _PAGE_NX,
+    _PAGE_PRESENT,
+    _PAGE_RW,
+    MAX_ORDER,
+    PAGE_KERNEL,
+    PMD_ORDER,
+)
 from framework.kernel.kernel import Kernel
-from framework.request import Allocation, Name, Request
+from framework.request import Allocation, Name, Perm, Request
 
 
 class Rule(Name):
@@ -29,9 +50,12 @@ class Rule(Name):
     WX_MAPPING = "wx_mapping"
     NOT_ZEROED = "not_zeroed"
     COUNTERS = "counters"
+    STALE_DATA = "stale_data"
+    BUDDY_PROT = "buddy_prot"
 
 
 RULES: tuple[str, ...] = tuple(r.value for r in Rule)
+_DEFAULT_PROT = PAGE_KERNEL & ~_PAGE_GLOBAL  # GLOBAL is not restored after non-present
 KEEP_PER_RULE = 20  # violations kept in detail per rule; all are counted
 
 
@@ -72,6 +96,9 @@ class Checker:
         self.kept: list[Violation] = []
         self.event = 0
         self._seen = 0
+        self.secret_allocs: set[int] = set()  # id() of live UNMAPPED allocations served unmapped
+        self.secret: set[int] = set()  # pfns freed holding such an allocation's data
+        self.freeing: list[int] = []  # pfns added to secret by the free being made now
 
     def record(self, rule: str, where: int, detail: str) -> None:
         """Count a violation; keep the first few of each rule in detail."""
@@ -89,34 +116,50 @@ class Checker:
 
     # -- per event -----------------------------------------------------------------------
     def on_alloc(self, aid: int, alloc: Allocation, request: Request) -> None:
-        """Rules 1, 2, 3 and 5 for memory just handed out."""
+        """Rules 1, 2, 3, 5 and ``stale_data`` for memory just handed out."""
+        if self.freeing:
+            self._settle()
         blocks = alloc.blocks
         if len(blocks) == 1 and blocks[0][1] == 0:  # one page (most requests): same checks
-            p = blocks[0][0]
-            owner = self.owner
-            kernel = self.kernel
-            if self.big_heads:  # inside a block owned whole? Then judge it page by page
-                self._split_big(p, p + 1)
-            if p in owner:
-                self.record(Rule.DOUBLE_ALLOC, p, f"already owned by allocation {owner[p]}")
-            elif p not in kernel.allocated and kernel.zone_of(p).block_is_free(p):
-                self.record(Rule.CONSERVATION, p, "handed out a page that is buddy-free")
-            owner[p] = aid
-            if alloc.unmapped and kernel.directmap.is_present(p):
-                self.record(Rule.UNMAPPED_PRESENT, p, "unmapped allocation present in the direct "
-                            "map")
-            if request.zero and p in kernel.dirty:
-                self.record(Rule.NOT_ZEROED, p, "zero requested but the page holds data written "
-                            "by an earlier owner")
+            self._on_alloc_page(aid, blocks[0][0], alloc, request)
             return
         if blocks:
             self._own_blocks(aid, alloc)
             if alloc.unmapped:
                 self.check_unmapped(alloc)
+                if request.perm is Perm.UNMAPPED:
+                    self.secret_allocs.add(id(alloc))
             if request.zero and self.kernel.dirty:
                 self._check_zero(alloc)
+            if self.secret:
+                for p in alloc.pfns():
+                    if p in self.secret:
+                        self._handed_over(p)
         if alloc.vaddr and not alloc.blocks:
             self._own_range(alloc.vaddr, alloc.vaddr + max(alloc.size, 1))
+
+    def _on_alloc_page(self, aid: int, p: int, alloc: Allocation, request: Request) -> None:
+        """:meth:`on_alloc` for one order-0 block, the hot path."""
+        owner = self.owner
+        kernel = self.kernel
+        if self.big_heads:  # inside a block owned whole? Then judge it page by page
+            self._split_big(p, p + 1)
+        if p in owner:
+            self.record(Rule.DOUBLE_ALLOC, p, f"already owned by allocation {owner[p]}")
+        elif p not in kernel.allocated and kernel.zone_of(p).block_is_free(p):
+            self.record(Rule.CONSERVATION, p, "handed out a page that is buddy-free")
+        owner[p] = aid
+        if alloc.unmapped:
+            if kernel.directmap.is_present(p):
+                self.record(Rule.UNMAPPED_PRESENT, p, "unmapped allocation present in the "
+                            "direct map")
+            if request.perm is Perm.UNMAPPED:
+                self.secret_allocs.add(id(alloc))
+        if request.zero and p in kernel.dirty:
+            self.record(Rule.NOT_ZEROED, p, "zero requested but the page holds data written "
+                        "by an earlier owner")
+        if self.secret and p in self.secret:
+            self._handed_over(p)
 
     def _own_blocks(self, aid: int, alloc: Allocation) -> None:
         owner = self.owner
@@ -210,8 +253,23 @@ class Checker:
                     self.record(Rule.NOT_ZEROED, p, "zero requested but the page holds data "
                                 "written by an earlier owner")
 
+    def _handed_over(self, p: int) -> None:
+        """``stale_data``: page ``p`` held a secret when it was freed; it now has a new owner."""
+        self.secret.discard(p)
+        if p in self.kernel.dirty:
+            self.record(Rule.STALE_DATA, p, "handed to a new owner still holding the data of an "
+                        "earlier UNMAPPED owner")
+
     def on_free(self, alloc: Allocation) -> None:
-        """Rule 3 once more (while still owned), then forget the owner."""
+        """Rule 3 once more (while still owned), remember which pages hold a secret, then
+        forget the owner."""
+        if self.freeing:
+            self._settle()
+        if self.secret_allocs and id(alloc) in self.secret_allocs:
+            self.secret_allocs.discard(id(alloc))
+            dirty = self.kernel.dirty
+            self.freeing = [p for p in alloc.pfns() if p in dirty]
+            self.secret.update(self.freeing)
         blocks = alloc.blocks
         if len(blocks) == 1 and blocks[0][1] == 0:  # the single-page case, inline
             p = blocks[0][0]
@@ -256,6 +314,69 @@ class Checker:
             self.record(Rule.CONSERVATION, 0, f"{kernel.nr_allocated} pages allocated from the "
                         f"buddy but {accounted} accounted for (live + cached + page tables)")
         dm = kernel.directmap
+        if self.freeing:
+            self._settle()
+        if self.secret:
+            self._check_secret()
+        self._check_buddy_prot()
         if dm.recount() != (dm.nr_4k, dm.nr_2m, dm.nr_1g):
             self.record(Rule.COUNTERS, 0, f"DirectMap counters {dm.nr_4k, dm.nr_2m, dm.nr_1g} "
                         f"but page tables hold {dm.recount()}")
+
+    def _settle(self) -> None:
+        """After a free: its pages that the free cleared hold no secret any more. Done at
+        the next event the checker sees, before a page can pass, unseen, to a new owner
+        (a BPF pack or a page table takes pages without an allocation of their own) and be
+        written again."""
+        dirty = self.kernel.dirty
+        for p in self.freeing:
+            if p not in dirty:
+                self.secret.discard(p)
+        self.freeing = []
+
+    def _buddy_free(self, p: int) -> bool:
+        kernel = self.kernel
+        return p not in kernel.allocated and kernel.zone_of(p).block_is_free(p)
+
+    def _check_secret(self) -> None:
+        """``stale_data`` for pages that left the design: back in the buddy, or present in
+        the direct map, still holding an earlier UNMAPPED owner's data. A page the design
+        still holds unmapped stays watched; a page cleared is forgotten."""
+        dirty = self.kernel.dirty
+        dm = self.kernel.directmap
+        for p in sorted(self.secret):
+            if p not in dirty:
+                self.secret.discard(p)
+            elif self._buddy_free(p):
+                self.secret.discard(p)
+                self.record(Rule.STALE_DATA, p, "back in the buddy still holding the data of an "
+                            "UNMAPPED owner")
+            elif dm.is_present(p):
+                self.secret.discard(p)
+                self.record(Rule.STALE_DATA, p, "present in the direct map again still holding "
+                            "the data of an UNMAPPED owner")
+
+    def _check_buddy_prot(self) -> None:
+        """``buddy_prot``: every direct-map entry changed from the default at the 4 KiB or
+        2 MiB level covers no page the buddy holds as free."""
+        dm = self.kernel.directmap
+        for p, prot in dm.pte_prot.items():
+            if (prot & ~_PAGE_GLOBAL != _DEFAULT_PROT and (p >> PMD_ORDER) in dm.split_pmd
+                    and not dm.is_1g(p) and self._buddy_free(p)):
+                self._bad_prot(p, prot)
+        for m, prot in dm.pmd_prot.items():
+            if prot & ~_PAGE_GLOBAL == _DEFAULT_PROT or m in dm.split_pmd:
+                continue
+            head = m << PMD_ORDER
+            if dm.is_1g(head):
+                continue
+            for p in range(head, head + (1 << PMD_ORDER)):
+                if self._buddy_free(p):
+                    self._bad_prot(p, prot)
+                    break
+
+    def _bad_prot(self, p: int, prot: int) -> None:
+        state = "not present" if not prot & _PAGE_PRESENT else (
+            "read-only" if not prot & _PAGE_RW else "executable" if not prot & _PAGE_NX
+            else "PKS-keyed")
+        self.record(Rule.BUDDY_PROT, p, f"free in the buddy with a {state} direct-map entry")

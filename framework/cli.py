@@ -18,6 +18,7 @@ from framework.engine import VERSION
 from framework.errors import FrameworkError
 from framework.failon import Condition, failures, parse_condition
 from framework.metrics import METRIC_BY_NAME
+from framework.output import OutputFile
 from framework.params import parse_set
 from framework.plugins import Registry, get_registry
 from framework.report import FORMATS, metric_names, render, results_json
@@ -34,6 +35,7 @@ from framework.sweep import (
 
 EXIT_INPUT = 2
 EXIT_FAIL_ON = 1  # a --fail-on condition holds: results are printed, CI fails
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 FAIL_ON_HELP = ("Exit 1 when a run matches: 'violations' or METRIC OP NUMBER, OP one of "
                 "> >= < <= == != (e.g. 'est_slowdown_pct>1'). Repeatable.")
 
@@ -114,30 +116,25 @@ def bench(plugins_spec: str, workloads_spec: str, machine: str, seeds: int, seed
             raise FrameworkError(f"--baseline {reference!r} is not among the plugins run: "
                                  f"{', '.join(dict.fromkeys(c.plugin for c in cells))}")
         conditions = _conditions(fail_on)
+        out = OutputFile(output) if output else None
         pool = dask_executor(scheduler) if executor == "dask" else None
     except FrameworkError as exc:
         _fail(str(exc))
+    finished: list[Outcome] = []
     with progress(len(cells)) as bar:
-        outcomes = run_cells(cells, jobs, pool, on_done=_writer(output, bar),
-                             timeout=cell_timeout)
-    if output:
-        _write_final(output, outcomes, metrics, reference)
-    for line in group_errors(outcomes):  # an error that stopped many cells: said once
+        writer = _Writer(out, bar, finished)
+        try:
+            run_cells(cells, jobs, pool, on_done=writer, timeout=cell_timeout)
+        except KeyboardInterrupt:
+            _interrupted(finished, len(cells), output, fmt, metrics, show_stats, reference)
+    if out is not None and not writer.failed:
+        writer.write_final(metrics, reference)
+    for line in group_errors(finished):  # an error that stopped many cells: said once
         click.echo(f"framework: error: {line}", err=True)
-    _finish(outcomes, fmt, metrics, show_stats, reference, full or metrics_spec != "default")
-    _check_fail_on(conditions, [o.result for o in outcomes if o.result is not None],
-                   lambda r: f"{r['plugin']}/{r['workload']}", any(o.error for o in outcomes))
-
-
-def _write_final(output: str, outcomes: list[Outcome], metrics: list[str],
-                 reference: str | None) -> None:
-    """The finished --output file: the runs and the ``comparison`` of the tables, the same
-    text ``--format json`` prints."""
-    runs = [o.result for o in outcomes if o.result is not None]
-    tmp = f"{output}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(render(runs, "json", metrics, reference=reference))
-    os.replace(tmp, output)
+    _finish(finished, fmt, metrics, show_stats, reference, full or metrics_spec != "default")
+    _check_fail_on(conditions, [o.result for o in finished if o.result is not None],
+                   lambda r: f"{r['plugin']}/{r['workload']}",
+                   writer.failed or any(o.error for o in finished))
 
 
 def _conditions(specs: Sequence[str]) -> list[Condition]:
@@ -159,9 +156,10 @@ def _check_fail_on(conditions: Sequence[Condition], runs: Sequence[dict[str, Any
 
 def _plan(reg: Registry, plugins_spec: str, workloads_spec: str, machine: str, seeds: int,
           seed: int, sets: Sequence[str], metrics_spec: str) -> tuple[list[Any], list[str]]:
-    plugins = pick(plugins_spec, list(reg.allocators), "plugin")
+    plugins = pick(plugins_spec, list(reg.allocators), "plugin", check=reg.check_loaded)
     suite = [n for n, w in reg.workloads.items() if w.default]
-    workloads = pick(workloads_spec, list(reg.workloads), "workload", suite)
+    workloads = pick(workloads_spec, list(reg.workloads), "workload", suite,
+                     check=reg.check_loaded)
     cells = make_cells(plugins, workloads, machine, seeds, seed, parse_set(sets), reg)
     metrics = metric_names(metrics_spec)
     for name in metrics:
@@ -171,18 +169,53 @@ def _plan(reg: Registry, plugins_spec: str, workloads_spec: str, machine: str, s
     return cells, metrics
 
 
-def _writer(output: str | None, bar: Any) -> Any:
-    done: list[dict[str, Any]] = []
+class _Writer:
+    """Called as each run finishes: keep it, rewrite ``--output`` (errors are reported
+    once, after the run: :func:`framework.sweep.group_errors`).
 
-    def on_done(outcome: Outcome) -> None:
-        bar.update(1)
-        if outcome.result is not None and output:
-            done.append(outcome.result)
-            tmp = f"{output}.tmp"
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(results_json(done))
-            os.replace(tmp, output)
-    return on_done
+    A write that fails (disk full) is reported once; later runs are still kept in memory
+    and printed, and the command exits 2.
+    """
+
+    def __init__(self, out: OutputFile | None, bar: Any, finished: list[Outcome]) -> None:
+        self.out, self.bar, self.finished = out, bar, finished
+        self.failed = False
+
+    def __call__(self, outcome: Outcome) -> None:
+        self.bar.update(1)
+        self.finished.append(outcome)
+        if outcome.result is None or self.out is None or self.failed:
+            return
+        try:
+            self.out.write(results_json([o.result for o in self.finished
+                                         if o.result is not None]))
+        except FrameworkError as exc:
+            self.failed = True
+            click.echo(f"framework: error: {exc}", err=True)
+
+    def write_final(self, metrics: list[str], reference: str | None) -> None:
+        """The finished file: the runs and the ``comparison`` of the tables, the same text
+        ``--format json`` prints."""
+        if self.out is None:
+            return
+        runs = [o.result for o in self.finished if o.result is not None]
+        try:
+            self.out.write(render(runs, "json", metrics, reference=reference))
+        except FrameworkError as exc:
+            self.failed = True
+            click.echo(f"framework: error: {exc}", err=True)
+
+
+def _interrupted(finished: list[Outcome], total: int, output: str | None, fmt: str,
+                 metrics: list[str], show_stats: bool, reference: str | None) -> None:
+    """Ctrl-C: print what finished, say where it is kept, exit 130 (128 + SIGINT)."""
+    runs = [o.result for o in finished if o.result is not None]
+    if runs:
+        click.echo(render(runs, fmt, metrics, show_stats, reference), nl=False)
+    kept = f"; kept in {output}" if output and runs else ""
+    click.echo(f"framework: interrupted: {len(runs)} of {total} runs finished{kept}",
+               err=True)
+    sys.exit(EXIT_INTERRUPTED)
 
 
 def _covers() -> dict[str, frozenset[str]]:
@@ -296,9 +329,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="framework",
                  standalone_mode=False)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("framework: aborted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:
         _fail(exc.format_message().replace("\n", " "))
     except FrameworkError as exc:

@@ -131,7 +131,7 @@ METRICS: tuple[Metric, ...] = (
            "Page-cache pages kswapd freed.", "/proc/vmstat pgsteal_kswapd"),
     Metric("compact_stall", "count", True, Kind.CUMULATIVE, "direct compactions",
            "Allocations that ran direct compaction.", "/proc/vmstat compact_stall"),
-    Metric("compact_success", "count", False, Kind.CUMULATIVE, "direct compactions that "
+    Metric("compact_success", "count", True, Kind.CUMULATIVE, "direct compactions that "
            "formed the block", "Direct compactions after which the allocation succeeded.",
            "/proc/vmstat compact_success"),
     Metric("compact_fail", "count", True, Kind.CUMULATIVE, "direct compactions that failed",

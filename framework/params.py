@@ -7,7 +7,7 @@ ends up in the run's JSON ``params`` so a result says exactly what produced it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -31,6 +31,9 @@ class Param:
     :param choices: allowed values for a ``str`` parameter, or None for any.
     :param min: smallest allowed number, or None.
     :param max: largest allowed number, or None.
+    :param check: a further test of the converted value, raising ``ValueError`` when it is
+        not allowed (a comma list of orders); the error then names ``describe``.
+    :param describe: what is allowed, in words, when ``check`` is given.
     """
 
     name: str
@@ -40,9 +43,13 @@ class Param:
     choices: tuple[str, ...] | None = None
     min: float | None = None
     max: float | None = None
+    check: Callable[[Any], object] | None = None
+    describe: str | None = None
 
     def allowed(self) -> str:
         """Describe the allowed values in words, for error messages and ``framework list``."""
+        if self.describe is not None:
+            return self.describe
         if self.choices:
             return "one of " + ", ".join(self.choices)
         kind = {int: "an integer", float: "a number", bool: "a boolean (0/1)", str: "a string"}
@@ -75,8 +82,10 @@ class Param:
         where = f"{scope}.{self.name}"
         try:
             value = self._convert(raw)
-        except (TypeError, ValueError):
-            raise BadParameter(f"{where}={raw!r}: expected {self.allowed()}") from None
+            if self.check is not None:
+                self.check(value)
+        except (TypeError, ValueError, OverflowError):
+            raise BadParameter(f"{where}={_shown(raw)}: expected {self.allowed()}") from None
         self._check(where, value)
         return value
 
@@ -97,19 +106,26 @@ class Param:
                 return raw
             return int(str(raw).strip(), 0)
         if self.type is float:
-            value = float(raw)
+            value = float(str(raw).strip()) if not isinstance(raw, (int, float)) else float(raw)
             if value != value or value in (float("inf"), float("-inf")):
                 raise ValueError(raw)
             return value
         return str(raw)
 
     def _check(self, where: str, value: Any) -> None:
-        if self.choices is not None and value not in self.choices:
-            raise BadParameter(f"{where}={value!r}: expected {self.allowed()}")
-        if self.min is not None and value < self.min:
-            raise BadParameter(f"{where}={value!r}: expected {self.allowed()}")
-        if self.max is not None and value > self.max:
-            raise BadParameter(f"{where}={value!r}: expected {self.allowed()}")
+        bad = (
+            (self.choices is not None and value not in self.choices)
+            or (self.min is not None and value < self.min)
+            or (self.max is not None and value > self.max)
+        )
+        if bad:
+            raise BadParameter(f"{where}={_shown(value)}: expected {self.allowed()}")
+
+
+def _shown(raw: Any, limit: int = 60) -> str:
+    """``raw`` quoted for a one-line message, cut short (a pasted file is not echoed whole)."""
+    text = repr(raw)
+    return text if len(text) <= limit else text[:limit] + "...'"
 
 
 def resolve(

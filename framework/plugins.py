@@ -88,12 +88,31 @@ class Registry:
     failed: dict[str, str] = attrs.field(factory=dict)
 
     def allocator(self, name: str) -> type[Allocator]:
-        """The allocator class called ``name``; :class:`UnknownName` lists the known ones."""
+        """The allocator class called ``name``; :class:`UnknownName` lists the known ones.
+
+        :raises PluginError: when ``name`` is a plugin that failed to load (an import
+            error in its module), with that error, rather than "unknown plugin".
+        """
+        self.check_loaded(name)
         return _lookup("plugin", self.allocators, name)
 
     def workload(self, name: str) -> type[Workload]:
-        """The workload class called ``name``."""
+        """The workload class called ``name`` (see :meth:`allocator` for the errors)."""
+        self.check_loaded(name)
         return _lookup("workload", self.workloads, name)
+
+    def check_loaded(self, name: str) -> None:
+        """:raises PluginError: when ``name`` is not registered because its plugin failed
+        to load (its import error is in :attr:`failed`)."""
+        if name in self.allocators or name in self.workloads:
+            return
+        error = self.failed.get(name)
+        if error is None:  # a built-in module records its module path, e.g. plugins.x_y
+            error = next((e for key, e in self.failed.items()
+                          if key.rsplit(".", 1)[-1].replace("_", "-") == name), None)
+        if error is not None:
+            raise PluginError(f"plugin {name!r} failed to load: {error} (framework list "
+                              "shows every plugin that failed)")
 
     def machine(self, name: str) -> MachineSpec:
         """The machine preset called ``name``."""

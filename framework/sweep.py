@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -65,9 +66,14 @@ def progress(total: int) -> Iterator[Any]:
         bar.close()
 
 
-def pick(spec: str, known: Sequence[str], kind: str, defaults: Sequence[str] | None = None
-         ) -> list[str]:
-    """Resolve ``all`` or a comma list against ``known``; :class:`UnknownName` otherwise."""
+def pick(spec: str, known: Sequence[str], kind: str, defaults: Sequence[str] | None = None,
+         check: Callable[[str], None] | None = None) -> list[str]:
+    """Resolve ``all`` or a comma list against ``known``; :class:`UnknownName` otherwise.
+
+    :param check: called with a name that is not known before UnknownName is raised (the
+        registry's :meth:`~framework.plugins.Registry.check_loaded`: a plugin that failed
+        to import is reported with its error).
+    """
     if spec == "all":
         return list(defaults if defaults is not None else known)
     names = [s.strip() for s in spec.split(",") if s.strip()]
@@ -75,6 +81,8 @@ def pick(spec: str, known: Sequence[str], kind: str, defaults: Sequence[str] | N
         raise UnknownName(f"no {kind} named in {spec!r}: choose from {', '.join(known)}")
     for name in names:
         if name not in known:
+            if check is not None:
+                check(name)
             raise UnknownName(f"unknown {kind} {name!r}: choose from {', '.join(known)}")
     return names
 
@@ -148,11 +156,16 @@ def _iterate(cells: Sequence[Cell], jobs: int, executor: Executor | None,
         yield from (_run_safe(cell, timeout) for cell in cells)
         return
     own = executor is None
-    pool = executor or ProcessPoolExecutor(max_workers=min(jobs, os.cpu_count() or 1))
+    pool = executor or ProcessPoolExecutor(max_workers=min(jobs, os.cpu_count() or 1),
+                                           initializer=_ignore_sigint)
     try:
         futures = [pool.submit(_run_safe, cell, timeout) for cell in cells]
         for future in futures:  # cell order, so output does not depend on timing
             yield future.result()
+    except KeyboardInterrupt:
+        if own and isinstance(pool, ProcessPoolExecutor):
+            _stop_workers(pool)
+        raise
     finally:
         if own:
             pool.shutdown(cancel_futures=True)
@@ -181,3 +194,21 @@ def group_errors(outcomes: Sequence[Outcome]) -> list[str]:
             where = f"{','.join(ps)}/{','.join(ws)}"
         lines.append(f"{where}: {error}")
     return lines
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the parent: it keeps what finished and stops them, so no
+    worker prints a KeyboardInterrupt traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Ctrl-C: cancel what has not started and end the running workers now rather than
+    wait for their cells (which may take minutes); their results were not wanted."""
+    # ProcessPoolExecutor has no public terminate before Python 3.14 (terminate_workers);
+    # take its processes before shutdown() forgets them.
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.terminate()

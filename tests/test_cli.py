@@ -178,6 +178,17 @@ def test_third_party_plugin_found_and_broken_one_listed(plugin_site: Path) -> No
     assert runs[0]["metrics"] == runs[1]["metrics"]
 
 
+def test_import_error_is_reported_as_such(plugin_site: Path) -> None:
+    """The fixture package's entry point ``broken`` raises ImportError on import."""
+    env = {"PYTHONPATH": str(plugin_site), "FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD": ""}
+    for args in (("check-plugin", "broken"),
+                 ("bench", "--plugins", "baseline,broken", "--workloads", "secretmem")):
+        proc = run(*args, env=env)
+        one_line_error(proc, "plugin 'broken' failed to load: ImportError: "
+                             "framework_broken_plugin needs a module")
+        assert "unknown" not in proc.stderr
+
+
 def test_autoload_off_hides_third_party(plugin_site: Path) -> None:
     env = {"PYTHONPATH": str(plugin_site), "FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD": "1"}
     listing = run("list", env=env)

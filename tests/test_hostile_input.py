@@ -140,7 +140,7 @@ def test_trace_csv_reader_named_failures(tmp_path: Path) -> None:
     cases = {
         b"\xff\xfe" + HEADER.encode(): "not UTF-8",
         (HEADER + "\nalloc,1,kernel,99999999999999999999,RW,1,,OWNER\n").encode():
-            "size 99999999999999999999: expected 1 to 17592186044416",
+            "size 99999999999999999999: expected 1 to 70368744177664",  # 2**46: mem_gib <= 65536
         (HEADER + "\nalloc,-1,kernel,4096,RW,1,,OWNER\n").encode(): "id -1: expected 0 to",
         (HEADER + "\nalloc,1,kernel,4096,RWX,1,,OWNER\n").encode(): "perm 'RWX'",
         (HEADER + "\nalloc,1,kernel,4096,RW,1,9,OWNER\n").encode(): "node 9: expected 0 to 0",

@@ -41,4 +41,4 @@ def test_the_source_folders_are_the_installed_subpackages() -> None:
 def test_scaffold_depends_on_the_real_distribution(tmp_path: Path) -> None:
     write_package("my-cache", tmp_path / "pkg", ("secretmem",))
     text = (tmp_path / "pkg" / "pyproject.toml").read_text()
-    assert f'dependencies = ["{DISTRIBUTION}"]' in text
+    assert f'dependencies = ["{DISTRIBUTION}>=0.1,<0.2"]' in text

@@ -158,14 +158,14 @@ def test_free_then_realloc_posted_is_not_zeroed() -> None:
     The free is diverted (PB_unmapped) with no zeroing; it merges with 16385 (o0), 16386
     (o1), ..., 16640 (o8) back into the order-9 block 16384 (its buddy 16896 is not cached).
     The next fault expands it and gets 16384 again: not present (fine) but written by the
-    previous owner: one ``not_zeroed`` at 16384, at event 3. Locks: 3 + 1 + 1 = 5.
+    previous owner: one ``not_zeroed`` at 16384, at event 3, and, since the data was an
+    UNMAPPED owner's, one ``stale_data`` there too. Locks: 3 + 1 + 1 = 5.
     """
     events = [Event(ALLOC, 1, SECRET), Event(WRITE, 1, None, 4096), Event(FREE, 1),
               Event(ALLOC, 2, SECRET)]
     runner, result = run(events)
-    assert result["violation_counts"] == {"not_zeroed": 1}
-    assert result["violations"][0]["where"] == hex(FIRST)
-    assert result["violations"][0]["event"] == 3
+    assert result["violation_counts"] == {"not_zeroed": 1, "stale_data": 1}
+    assert {(v["where"], v["event"]) for v in result["violations"]} == {(hex(FIRST), 3)}
     assert result["stats"]["lock_round_trips"] == 5 and result["stats"]["stolen_pages"] == 0
     assert counters(runner.kernel)["zeroed"] == 512
 
@@ -201,7 +201,9 @@ def test_shrinker_posted_releases_order_9_and_clears_pb() -> None:
     ``__free_pages_ok(FPI_TO_TAIL)``: the buddy 16896 is split (page table), so 16384 stays
     order 9. CPA calls 1 + 512 = 513; PMD 32 stays split: DirectMap4k still 4096 kB.
     ``unmapped_present``: 511 at the faults and 511 again at the frees (checked while
-    owned). Locks: 514 + 512 frees + 9 + 2 (order 9: take, re-take) = 1037. At the end only
+    owned). ``stale_data``: all 512 pages were written and freed unzeroed, and the release
+    puts them back present in the buddy with the data: 512 at the final check. Locks:
+    514 + 512 frees + 9 + 2 (order 9: take, re-take) = 1037. At the end only
     the page-table page is allocated.
     """
     runner, result = run(all_freed_then_pressure())
@@ -218,7 +220,7 @@ def test_shrinker_posted_releases_order_9_and_clears_pb() -> None:
         "pt": 3, "flush_all": 1, "flush_range": 1, "flush_local": 0, "ipis": 6, "cpa": 513,
         "zeroed": 512,
     }
-    assert result["violation_counts"] == {"unmapped_present": 1022}
+    assert result["violation_counts"] == {"unmapped_present": 1022, "stale_data": 512}
     assert result["metrics"]["cache_pages"] == 0
     assert k.nr_allocated == len(k.pt_pfns) == 1
     assert k.check_conservation() == 0
@@ -438,7 +440,8 @@ def test_default_suite() -> None:
         assert fixed["violation_counts"] == {}, name
         assert fixed["metrics"]["events"] == posted["metrics"]["events"]
         if name == "secretmem":
-            assert posted["violation_counts"].keys() == {"unmapped_present", "not_zeroed"}
+            assert posted["violation_counts"].keys() == {"unmapped_present", "not_zeroed",
+                                                         "stale_data"}
 
 
 @settings(max_examples=25, deadline=None)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from framework.designs.baseline import Baseline
 from framework.engine import Cell, freeze_sets, run_cell
 from framework.kernel.directmap import LEVEL_2M
 from framework.kernel.kernel import Kernel
@@ -21,7 +22,6 @@ from framework.tlb.mix import evaluate_data
 from framework.tlb.sampler import TlbSampler, data_pops
 from framework.tlb.settings import resolve_tlb, slowdown_pct
 from framework.tlb.stream import boot_classes, classify, direct_map_set
-from plugins.baseline import Baseline
 from tests.conftest import small_spec
 from tests.test_cli import one_line_error, run
 

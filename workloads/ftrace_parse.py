@@ -31,12 +31,13 @@ import re
 import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Final, Literal
+from typing import IO, Final, Literal, cast
 
 import attrs
 
 from framework.errors import InputError
 from framework.kernel.consts import MAX_ORDER  # v6.3: exclusive, so orders 0..10
+from framework.lines import bounded_lines
 
 __all__ = [
     "ALLOC",
@@ -410,6 +411,7 @@ def _printable(text: str) -> str:
 # --- files ------------------------------------------------------------------------------------
 _COMPRESSED_MAGIC: Final = {b"\x1f\x8b": ".gz", b"\xfd7zXZ\x00": ".xz"}
 _STREAM_ERRORS: Final = (OSError, EOFError, lzma.LZMAError, zlib.error)
+_UTF8_BOM: Final = b"\xef\xbb\xbf"  # skipped at the start of the file (spreadsheets, editors)
 
 
 def read_trace(
@@ -453,7 +455,10 @@ def _decode_lines(binary: io.BufferedIOBase, source: str, strict: bool) -> Itera
     :raises InputError: (strict only) at the first line that is not UTF-8.
     """
     errors = "strict" if strict else "replace"
-    for lineno, raw in enumerate(binary, 1):
+    lines: Iterator[bytes] = bounded_lines(cast(IO[bytes], binary), source)
+    for lineno, raw in enumerate(lines, 1):
+        if lineno == 1 and raw.startswith(_UTF8_BOM):
+            raw = raw[len(_UTF8_BOM):]
         try:
             yield raw.decode("utf-8", errors)
         except UnicodeDecodeError as exc:

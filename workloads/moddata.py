@@ -71,6 +71,7 @@ import zstandard
 from framework.errors import BadParameter, InputError
 from framework.filecache import once_per_file
 from framework.kernel.consts import PAGE_SIZE
+from framework.lines import bounded_lines
 
 __all__ = [
     "CSV_HEADER",
@@ -683,14 +684,14 @@ def read_csv(path: str | os.PathLike[str]) -> list[ModuleSections]:
     """
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            return _parse_csv(path, fh)
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: a BOM is skipped
+            return _parse_csv(path, bounded_lines(fh, str(path)))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{path}: cannot read CSV: {exc}") from None
 
 
-def _parse_csv(path: Path, fh: IO[str]) -> list[ModuleSections]:
-    """Check the header and parse the data rows of the open CSV file ``fh``."""
+def _parse_csv(path: Path, fh: Iterable[str]) -> list[ModuleSections]:
+    """Check the header and parse the data rows of the open CSV file's lines ``fh``."""
     reader = csv.reader(fh)
     header = next(reader, None)
     if header != list(CSV_HEADER):
@@ -724,9 +725,13 @@ def load_source(source: str) -> list[ModuleSections]:
     if source in DATASETS:
         return _read_source(_data_file(DATASETS[source]), "csv")
     path = Path(source)
-    if path.is_dir():
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except OSError as exc:  # a name too long for the file system, a loop of links
+        raise InputError(f"module source {source[:60]!r}: {exc.strerror or exc}") from None
+    if is_dir:
         return _read_source(path, "tree")
-    if path.is_file() and path.suffix.lower() == ".csv":
+    if is_file and path.suffix.lower() == ".csv":
         return _read_source(path, "csv")
     allowed = ", ".join(sorted(DATASETS))
     raise InputError(

@@ -10,10 +10,30 @@ import random
 
 import attrs
 
+from framework.kernel.consts import MAX_ORDER
 from framework.params import Param
 
+
+def _orders(text: str) -> frozenset[int]:
+    """``"0,9"`` -> {0, 9}; empty items are skipped.
+
+    :raises ValueError: for an item that is not a decimal order from 0 to MAX_ORDER - 1
+        (a ``--set`` value is checked with this before anything runs).
+    """
+    orders = set()
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        order = int(item.strip(), 10)
+        if not 0 <= order < MAX_ORDER:
+            raise ValueError(item)
+        orders.add(order)
+    return frozenset(orders)
+
+
 FAULT_PARAMS: tuple[Param, ...] = (
-    Param("alloc_fail_orders", str, "", "comma-separated orders whose allocations always fail"),
+    Param("alloc_fail_orders", str, "", "comma-separated orders whose allocations always fail",
+          check=_orders, describe=f"a comma list of orders 0 to {MAX_ORDER - 1} (may be empty)"),
     Param("alloc_fail_rate", float, 0.0, "probability that any buddy allocation fails",
           min=0.0, max=1.0),
     Param("cpa_fail_rate", float, 0.0,
@@ -22,10 +42,6 @@ FAULT_PARAMS: tuple[Param, ...] = (
     Param("pt_fail_rate", float, 0.0,
           "probability that a split cannot get its page-table page", min=0.0, max=1.0),
 )
-
-
-def _orders(text: str) -> frozenset[int]:
-    return frozenset(int(x) for x in text.split(",") if x.strip())
 
 
 @attrs.frozen(slots=True)

@@ -17,7 +17,15 @@ from framework.kernel.consts import (
     PAGE_SHIFT,
     PMD_ORDER,
 )
-from framework.kernel.directmap import EINVAL, ENOMEM, DirectMap, new_prot
+from framework.kernel.directmap import (
+    EINVAL,
+    ENOMEM,
+    LEVEL_1G,
+    LEVEL_4K,
+    PUD_PAGES,
+    DirectMap,
+    new_prot,
+)
 from framework.kernel.faults import Faults
 from framework.kernel.ledger import Ledger
 from framework.kernel.page_alloc import Violation
@@ -65,15 +73,54 @@ class SetMemory:
         ``nr > 1`` is ``set_direct_map_valid_noflush(page, nr, false)`` (later kernels).
         Returns 0 or -ENOMEM.
         """
-        if self.cpa_faults and self._cpa_fails():
+        if self.cpa_faults and self._splits(pfn, nr) and self._cpa_fails():
             return ENOMEM
         return self.directmap.cpa(pfn, nr, 0, _PRESENT_RW)[1]
 
     def set_direct_map_default_noflush(self, pfn: int, nr: int = 1) -> int:
-        """set_direct_map_default_noflush(): set PRESENT|RW (GLOBAL is not restored)."""
-        if self.cpa_faults and self._cpa_fails():
+        """set_direct_map_default_noflush(): set PRESENT|RW (GLOBAL is not restored).
+
+        CPA's only -ENOMEM is a split's page-table allocation. Restoring entries that are
+        already 4 KiB (the set_direct_map_invalid_noflush() before it split them, as in
+        secretmem_free_folio() and vm_reset_perms()) needs no split, so an injected CPA
+        fault does not hit it: v6.3 ignores this call's result there, and it cannot fail.
+        """
+        if self.cpa_faults and self._splits(pfn, nr) and self._cpa_fails():
             return ENOMEM
         return self.directmap.cpa(pfn, nr, _PRESENT_RW, 0)[1]
+
+    def _splits(self, pfn: int, nr: int) -> bool:
+        """Would a change of ``[pfn, pfn + nr)`` split a 2 MiB or 1 GiB entry (one the range
+        does not cover whole: try_preserve_large_page() keeps a fully covered one)?
+
+        ``--set faults.cpa_fail_rate`` hits only such calls: CPA's only -ENOMEM is the page
+        table of a split (split_large_page()'s alloc_pages()); a change of 4 KiB entries
+        cannot fail.
+        """
+        level = self.directmap.level
+        p, end = pfn, pfn + nr
+        while p < end:
+            lvl = level(p)
+            if lvl == LEVEL_4K:
+                p += 1
+                continue
+            size = PUD_PAGES if lvl == LEVEL_1G else PMD_PAGES
+            head = p & ~(size - 1)
+            if head < pfn or head + size > end:
+                return True
+            p = head + size
+        return False
+
+    def _alias_splits(self, area: VmStruct, first: int, nr: int) -> bool:
+        """:meth:`_splits` over the direct-map alias, stepping as :meth:`_process_alias`."""
+        i, end = first, first + nr
+        while i < end:
+            whole = area.page_order and i % PMD_PAGES == 0 and end - i >= PMD_PAGES
+            step = PMD_PAGES if whole else 1
+            if self._splits(area.pages[i], step):
+                return True
+            i += step
+        return False
 
     def set_memory_np(self, pfn: int, nr: int) -> int:
         """set_memory_np() on a direct-map range: change, vm_unmap_aliases, cpa_flush."""
@@ -86,7 +133,7 @@ class SetMemory:
     def _set_memory_direct(self, pfn: int, nr: int, set_mask: int, clr_mask: int) -> int:
         """change_page_attr_set_clr() on direct-map addresses (no alias to process)."""
         self.vm_unmap_aliases()
-        if self.cpa_faults and self._cpa_fails():
+        if self.cpa_faults and self._splits(pfn, nr) and self._cpa_fails():
             return ENOMEM
         changed, err = self.directmap.cpa(pfn, nr, set_mask, clr_mask)
         if changed:
@@ -137,11 +184,14 @@ class SetMemory:
         self.ledger.cpa_calls += 1
         self.ledger.charge("cpa", self.costs["cpa_call"])
         self.vm_unmap_aliases()
-        if self.faults.fail_cpa(self.rng):
-            return ENOMEM
         first = vpage - area.addr
-        changed, made_exec = self._change_area(area, first, nr, set_mask, clr_mask)
         checkalias = (set_mask | clr_mask) != _PAGE_NX
+        # The module area's own entries are 4 KiB: only the alias can need a split, the one
+        # place this can fail with -ENOMEM in v6.3 (see _splits)
+        if (self.cpa_faults and checkalias and self._alias_splits(area, first, nr)
+                and self.faults.fail_cpa(self.rng)):
+            return ENOMEM
+        changed, made_exec = self._change_area(area, first, nr, set_mask, clr_mask)
         err = 0
         if checkalias:
             err = self._process_alias(area, first, nr, set_mask & ~_PAGE_NX,

@@ -26,13 +26,17 @@ Deterministic contract checks (the Allocator ABC, docs/contracts.md):
 - ``shrinker``: a registered shrinker gives back pages and ``cache_pages()`` drops by what it
   returned; a ``shrink()`` that frees pages with no shrinker registered is never called by
   the engine (only ``kernel.register_shrinker`` is), which is a failure.
-- ``unmapped_promise``: for the sites the suite says it unmaps (``unmapped_sites``), the
+- ``unmapped_promise``: for every covered site whose requests ask for ``UNMAPPED`` memory
+  (from the design's own ``covers``), and the sites the suite adds (``unmapped_sites``), the
   allocation says ``unmapped=True`` and is not present in the direct map.
 - ``zeroing``: alloc / write / free rounds at each covered site whose requests can ask for
   zeroed memory, then a request with ``zero``: no ``not_zeroed``.
 
 Then random sequences (:mod:`framework.testing.stateful`): one result per docs/checks.md
-rule, plus ``plugin_error`` (the design raised, or returned garbage) and ``timeout``.
+rule, plus ``plugin_error`` (the design raised, or returned garbage) and ``timeout``. With
+``Effort.long_examples`` a last round of long sequences, and with
+``Effort.workload_events`` the built-in workloads, short and seeded, with every check after
+every event (:mod:`framework.testing.drive`): bugs that need many events.
 """
 
 from __future__ import annotations
@@ -403,17 +407,34 @@ def _unregistered_shrink(allocator: Allocator, before: int) -> None:
                           "so the engine never calls it")
 
 
+def promised_unmapped(config: KitConfig, allocator: Allocator) -> list[str]:
+    """The sites whose allocations must be unmapped: every covered site whose requests ask
+    for ``UNMAPPED`` memory (the design's own ``covers`` with the site profiles), plus the
+    suite's ``unmapped_sites`` (a design that also unmaps, say, module text)."""
+    mine = set(covered(config, allocator))
+    asked = {s for s in mine if "UNMAPPED" in profile_for(s, config.profiles).perms}
+    return sorted(asked | (config.unmapped_sites & mine))
+
+
 def check_unmapped_promise(config: KitConfig) -> None:
-    """Sites the suite says the design unmaps get unmapped=True, absent from the direct map."""
+    """Each covered site asking for UNMAPPED memory (and each of the suite's unmapped_sites)
+    gets unmapped=True, absent from the direct map, at every sample size."""
     kernel, allocator = boot(config)
-    sites = sorted(config.unmapped_sites & set(covered(config, allocator)))
+    sites = promised_unmapped(config, allocator)
     if not sites:
-        raise CheckSkipped("the suite names no unmapped_sites")
+        raise CheckSkipped("no covered site asks for UNMAPPED memory")
     for site in sites:
-        req = attrs.evolve(profile_for(site, config.profiles).typical(), perm="UNMAPPED")
-        for _, got in _alloc_all(allocator, [req]):
+        prof = profile_for(site, config.profiles)
+        # every sample size where requests ask for UNMAPPED; the usual request of a site
+        # the suite adds (its other sizes may take another path: a 16 B kprobe slot)
+        asked = "UNMAPPED" in prof.perms
+        reqs = [attrs.evolve(r, perm="UNMAPPED")
+                for r in (prof.samples() if asked else [prof.typical()])]
+        for req, got in _alloc_all(allocator, reqs):
             if not got.unmapped:
-                raise CheckFailed(f"alloc({_req(req)}) returned unmapped=False")
+                raise CheckFailed(f"alloc({_req(req)}) returned unmapped=False: the design "
+                                  f"covers {site}, whose requests ask for UNMAPPED memory",
+                                  "unmapped_present")
             present = [p for p in got.pfns() if kernel.directmap.is_present(p)]
             if present:
                 raise CheckFailed(f"alloc({_req(req)}): pfn {present[0]:#x} is present in "
@@ -491,6 +512,8 @@ def run_random(config: KitConfig, kinds: Sequence[str] = KINDS) -> list[CheckRes
     except CheckFailed as exc:
         return [CheckResult(k, SKIP, f"not reached: {exc}", since=RANDOM_SINCE) for k in kinds]
     found = search_all(config.target, sites, config.profiles, config.effort, kinds)
+    if config.effort.workload_events and not _stopped(found):
+        _add_workload_findings(config, sites, kinds, found)
     stopped = next((f for f in found.values() if f.rule in ("plugin_error", "timeout")), None)
     out = []
     for kind in kinds:
@@ -503,6 +526,23 @@ def run_random(config: KitConfig, kinds: Sequence[str] = KINDS) -> list[CheckRes
         else:
             out.append(CheckResult(kind, PASS, since=RANDOM_SINCE))
     return out
+
+
+def _stopped(found: Mapping[str, Finding]) -> bool:
+    return any(rule in found for rule in ("plugin_error", "timeout"))
+
+
+def _add_workload_findings(config: KitConfig, sites: Sequence[str], kinds: Sequence[str],
+                           found: dict[str, Finding]) -> None:
+    """The workload phase (:mod:`framework.testing.drive`) for the rules the random
+    sequences did not break."""
+    from framework.testing.drive import drive_all
+
+    known = set(config.target.known) | set(found) | (set(KINDS) - set(kinds))
+    target = attrs.evolve(config.target, known=frozenset(known))
+    _, allocator = boot(config)
+    for finding in drive_all(target, covered(config, allocator), config.effort.workload_events):
+        found.setdefault(finding.rule, finding)
 
 
 def _failed(finding: Finding) -> CheckResult:

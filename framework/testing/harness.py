@@ -111,6 +111,20 @@ class Harness:
         self.sizes[aid] = request.size
         return aid
 
+    def check_promise(self, aid: int) -> None:
+        """The unmapped promise of a covered site: an UNMAPPED request the design served
+        itself must come back ``unmapped=True`` (the engine only counts a mapped answer in
+        ``unmapped_served_mapped_bytes``, since the status quo makes no such promise)."""
+        entry = self.runner.live.get(aid)
+        if entry is None or "unmapped_present" in self.target.known:
+            return
+        alloc, req = entry
+        mine = req.site in self.allocator.covers
+        if mine and req.perm == "UNMAPPED" and not alloc.unmapped:
+            self.fail("unmapped_present", f"event {len(self.events) - 1}: {req.site} asked "
+                      "for UNMAPPED memory and the design, which covers it, handed out "
+                      "unmapped=False (present in the direct map)")
+
     def free(self, aid: int) -> None:
         """Free a live id (the design's free or free_generic, as its request said)."""
         self.sizes.pop(aid, None)
@@ -149,6 +163,8 @@ class Harness:
                 self._handlers[event.op](event)
         except PluginError as exc:
             self.fail(PLUGIN_ERROR, str(exc))
+        if event.op == ALLOC:
+            self.check_promise(event.id)
         if self.kernel.violations:
             checker.drain_kernel()
         try:

@@ -115,7 +115,8 @@ class _KitFixtures:
 
     @pytest.fixture
     def unmapped_sites(self) -> frozenset[str]:
-        """Sites whose allocations the design promises to remove from the direct map."""
+        """Sites whose allocations the design promises to remove from the direct map, besides
+        the covered sites whose requests ask for UNMAPPED memory (always checked)."""
         return frozenset()
 
     @pytest.fixture

@@ -1,14 +1,16 @@
 """``framework new-plugin NAME``: a ready-to-install plugin package, written from templates.
 
 The package (``framework-NAME/``) holds a ``pyproject.toml`` with the ``framework`` entry
-point, a module with an allocator skeleton that serves its sites through the v6.3 status-quo
-path (so it passes the conformance kit as generated: a design starts from something that
-works and changes one path at a time), a test file that subclasses the kit, and a README.
+point, a module with a design that extends the v6.3 status quo and overrides the method of
+each covered site with a call to the status quo's (so it passes the conformance kit as
+generated: a design starts from something that works and changes one path at a time), a test
+file that subclasses the kit, and a README.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
@@ -47,26 +49,61 @@ class Names:
                    f"{camel}Allocator")
 
 
+# ``--set`` scopes that are not plugins: a plugin of one of these names could not be set.
+RESERVED = ("machine", "costs", "faults", "tlb", "all", "default")
+
+
 def parse_covers(text: str) -> tuple[str, ...]:
-    """A comma list of sites; unknown ones are allowed only if they look like site names."""
+    """A comma list of the sites workloads request (:data:`framework.request.SITES`).
+
+    :raises BadParameter: for an empty list or a site no workload requests (a design that
+        covered it would never be called, and the kit would check nothing).
+    """
     sites = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
     if not sites:
         raise BadParameter(f"--covers {text!r}: name at least one site, e.g. "
                            f"{', '.join(SITES[:3])}")
     for site in sites:
-        if not re.fullmatch(r"[a-z][a-z0-9_]*", site):
-            raise BadParameter(f"--covers: site {site!r} is not a site name; known sites: "
+        if site not in SITES:
+            raise BadParameter(f"--covers: unknown site {site[:40]!r}: expected one of "
                                f"{', '.join(SITES)}")
     return sites
 
 
-def write_package(plugin: str, out: Path, covers: tuple[str, ...]) -> list[Path]:
+def check_free_name(plugin: str, taken: Iterable[str]) -> None:
+    """:raises BadParameter: when ``plugin`` is already a registered plugin or workload
+    (built-in or installed) or a ``--set`` scope: the new design could not be told apart."""
+    taken = set(taken)
+    if plugin in taken or plugin in RESERVED:
+        what = "a --set scope" if plugin in RESERVED else "already registered"
+        raise BadParameter(f"plugin name {plugin!r} is {what}; choose another (registered: "
+                           f"{', '.join(sorted(taken))})")
+
+
+def framework_requirement() -> tuple[str, str]:
+    """The requirement the generated package declares on this framework: its distribution
+    name (:data:`framework.DISTRIBUTION`, never the generic ``framework`` an index might
+    resolve to someone else's project), pinned to the installed major.minor series; and the
+    installed version (from its metadata)."""
+    from importlib.metadata import version
+
+    dist = DISTRIBUTION
+    installed = version(dist)
+    major, minor = (int(x) for x in installed.split(".")[:2])
+    return f"{dist}>={major}.{minor},<{major}.{minor + 1}", installed
+
+
+def write_package(plugin: str, out: Path, covers: tuple[str, ...], variants: bool = False,
+                  taken: Iterable[str] = ()) -> list[Path]:
     """Write the package into ``out`` (created; must not exist or be empty).
 
+    :param variants: declare a ``variant`` parameter (``posted``/``fixed``) and test both.
+    :param taken: names already registered (the new name must differ).
     :returns: the files written.
-    :raises FrameworkError: for a bad name or an ``out`` that already has files.
+    :raises FrameworkError: for a bad or taken name or an ``out`` that already has files.
     """
     names = Names.of(plugin)
+    check_free_name(plugin, taken)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FrameworkError(f"{out}: already exists and is not an empty directory")
     files = {
@@ -75,12 +112,17 @@ def write_package(plugin: str, out: Path, covers: tuple[str, ...]) -> list[Path]
         Path(names.module) / "__init__.py": MODULE,
         Path("tests") / f"test_{names.module}.py": TESTS,
     }
+    requirement, installed = framework_requirement()
     fields = {
         "plugin": names.plugin, "module": names.module, "dist": names.dist,
         "cls": names.cls, "covers": ", ".join(f'"{s}"' for s in covers),
         "covers_text": ", ".join(covers), "contract": str(CONTRACT_VERSION),
+        "requirement": requirement, "installed": installed,
+        "params": _fill(VARIANT_PARAM if variants else NO_PARAMS, {"plugin": names.plugin}),
+        "fixture": _fill(VARIANT_FIXTURE if variants else PLAIN_FIXTURE, {"cls": names.cls}),
+        "variant_doc": _fill(VARIANT_DOC if variants else "", {"plugin": names.plugin}),
+        "readme_variant": _fill(README_VARIANT if variants else "", {"plugin": names.plugin}),
         "overrides": site_overrides(covers),
-        "requires": DISTRIBUTION,
     }
     written = []
     for rel, template in files.items():
@@ -106,7 +148,9 @@ name = "{{dist}}"
 version = "0.0.1"
 description = "{{plugin}}: an allocator design for the framework"
 requires-python = ">=3.10"
-dependencies = ["{{requires}}"]
+# The framework distribution this was generated with ({{installed}}), by the name its own
+# metadata gives; install this package into the environment that has it.
+dependencies = ["{{requirement}}"]
 
 [project.optional-dependencies]
 test = ["pytest>=7.4", "hypothesis>=6.90"]
@@ -130,8 +174,13 @@ Models: (say which patch set or thread, with its lore id, and which kernel it ap
 As generated, the design is the v6.3 status quo (:class:`framework.statusquo.StatusQuo`) with
 the methods of its sites ({{covers_text}}) overridden to call the status quo's; replace one
 path at a time and keep ``framework check-plugin {{plugin}}`` green. Say here what is
-modelled, what is simplified and why, and which variants (``--set {{plugin}}.variant=...``)
-reproduce bugs reviewers found. The discussion that led to the design belongs in its docs.
+modelled, what is simplified and why.{{variant_doc}} The discussion that led to the design
+belongs in its docs.
+
+Cycles: the kernel model charges every call you make to it (alloc_pages, CPA, flushes,
+text_poke) to the request being served. Work of the design's own (walking a free list,
+searching a bitmap) is charged with ``self.kernel.ledger.charge("slab", cycles)``; see the
+framework's docs/plugin-guide.md, "Charging the design's own cycles".
 """
 
 from __future__ import annotations
@@ -159,11 +208,7 @@ class {{cls}}(StatusQuo):
     summary = "{{plugin}}: (one line for framework list)"
     source = "(lore id of the patch set or thread it models)"
     covers = frozenset({{{covers}}})
-    params = (
-        Param("variant", str, "posted", "posted: as posted; fixed: with the review's fixes",
-              choices=("posted", "fixed")),
-    )
-
+{{params}}
     def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:
         """Attach to a freshly booted kernel model; register shrinkers and hooks here.
 
@@ -174,7 +219,6 @@ class {{cls}}(StatusQuo):
         cycles of your own bookkeeping with ``kernel.ledger.charge(category, cycles)``.
         """
         super().__init__(kernel, params)
-        self.variant: str = params["variant"]
 {{overrides}}
     def free(self, allocation: Allocation) -> None:
         """Take back what an ``alloc`` handed out (``freed_by=OWNER``); tell your own
@@ -242,11 +286,7 @@ class Test{{cls}}(AllocatorTests):
     """Every contract check and random sequences with every engine check on."""
 
     contract_version = {{contract}}  # raise it to opt in to checks added later
-
-    @pytest.fixture(params=["posted", "fixed"])
-    def allocator_factory(self, request):
-        return ({{cls}}, {"variant": request.param})
-
+{{fixture}}
 
 @pytest.mark.skipif(os.environ.get("FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD", "") not in ("", "0"),
                     reason="entry points are not loaded")
@@ -254,6 +294,36 @@ def test_registered_through_the_entry_point(framework_registry):
     """Installed (pip install -e .), the package's entry point registers the design."""
     assert framework_registry.allocators["{{plugin}}"] is {{cls}}
 '''
+
+NO_PARAMS = """\
+    params = ()  # Param(...) for each --set {{plugin}}.KEY the design takes
+"""
+
+VARIANT_PARAM = """\
+    params = (
+        Param("variant", str, "posted", "posted: as posted; fixed: with the review's fixes",
+              choices=("posted", "fixed")),
+    )
+"""
+
+VARIANT_DOC = """ Say which variants
+(``--set {{plugin}}.variant=...``) reproduce bugs reviewers found."""
+
+PLAIN_FIXTURE = """
+    @pytest.fixture
+    def allocator_factory(self):
+        return ({{cls}}, {})
+"""
+
+VARIANT_FIXTURE = """
+    @pytest.fixture(params=["posted", "fixed"])
+    def allocator_factory(self, request):
+        return ({{cls}}, {"variant": request.param})
+"""
+
+README_VARIANT = """\
+Test a variant with `framework check-plugin {{plugin}} --set {{plugin}}.variant=fixed`.
+"""
 
 README = '''\
 # {{dist}}
@@ -267,7 +337,6 @@ README = '''\
     framework bench --plugins baseline,{{plugin}} --workloads all
     pytest                              # the same kit, from tests/
 
-Test a variant with `framework check-plugin {{plugin}} --set {{plugin}}.variant=fixed`.
-The allocator contract, the kernel model's API and the kit are described in the
+{{readme_variant}}The allocator contract, the kernel model's API and the kit are described in the
 framework's `docs/plugin-guide.md`.
 '''

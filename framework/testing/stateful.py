@@ -40,9 +40,16 @@ class Effort:
     max_examples: int = 25
     steps: int = 30
     derandomize: bool = True
+    long_examples: int = 0  # a last round of this many long sequences (0: none)
+    long_steps: int = 300  # events per long sequence, at most
+    workload_events: int = 0  # the workload phase (framework/testing/drive.py): events per
+    # built-in workload, 0 for none
 
     def ladder(self) -> list[Effort]:
-        """The search split into rounds of growing sequence length (same total examples)."""
+        """The search split into rounds of growing sequence length (same total examples),
+        then ``long_examples`` sequences of up to ``long_steps`` events: a bug that needs
+        many events (a cache that breaks after its 100th allocation) is out of reach of the
+        short ones."""
         short = min(5, self.steps)
         middle = max(short, self.steps // 3)
         first = max(1, self.max_examples // 5)
@@ -55,6 +62,9 @@ class Effort:
                 out[-1] = attrs.evolve(out[-1], max_examples=out[-1].max_examples + examples)
             else:
                 out.append(attrs.evolve(self, max_examples=examples, steps=steps))
+        if self.long_examples and self.long_steps > self.steps:
+            out.append(attrs.evolve(self, max_examples=self.long_examples,
+                                    steps=self.long_steps))
         return out
 
     def settings(self) -> Any:
@@ -207,15 +217,48 @@ def _shorter_timeout(target: Target, finding: Finding) -> Finding:
     return finding
 
 
-def minimise(target: Target, finding: Finding) -> Finding:
+class _OutOfReplays(Exception):
+    """The replay budget of :func:`minimise` is spent: keep the best sequence so far."""
+
+
+def minimise(target: Target, finding: Finding, budget: int | None = None) -> Finding:
     """Delete events (in halving chunks, down to single ones) while the same rule breaks.
 
-    Deterministic. The result is 1-minimal: deleting any one more event makes the rule
-    hold. Allocation ids are renumbered from 1 in the order the replay made them.
+    Deterministic. Without a ``budget`` the result is 1-minimal: deleting any one more event
+    makes the rule hold. With one, at most ``budget`` replays are spent and the smallest
+    failing sequence found by then is returned (a long workload sequence would otherwise
+    cost minutes). Allocation ids are renumbered from 1 in the order the replay made them.
     """
+    if budget is None:
+        return _minimise(target, finding, replay)
+    left = [budget]
+
+    def counted(t: Target, events: Sequence[Event]) -> Finding | None:
+        if left[0] <= 0:
+            raise _OutOfReplays
+        left[0] -= 1
+        return replay(t, events)
+
+    best: list[Finding] = [finding]
+    try:
+        return _minimise(target, finding, counted, best)
+    except _OutOfReplays:
+        return best[-1]
+
+
+def _minimise(target: Target, finding: Finding, replay: Any,
+              progress: list[Finding] | None = None) -> Finding:
+    """:func:`minimise` with its replay function; each smaller failing sequence found is
+    appended to ``progress``."""
+    def keep(found: Finding) -> Finding:
+        if progress is not None:
+            progress.append(found)
+        return found
+
     best = replay(target, finding.events)
     if best is None or best.rule != finding.rule:
         return finding  # not reproducible on a fresh harness: report it as found
+    keep(best)
     core = [ev for ev in best.events]
     chunk = max(1, len(core) // 2)
     while True:
@@ -223,17 +266,17 @@ def minimise(target: Target, finding: Finding) -> Finding:
         while i < len(core):
             trial = replay(target, core[:i] + core[i + chunk:])
             if trial is not None and trial.rule == finding.rule:
-                best = trial
+                best = keep(trial)
                 core = core[:i] + core[i + chunk:]
             else:
                 i += chunk
         if chunk == 1:
-            best, core = _drop_pairs(target, best, core)
-            return _smaller_sizes(target, best, core)
+            best, core = _drop_pairs(target, best, core, replay)
+            return _smaller_sizes(target, best, core, replay)
         chunk //= 2
 
 
-def _drop_pairs(target: Target, best: Finding, core: list[Event]
+def _drop_pairs(target: Target, best: Finding, core: list[Event], replay: Any = replay
                 ) -> tuple[Finding, list[Event]]:
     """Try deleting two events at once (an alloc and the free that hides its effect...).
 
@@ -254,7 +297,8 @@ def _drop_pairs(target: Target, best: Finding, core: list[Event]
     return best, core
 
 
-def _smaller_sizes(target: Target, best: Finding, core: list[Event]) -> Finding:
+def _smaller_sizes(target: Target, best: Finding, core: list[Event], replay: Any = replay
+                   ) -> Finding:
     """Try each allocation with a smaller size (1 byte, one page) while the rule breaks."""
     for i, ev in enumerate(core):
         if ev.op != ALLOC or ev.request is None:
