@@ -87,6 +87,7 @@ class Checker:
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
+        self._pcp: set[int] = set()  # pages on per-cpu lists, taken at each check_state
         self.owner: dict[int, int] = {}  # pfn -> allocation id, pages owned one by one
         self.big: dict[int, tuple[int, int]] = {}  # head pfn -> (pages, id), owned whole
         self.big_heads: list[int] = []  # the keys of big, sorted
@@ -316,6 +317,7 @@ class Checker:
         dm = kernel.directmap
         if self.freeing:
             self._settle()
+        self._pcp = self.kernel.page_alloc.pcp_pfns()  # free too: the next allocation's
         if self.secret:
             self._check_secret()
         self._check_buddy_prot()
@@ -335,8 +337,10 @@ class Checker:
         self.freeing = []
 
     def _buddy_free(self, p: int) -> bool:
+        """Free: on the buddy's lists or on a CPU's per-cpu list (as of this check)."""
         kernel = self.kernel
-        return p not in kernel.allocated and kernel.zone_of(p).block_is_free(p)
+        return p in self._pcp or (p not in kernel.allocated
+                                  and kernel.zone_of(p).block_is_free(p))
 
     def _check_secret(self) -> None:
         """``stale_data`` for pages that left the design: back in the buddy, or present in
@@ -358,7 +362,8 @@ class Checker:
 
     def _check_buddy_prot(self) -> None:
         """``buddy_prot``: every direct-map entry changed from the default at the 4 KiB or
-        2 MiB level covers no page the buddy holds as free."""
+        2 MiB level covers no page the buddy holds as free (on its free lists or on a CPU's
+        per-cpu list: either is handed to the next allocation as it is)."""
         dm = self.kernel.directmap
         for p, prot in dm.pte_prot.items():
             if (prot & ~_PAGE_GLOBAL != _DEFAULT_PROT and (p >> PMD_ORDER) in dm.split_pmd

@@ -26,6 +26,7 @@ from framework.legacy import adopt
 from framework.machine.spec import MachineSpec
 from framework.metrics import build_metrics, latency_by_site, snapshot
 from framework.plugins import Registry
+from framework.procview import proc_record
 from framework.request import (
     ALLOC,
     FREE,
@@ -322,6 +323,7 @@ class Runner:
             "latency_by_site": latency_by_site(self.latency),
             "series": self.series, "framework_version": VERSION,
             "directmap_map": region_map(self.kernel.directmap),
+            "proc": proc_record(self.kernel),  # /proc/buddyinfo and pagetypeinfo at the end
         }
 
 

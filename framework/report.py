@@ -28,6 +28,7 @@ from tabulate import tabulate
 
 from framework.metrics import METRIC_BY_NAME, METRICS
 from framework.plugin_stats import stats_text
+from framework.procview import proc_text
 from framework.stats import (
     ALPHA,
     CONFIDENCE,
@@ -308,10 +309,15 @@ def _stats_text(runs: Sequence[dict[str, Any]], workload: str, fmt: str) -> str:
     seen = set()
     for run in runs:
         key = run["plugin"]
-        if run["workload"] == workload and run.get("stats") and key not in seen:
-            seen.add(key)
+        if run["workload"] != workload or key in seen:
+            continue
+        seen.add(key)
+        if run.get("stats"):
             parts.append(f"{key} stats on {workload} (seed {run.get('seed')}):\n"
                          + stats_text(run["stats"], fmt))
+        if run.get("proc"):
+            parts.append(f"{key} on {workload} (seed {run.get('seed')}), /proc/buddyinfo and "
+                         f"/proc/pagetypeinfo at the end:\n" + proc_text(run["proc"]).rstrip())
     return "\n\n".join(parts)
 
 

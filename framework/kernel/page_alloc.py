@@ -426,6 +426,16 @@ class PageAlloc:
         """Pages handed out by the buddy and not freed (page tables included), recounted."""
         return sum(1 << order for order in self.allocated.values())
 
+    def pcp_pfns(self) -> set[int]:
+        """Every page on the per-cpu lists: free pages the buddy hands out next."""
+        out: set[int] = set()
+        for zone in self.zones:
+            for pcp in zone.pcp.values():
+                for (order, _), lst in pcp.lists.items():
+                    for pfn, _ in lst:
+                        out.update(range(pfn, pfn + (1 << order)))
+        return out
+
     def pcp_pages(self) -> int:
         """Pages on the per-cpu lists of every zone (neither buddy-free nor handed out)."""
         return sum(zone.pcp_pages() for zone in self.zones)

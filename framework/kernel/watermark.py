@@ -40,7 +40,7 @@ def setup_per_zone_wmarks(zones: Sequence[Zone], sysctl_kbytes: int = -1) -> int
     """__setup_per_zone_wmarks(); ``sysctl_kbytes`` >= 0 is a ``vm.min_free_kbytes`` the
     user wrote. Returns ``min_free_kbytes``."""
     lowmem_pages = sum(zone.managed for zone in zones)
-    populated = sum(1 for zone in zones if zone.managed)
+    populated = len(zones)  # for_each_populated_zone(): present pages, reserved ones count
     kbytes = sysctl_kbytes if sysctl_kbytes >= 0 else min_free_kbytes(lowmem_pages, populated)
     pages_min = kbytes // KB_PER_PAGE
     for zone in zones:
