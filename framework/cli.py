@@ -35,6 +35,8 @@ from framework.sweep import (
 
 EXIT_INPUT = 2
 EXIT_FAIL_ON = 1  # a --fail-on condition holds: results are printed, CI fails
+USABLE_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+    os.cpu_count() or 1)  # --jobs default: the cores this process may run on
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 FAIL_ON_HELP = ("Exit 1 when a run matches: 'violations' or METRIC OP NUMBER, OP one of "
                 "> >= < <= == != (e.g. 'est_slowdown_pct>1'). Repeatable.")
@@ -90,8 +92,9 @@ def cli() -> None:
 @click.option("--fail-on", "fail_on", multiple=True, metavar="CONDITION", help=FAIL_ON_HELP)
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Write the JSON results here, updated as each run finishes.")
-@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1, 1024),
-              help="Parallel processes.")
+@click.option("--jobs", default=USABLE_CPUS, show_default="the usable cores",
+              type=click.IntRange(1, 1024),
+              help="Parallel processes (results are the same for any number).")
 @click.option("--baseline", "reference", default=None,
               help="Reference column of the comparison (default: the first plugin).")
 @click.option("--executor", default="local", show_default=True,

@@ -128,6 +128,7 @@ class Runner:
         self.checker = Checker(setup.kernel)
         self.ledger = setup.kernel.ledger
         self.pages = setup.kernel.page_alloc  # read and set on every alloc: no facade layer
+        self.proc_start = proc_record(setup.kernel)
         spec = setup.kernel.spec
         self.cpus = spec.cpus
         self.cpu_node = [cpu * spec.nodes // spec.cpus for cpu in range(spec.cpus)]  # cpu_to_node
@@ -324,6 +325,7 @@ class Runner:
             "series": self.series, "framework_version": VERSION,
             "directmap_map": region_map(self.kernel.directmap),
             "proc": proc_record(self.kernel),  # /proc/buddyinfo and pagetypeinfo at the end
+            "proc_start": self.proc_start,  # the same at the start (fresh, aged or snapshot)
         }
 
 

@@ -59,7 +59,7 @@ def run(events: list[Event], variant: str = "posted", reserved_mib: int = 64,
         **extra: Any) -> tuple[Runner, dict[str, Any]]:
     """Run ``events`` through the engine (checks on) on a fresh 4 GiB, 4-CPU machine."""
     sets = {"machine": {"mem_gib": "4", "hole_mib": "0", "pcp": "0",
-                        "min_free_kbytes": "0", "cpus": "4", "nodes": "1",
+                        "min_free_kbytes": "0", "state": "fresh", "cpus": "4", "nodes": "1",
                         "reserved_mib": str(reserved_mib)},
             "gfp-unmapped": {"variant": variant, **{k: str(v) for k, v in extra.items()}}}
     setup = prepare(Cell("gfp-unmapped", "secretmem", "default", 0, freeze_sets(sets)),

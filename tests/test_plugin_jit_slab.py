@@ -210,7 +210,8 @@ def test_engine_conservation_after_freeing_everything(tmp_path: os.PathLike[str]
     reg = get_registry()
     for variant, leaked in (("posted", 8), ("fixed", 0)):
         sets = freeze_sets({"machine": {"mem_gib": "4", "hole_mib": "0", "pcp": "0",
-                        "min_free_kbytes": "0", "cpus": "4"}, "trace": {"path": path},
+                                        "min_free_kbytes": "0", "state": "fresh", "cpus": "4"},
+                            "trace": {"path": path},
                             "jit-slab": {"variant": variant}})
         result = run_cell(Cell("jit-slab", "trace", "default", 1, sets), reg)
         assert result["violation_counts"] == ({"bad_free": 8, "buddy_prot": 8} if leaked

@@ -22,7 +22,8 @@ from framework.statusquo import StatusQuo
 from tests.helpers import counters
 
 MACHINE = {"mem_gib": "4", "hole_mib": "0", "pcp": "0",
-                        "min_free_kbytes": "0", "cpus": "4", "nodes": "1", "reserved_mib": "64"}
+           "min_free_kbytes": "0", "state": "fresh", "cpus": "4", "nodes": "1",
+           "reserved_mib": "64"}
 BOOT = {"DirectMap4k": 2048, "DirectMap2M": 1046528, "DirectMap1G": 3145728}
 TEXT8K = Request("module_text", 8192, "ROX", False, None, "OWNER")
 PKS_PT = Request("pagetable", 4096, "PKS", True, 0, "OWNER")

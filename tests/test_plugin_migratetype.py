@@ -344,7 +344,7 @@ def test_engine_runs_keep_every_promise() -> None:
     final check includes conservation: nr_allocated == page tables + live + cached)."""
     reg = build_registry()
     sets = {"machine": {"mem_gib": "4", "hole_mib": "0", "pcp": "0",
-                        "min_free_kbytes": "0", "cpus": "4"},
+                        "min_free_kbytes": "0", "state": "fresh", "cpus": "4"},
             "secretmem": {"processes": "24", "concurrent": "8"},
             "modules": {"reloads": "10", "unload_at_end": "1"}}
     for workload in ("secretmem", "modules"):

@@ -34,7 +34,7 @@ def run(events: list[Event], reserved_mib: int = 64,
         **params: Any) -> tuple[Runner, dict[str, Any]]:
     """Run ``events`` through the engine (checks on) on a fresh 4 GiB, 4-CPU machine."""
     sets = {"machine": {"mem_gib": "4", "hole_mib": "0", "pcp": "0",
-                        "min_free_kbytes": "0", "cpus": "4", "nodes": "1",
+                        "min_free_kbytes": "0", "state": "fresh", "cpus": "4", "nodes": "1",
                         "reserved_mib": str(reserved_mib)},
             "unmapped-api": {k: str(v) for k, v in params.items()}}
     setup = prepare(Cell("unmapped-api", "secretmem", "default", 0, freeze_sets(sets)),

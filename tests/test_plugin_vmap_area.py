@@ -128,7 +128,7 @@ def test_chunk_inside_a_1g_mapping_splits_it_once() -> None:
     forced flush; set_memory_x flushes once more: 2 CPA, 1 level-3 split, no level-2 split,
     3 full flushes, 9 IPIs; DirectMap1G -1 GiB, DirectMap2M +1 GiB (512 x 2048 kB)."""
     spec = MachineSpec(name="t", mem_gib=4, nodes=1, cpus=4, reserved_mib=1024, hole_mib=0,
-                       pcp=False)
+                       state="fresh", pcp=False)
     kernel, alloc = make(spec=spec)
     assert alloc.alloc(BPF512) is not None
     assert counters(kernel) == {"l2": 0, "l3": 1, "flush_all": 3, "flush_range": 0, "ipis": 9,
@@ -237,7 +237,8 @@ def test_engine_conservation_after_freeing_everything(tmp_path: os.PathLike[str]
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(rows) + "\n")
     sets = freeze_sets({"machine": {"mem_gib": "4", "hole_mib": "0", "pcp": "0",
-                        "min_free_kbytes": "0", "cpus": "4"}, "trace": {"path": path}})
+                                    "min_free_kbytes": "0", "state": "fresh", "cpus": "4"},
+                        "trace": {"path": path}})
     result = run_cell(Cell("vmap-area", "trace", "default", 1, sets), get_registry())
     assert result["violations"] == []
     metrics = result["metrics"]

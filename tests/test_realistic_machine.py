@@ -20,6 +20,7 @@ GIB = 1 << 18  # pages
 
 
 def _kernel(**fields: object) -> Kernel:
+    fields.setdefault("state", "fresh")
     spec = MachineSpec(name="t", **fields)  # type: ignore[arg-type]
     return Kernel(spec, resolve_costs({}))
 
@@ -176,3 +177,64 @@ def test_end_state_prints_as_proc_and_reads_back() -> None:
         sums = [sum(row[o] for row in zone["free"].values()) for o in range(11)]
         (match,) = [b for b in record["buddyinfo"] if b["zone"] == zone["zone"]]
         assert sums == match["free"]
+
+
+def test_aged_start_state_matches_its_totals_and_conserves() -> None:
+    """machine.state=aged: before anything runs, every zone's free blocks per order are the
+    start state's totals (the blocks are described lazily, the counts are not); the direct
+    map carries the start state's splits; after allocations, conservation (free + per-cpu +
+    allocated + in use from the start + reserved = RAM) holds."""
+    from framework.kernel.e820 import build_layout
+    from framework.machine.startstate import AgedConfig, AgedState
+
+    k = _kernel(mem_gib=16, state="aged")
+    provider = AgedState(build_layout(16 * GIB, 1, GIB, 16384), 0, AgedConfig())
+    for zone, span in zip(k.zones, k.page_alloc.layout.zones, strict=True):
+        totals = provider.zone_start(span)
+        assert [zone.nr_free_at(o) for o in range(11)] == [sum(r) for r in totals.nr_free]
+    assert len(k.directmap.split_pmd) > 1 and k.ledger.direct_map_level2_splits == 0
+    for _ in range(2000):
+        assert k.alloc_pages(0, MIGRATE_UNMOVABLE) >= 0
+    assert k.alloc_pages(9, MIGRATE_UNMOVABLE) >= 0
+    assert k.check_conservation() == 0
+
+
+def test_snapshot_start_reports_the_files_buddyinfo(tmp_path: object) -> None:
+    """machine.snapshot=FILE: the run's start state (proc_start in the JSON) has exactly the
+    file's buddyinfo counts, zone by zone. The machine is sized for the snapshot as
+    machine_for_snapshot() proposes it (reserved_mib=0: the snapshot's DMA zone is free)."""
+    import json
+    from pathlib import Path
+
+    from framework.machine.procfs import read_snapshot
+    from framework.machine.startstate import machine_for_snapshot
+    from tests.test_cli import run
+
+    path = Path(__file__).parent / "data" / "snapshots" / "buddyinfo-ubuntu-staging-32g.txt"
+    fit = machine_for_snapshot(read_snapshot(path))
+    proc = run("bench", "--plugins", "baseline", "--workloads", "secretmem", "--format",
+               "json", "--set", f"machine.snapshot={path}", "--set",
+               f"machine.mem_gib={fit.mem_gib}", "--set", f"machine.nodes={fit.nodes}",
+               "--set", f"machine.hole_mib={fit.hole_mib}", "--set",
+               f"machine.reserved_mib={fit.reserved_mib}", "--set", "secretmem.processes=2")
+    assert proc.returncode == 0, proc.stderr
+    start = json.loads(proc.stdout)["runs"][0]["proc_start"]["buddyinfo"]
+    snap = read_snapshot(path)
+    for rec in snap.zones:
+        (got,) = [z["free"] for z in start if (z["node"], z["zone"]) == (rec.node, rec.zone)]
+        assert tuple(got) == rec.free_counts()
+
+
+def test_bad_state_and_contradicting_snapshot_are_one_line() -> None:
+    """An unknown machine.state names the allowed values; a snapshot bigger than the machine
+    says so in one line, exit 2."""
+    from pathlib import Path
+
+    from tests.test_cli import one_line_error, run
+
+    one_line_error(run("bench", "--plugins", "baseline", "--workloads", "secretmem",
+                       "--set", "machine.state=old"), "machine.state", "fresh, aged")
+    path = Path(__file__).parent / "data" / "snapshots" / "buddyinfo-antgroup-192g-fresh.txt"
+    one_line_error(run("bench", "--plugins", "baseline", "--workloads", "secretmem",
+                       "--set", f"machine.snapshot={path}", "--set", "machine.mem_gib=4"),
+                   "buddyinfo-antgroup-192g-fresh.txt")

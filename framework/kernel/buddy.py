@@ -29,6 +29,8 @@ from framework.kernel.consts import (
     PAGEBLOCK_NR_PAGES,
     PAGEBLOCK_ORDER,
 )
+from framework.kernel.e820 import ZoneSpan
+from framework.kernel.initial import StartState
 from framework.kernel.ledger import Ledger
 from framework.kernel.pcp import PAGE_ALLOC_COSTLY_ORDER, PerCpuPages
 
@@ -77,8 +79,16 @@ class Zone:
         "pristine_gone",
         "pristine_next",
         "single_page_types",
+        "start",
+        "start_cursor",
+        "start_done",
         "start_pfn",
+        "start_span",
+        "start_used",
+        "start_used_pages",
         "steal_policy",
+        "unmat",
+        "unmat_total",
         "wmark",
         "zone_type",
     )
@@ -114,6 +124,13 @@ class Zone:
         self.lowmem_reserve: list[int] = [0, 0, 0]  # by the allocation's highest zone type
         self.high, self.batch = 0, 1  # boot pageset until set_pageset_high_and_batch()
         self.pcp: dict[int, PerCpuPages] = {}  # cpu -> its lists, made on first use
+        self.start: StartState | None = None  # a start state other than memblock_free_all()
+        self.start_span: ZoneSpan | None = None
+        self.start_cursor = self.start_used_pages = 0
+        self.start_done: set[int] = set()  # heads of the blocks the start state described
+        self.start_used: dict[int, tuple[int, int]] = {}  # head pfn -> (order, Use) at start
+        self.unmat: list[list[int]] = []  # [order][mt] free blocks not yet described
+        self.unmat_total: list[int] = []  # [order]: the same, summed over migratetypes
         self._boot(first_free)
         self.nr_free_pages = self.free_pages()
 
@@ -181,6 +198,57 @@ class Zone:
         self.nr_free_pages -= step  # the caller lists it again with _add()
         return pfn
 
+    # -- a start state (framework/kernel/initial.py) ---------------------------------------
+    def attach_start(self, start: StartState, span: ZoneSpan) -> None:
+        """Boot from ``start`` instead of an all-free zone: the untouched range now holds
+        the start state's blocks, described (materialised) the first time anything needs
+        one, in pfn order; until then the zone counts their free blocks from the totals."""
+        totals = start.zone_start(span)
+        self.start, self.start_span = start, span
+        self.start_cursor = self.pristine_next
+        self.pristine_next = self.pristine_end  # nothing is implicitly free any more
+        self.unmat = [list(row) for row in totals.nr_free]
+        self.unmat_total = [sum(row) for row in self.unmat]
+        self.start_used_pages = sum(totals.used_pages)
+        self.nr_free_pages = self.free_pages()
+
+    def _unmat(self, order: int, mt: int) -> int:
+        row = self.unmat[order] if self.unmat else ()
+        return row[mt] if mt < len(row) else 0
+
+    def _describe_next(self) -> bool:
+        """Materialise the lowest block the start state has not described yet."""
+        step = 1 << TOP
+        while self.start_cursor < self.end_pfn and self.start_cursor in self.start_done:
+            self.start_cursor += step
+        if self.start_cursor + step > self.end_pfn:
+            return False
+        self._describe(self.start_cursor)
+        return True
+
+    def _describe(self, head: int) -> None:
+        """One block of the start state: its pageblocks' types, free blocks and folios."""
+        assert self.start is not None and self.start_span is not None
+        block = self.start.block(self.start_span, head)
+        self.start_done.add(head)
+        for i, mt in enumerate(block.mts):
+            self.set_pageblock_migratetype(head + (i << PAGEBLOCK_ORDER), mt)
+        for off, order in block.free:
+            mt = block.mts[off >> PAGEBLOCK_ORDER]
+            self.unmat[order][mt] -= 1
+            self.unmat_total[order] -= 1
+            self.nr_free_pages -= 1 << order  # _add() counts it again
+            self._add(head + off, order, mt)
+        # block.used (the folios in use) is not kept: nothing reclaims or migrates them yet,
+        # and the zone counts them whole (start_used_pages)
+
+    def list_len(self, order: int, mt: int) -> int:
+        """Blocks on ``free_area[order].free_list[mt]``, untouched ones included."""
+        n = len(self.free_area[order][mt])
+        if order == TOP and mt == MIGRATE_MOVABLE:
+            n += self.nr_pristine() + len(self.after_pristine)
+        return n + self._unmat(order, mt)
+
     def nr_pristine(self) -> int:
         """Untouched MAX_ORDER - 1 blocks still implicitly on the MOVABLE list."""
         left = max(0, self.pristine_end - self.pristine_next) >> TOP
@@ -188,6 +256,8 @@ class Zone:
 
     def nr_free_at(self, order: int) -> int:
         """``free_area[order].nr_free`` including untouched blocks."""
+        if self.unmat:
+            return self.nr_free[order] + self.unmat_total[order]
         extra = self.nr_pristine() if order == TOP else 0  # after_pristine is in nr_free
         return self.nr_free[order] + extra
 
@@ -199,6 +269,8 @@ class Zone:
         """free_area_empty(area, mt)."""
         if self.free_area[order][mt]:
             return False
+        if self.unmat and self._unmat(order, mt):
+            return False
         if order == TOP and mt == MIGRATE_MOVABLE:
             return not (self._has_pristine() or self.after_pristine)
         return True
@@ -206,6 +278,9 @@ class Zone:
     def _first(self, order: int, mt: int) -> int:
         """get_page_from_free_area: the head of the list, or NO_PAGE (not unlinked)."""
         lst = self.free_area[order][mt]
+        if not lst and self.unmat:
+            while not lst and self._unmat(order, mt) and self._describe_next():
+                pass
         if lst:
             return next(reversed(lst))
         if order == TOP and mt == MIGRATE_MOVABLE:
@@ -218,8 +293,12 @@ class Zone:
         return NO_PAGE
 
     def materialise(self, pfn: int) -> None:
-        """Turn the untouched block holding ``pfn`` (if any) into an explicit free block."""
+        """Turn the untouched block holding ``pfn`` (if any) into explicit free blocks."""
         head = pfn >> TOP << TOP
+        if self.start is not None:
+            if head not in self.start_done and self.start_cursor <= head < self.end_pfn:
+                self._describe(head)
+            return
         if head in self.buddy or not (self.pristine_next <= head < self.pristine_end):
             return
         if head in self.pristine_gone:
@@ -247,7 +326,8 @@ class Zone:
                 del self.buddy[pfn]
                 self.nr_free[current] -= 1
                 self.nr_free_pages -= 1 << current
-            elif current == TOP and mt == MIGRATE_MOVABLE:  # only here can _first() find more
+            elif (current == TOP and mt == MIGRATE_MOVABLE) or (self.unmat and self._unmat(
+                    current, mt)):  # only here can _first() find more
                 pfn = self._first(current, mt)
                 if pfn == NO_PAGE:
                     continue
@@ -437,7 +517,7 @@ class Zone:
 
     def drain_pages(self) -> int:
         """drain_pages_zone() on every CPU: all their pages back to the buddy."""
-        return sum(pcp.drain(self._free_one) for pcp in self.pcp.values())
+        return sum(pcp.drain(self._free_one) for pcp in self.pcp.values() if pcp.count)
 
     def pcp_pages(self) -> int:
         """Pages held on the CPUs' lists of this zone."""
@@ -497,6 +577,8 @@ class Zone:
 
     def block_is_free(self, pfn: int) -> bool:
         """Is ``pfn`` inside a free block (PageBuddy on its head at some order)?"""
+        if self.start is not None:
+            self.materialise(pfn)
         buddy = self.buddy
         for order in range(MAX_ORDER):
             info = buddy.get(pfn >> order << order)

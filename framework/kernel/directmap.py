@@ -125,6 +125,24 @@ class DirectMap:
         self.c_call = costs["cpa_call"]
         self.c_split = costs["split_large_page"]
 
+    def presplit(self, pmds: frozenset[int]) -> None:
+        """The splits a start state already carries (boot and module loading on a machine
+        that has been up): each 2 MiB region in ``pmds`` mapped with 4 KiB pages, its GiB
+        with 2 MiB pages. Boot-time page tables: no buddy page, no flush, no vmstat count."""
+        for m in sorted(pmds):
+            g = m >> (PUD_ORDER - PMD_ORDER)
+            if m in self.split_pmd or g not in self.ram_pmds:
+                continue
+            if self.gbpages and g not in self.split_pud:
+                self.split_pud.add(g)
+                self.nr_1g -= 1
+                self.nr_2m += self.ram_pmds[g]
+                self.boot_pt_pages += 1
+            self.split_pmd.add(m)
+            self.nr_2m -= 1
+            self.nr_4k += PTRS_PER_TABLE
+            self.boot_pt_pages += 1
+
     # -- lookups (set_memory.c lookup_address) -------------------------------------------
     def is_1g(self, pfn: int) -> bool:
         """Is ``pfn`` mapped by a PUD (1 GiB) entry?"""

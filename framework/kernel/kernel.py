@@ -63,6 +63,8 @@ class Kernel:
                                         pa._alloc_pt_page, pa._free_pt_page, tlb.flush_tlb_all,
                                         boot_4k=spec.directmap == "4k", ram=pa.layout.ram)
         dm.on_wx = self._wx_alias
+        if pa.start is not None:  # the start state's direct map (framework/kernel/initial.py)
+            dm.presplit(pa.start.split_pmds(pa.layout))
         vm = self.vmalloc = Vmalloc(spec, costs, ledger, pa, tlb, dm, self.violation,
                                     vm_mapped)
         sm = self.set_memory = SetMemory(spec, costs, ledger, faults, rng, dm, tlb, vm,

@@ -26,6 +26,7 @@ from framework.kernel.consts import (
 )
 from framework.kernel.e820 import ZoneType, build_layout
 from framework.kernel.faults import Faults
+from framework.kernel.initial import StartState
 from framework.kernel.ledger import Ledger
 from framework.kernel.pcp import PAGE_ALLOC_COSTLY_ORDER, zone_batchsize, zone_highsize
 from framework.kernel.watermark import (
@@ -56,7 +57,7 @@ class PageAlloc:
 
     def __init__(self, spec: MachineSpec, costs: dict[str, float], ledger: Ledger,
                  faults: Faults, rng: random.Random, violation: Violation, dirty: set[int],
-                 vm_mapped: dict[int, int]) -> None:
+                 vm_mapped: dict[int, int], start: StartState | None = None) -> None:
         self.spec = spec
         self.costs = costs
         self.ledger = ledger
@@ -82,6 +83,14 @@ class PageAlloc:
         self.layout = build_layout(spec.mem_pages, spec.nodes,
                                    (spec.hole_mib << 20) >> PAGE_SHIFT, self.reserved_pages)
         self.zones = self._build_zones()
+        if start is None:
+            from framework.machine.startstate import make_start_state
+
+            start = make_start_state(spec, self.layout, faults.seed)
+        self.start = start
+        if start is not None:
+            for zone, span in zip(self.zones, self.layout.zones, strict=True):
+                zone.attach_start(start, span)
         self._zone_starts = [zone.start_pfn for zone in self.zones]
         self.last_zone = self.zones[-1]
         self.zonelists = [self._build_zonelist(node) for node in range(spec.nodes)]
@@ -440,8 +449,13 @@ class PageAlloc:
         """Pages on the per-cpu lists of every zone (neither buddy-free nor handed out)."""
         return sum(zone.pcp_pages() for zone in self.zones)
 
+    def start_used_pages(self) -> int:
+        """Pages the start state holds in use (page cache, anon, slab, kernel)."""
+        return sum(zone.start_used_pages for zone in self.zones)
+
     def check_conservation(self) -> int:
-        """free + per-cpu + allocated + reserved == RAM. Returns the discrepancy (0: holds)."""
+        """free + per-cpu + allocated + in use from the start + reserved == RAM. Returns the
+        discrepancy (0 when it holds)."""
         total = (self.buddy_free_pages() + self.pcp_pages() + self.allocated_pages()
-                 + self.reserved_pages)
+                 + self.start_used_pages() + self.reserved_pages)
         return total - self.spec.mem_pages

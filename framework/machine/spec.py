@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from framework.errors import BadParameter
+from framework.machine.startstate import AGED_PARAMS
 from framework.machine.tlb import TLB_GEOMETRIES, TlbGeometry
 from framework.params import Param, resolve
 
@@ -41,6 +42,11 @@ MACHINE_PARAMS: tuple[Param, ...] = (
           "through)"),
     Param("min_free_kbytes", int, -1, "vm.min_free_kbytes (-1: the kernel's own figure from "
           "RAM and THP)", min=-1, max=1 << 30),
+    Param("state", str, "fresh", "start state: fresh (just booted) or aged (a server up "
+          "for days; framework/machine/startstate.py)", choices=("fresh", "aged")),
+    Param("snapshot", str, "", "start from the text of /proc/buddyinfo [+ pagetypeinfo, "
+          "zoneinfo, meminfo] in this file (overrides state)"),
+    *AGED_PARAMS,
 )
 _DEFAULT = {p.name: p.default for p in MACHINE_PARAMS}
 
@@ -77,6 +83,16 @@ class MachineSpec:
     hole_mib: int = _DEFAULT["hole_mib"]
     pcp: bool = _DEFAULT["pcp"]
     min_free_kbytes: int = _DEFAULT["min_free_kbytes"]
+    state: str = _DEFAULT["state"]
+    snapshot: str = _DEFAULT["snapshot"]
+    aged_free_pct: float = _DEFAULT["aged_free_pct"]
+    aged_high_order_pct: float = _DEFAULT["aged_high_order_pct"]
+    aged_pagecache_pct: float = _DEFAULT["aged_pagecache_pct"]
+    aged_anon_pct: float = _DEFAULT["aged_anon_pct"]
+    aged_thp_pct: float = _DEFAULT["aged_thp_pct"]
+    aged_slab_reclaimable_pct: float = _DEFAULT["aged_slab_reclaimable_pct"]
+    aged_boot_pmd_splits: int = _DEFAULT["aged_boot_pmd_splits"]
+    aged_split_span_gib: int = _DEFAULT["aged_split_span_gib"]
     summary: str = ""
     source: str = ""
 

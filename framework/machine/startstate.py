@@ -560,3 +560,17 @@ def _hole_mib(snap: ProcSnapshot) -> int | None:
                   and r.info.present is not None)
     low_pages = -(-present // BLOCK_PAGES) * BLOCK_PAGES
     return max(0, (FOUR_GIB_PFN - low_pages) * KIB_PER_PAGE // 1024)
+
+
+def make_start_state(spec: Any, layout: Layout, seed: int) -> FreshState | AgedState | \
+        SnapshotState | None:
+    """The start state a machine asks for: ``machine.snapshot`` (the user's /proc text),
+    else ``machine.state``: ``aged`` (:class:`AgedState` from the ``aged_*`` parameters) or
+    ``fresh`` (None: the zones boot all free, memblock_free_all())."""
+    if getattr(spec, "snapshot", ""):
+        from framework.machine.procfs import read_snapshot
+
+        return SnapshotState(layout, read_snapshot(spec.snapshot), seed, source=spec.snapshot)
+    if getattr(spec, "state", "fresh") == "aged":
+        return AgedState(layout, seed, AgedConfig.from_params(attrs.asdict(spec)))
+    return None

@@ -49,9 +49,9 @@ def as_factory(supplied: Any) -> Factory:
 
 
 def small_machine(**overrides: Any) -> MachineSpec:
-    """The kit's machine: 4 GiB, one node, 4 CPUs, 64 MiB reserved (override any field)."""
+    """The kit's machine: 4 GiB, one node, 4 CPUs, 64 MiB reserved, fresh (override any field)."""
     fields: dict[str, Any] = {"name": "kit", "mem_gib": 4, "nodes": 1, "cpus": 4,
-                              "reserved_mib": 64}
+                              "reserved_mib": 64, "state": "fresh"}
     fields.update(overrides)
     return MachineSpec(**fields)
 
