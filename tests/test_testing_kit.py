@@ -57,7 +57,17 @@ def _variants() -> list[tuple[str, dict[str, str]]]:
     return out
 
 
-VARIANTS = _variants()
+# Composition and per-node caches (framework/compose.py, plugins/_unmapped_cache.py): the
+# kit on each backend and on per_node=1 (the kit's machine has one node; the 2-node
+# mechanics are in tests/test_compose_pernode.py).
+COMPOSED: list[tuple[str, dict[str, str]]] = [
+    ("jit-slab", {"variant": "fixed", "backend": "unmapped-api"}),
+    ("jit-slab", {"variant": "fixed", "backend": "vmap-area"}),
+    ("vmap-area", {"variant": "fixed", "backend": "unmapped-api"}),
+    ("gfp-unmapped", {"variant": "fixed", "per_node": "1"}),
+    ("unmapped-api", {"per_node": "1"}),
+]
+VARIANTS = _variants() + COMPOSED
 KNOWN_BAD: dict[tuple[str, str], frozenset[str]] = {
     ("gfp-unmapped", "posted"): frozenset({"unmapped_present", "not_zeroed", "stale_data"}),
     ("jit-slab", "posted"): frozenset({"bad_free", "wx_mapping", "buddy_prot"}),
