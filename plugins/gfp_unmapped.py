@@ -70,7 +70,7 @@ class GfpUnmapped(StatusQuo):
         self.fixed = params["variant"] == "fixed"
         self.refill_order: int = params["refill_order"]
         self.caches = CacheSet(kernel, fixed_release=self.fixed,
-                               per_node=params.get("per_node", False))
+                               per_node=params["per_node"])
         self.cache = self.caches.caches[0]  # the global cache (node 0's with per_node)
         kernel.register_free_hook(self.caches.pb_mask, self.free_pages_prepare)
         self.caches.register_shrinkers()

@@ -161,7 +161,7 @@ class JitSlabAllocator(StatusQuo):
         self.live_slab_pages = 0
         self.live_bitmap_bytes = 0
         self.backend = None
-        if params.get("backend", OWN_SOURCE) != OWN_SOURCE:
+        if params["backend"] != OWN_SOURCE:
             self.backend = make_backend(kernel, self.name, params["backend"],
                                         (PageSource, TextSource))
 

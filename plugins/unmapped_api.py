@@ -86,7 +86,7 @@ class UnmappedApi(StatusQuo):
         self.shrinker: bool = params["shrinker"]
         self.refill_order: int = params["refill_order"]
         self.whole_block = params["unmap"] == "block"
-        self.caches = CacheSet(kernel, fixed_release=True, per_node=params.get("per_node", False))
+        self.caches = CacheSet(kernel, fixed_release=True, per_node=params["per_node"])
         self.cache = self.caches.caches[0]  # the global cache (node 0's with per_node)
         self.caches.set_on_release(self._forget_clean)
         if self.free_hook:

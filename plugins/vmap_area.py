@@ -187,7 +187,7 @@ class VmapAreaAllocator(StatusQuo):
         self.chunks_returned = 0
         self.fallback = 0
         self.page_source: PageSource | None = None
-        if params.get("backend", OWN_SOURCE) != OWN_SOURCE:
+        if params["backend"] != OWN_SOURCE:
             backend = make_backend(kernel, self.name, params["backend"], (PageSource,))
             assert isinstance(backend, PageSource)
             self.page_source = backend
