@@ -32,6 +32,15 @@ after one order-9 refill served 512 order-0 requests and all were freed again::
     Cached:       0     0     0     0     0     0     0     0     0     1     0
     Released:     0     0     0     0     0     0     0     0     0     0     0
 
+Per-node caches (``--set gfp-unmapped.per_node=1``, ``--set unmapped-api.per_node=1``, what
+the thread asked for instead of the one global cache): :class:`CacheSet` keeps one
+:class:`UnmappedCache` per node; a request is served from the cache of the allocating CPU's
+node (``kernel.current_node``: the request's node, else its CPU's), a refill takes its block
+from that node (``alloc_pages(..., node)``, which may still fall back to another node when
+that one is short: ``numa_miss``), and a freed block goes to the cache of the node it lives
+on. With either setting, a page handed to a CPU of another node is counted
+(``remote_pages``) and charged ``remote_page`` cycles (category ``numa``).
+
 Accounting in the model: every page the cache took from the buddy stays in
 ``kernel.allocated`` until the shrinker gives it back with ``free_pages_ok``; pages on the
 cache's free lists are what :meth:`UnmappedCache.nr_pages` reports to the engine.
@@ -79,11 +88,13 @@ def clear_unmapped(kernel: Kernel, pfn: int, nr: int) -> None:
     kernel.flush_local(nr)
 
 
-def alloc_refill_block(kernel: Kernel, first_order: int, order: int) -> tuple[int, int]:
+def alloc_refill_block(kernel: Kernel, first_order: int, order: int,
+                       node: int | None = None) -> tuple[int, int]:
     """The refill's ``alloc_pages(GFP_KERNEL | __GFP_ZERO, o)`` for o = ``first_order`` down
-    to ``order`` (mm/unmapped-alloc.c ``unmapped_pages_alloc()``): (pfn, o) or (NO_PAGE, -1)."""
+    to ``order`` (mm/unmapped-alloc.c ``unmapped_pages_alloc()``): (pfn, o) or (NO_PAGE, -1).
+    ``node`` None is the allocating CPU's node (what the global cache's refill gets)."""
     for cache_order in range(first_order, order - 1, -1):
-        block = kernel.alloc_pages(cache_order, MIGRATE_UNMOVABLE, None, zero=True)
+        block = kernel.alloc_pages(cache_order, MIGRATE_UNMOVABLE, node, zero=True)
         if block != NO_PAGE:
             return block, cache_order
     return NO_PAGE, -1
@@ -270,3 +281,84 @@ class UnmappedCache:
         """``free_area[]`` plus the 4 pageblock bits v3 adds (NR_PAGEBLOCK_BITS 4 -> 8)."""
         pageblocks = self.kernel.spec.mem_pages >> PAGEBLOCK_ORDER
         return FREE_AREA_BYTES * MAX_ORDER + pageblocks * 4 // 8
+
+
+class CacheSet:
+    """The design's caches: one global :class:`UnmappedCache`, or one per node.
+
+    :param per_node: one cache per node (``per_node=1``); False is the posted single cache.
+    """
+
+    def __init__(self, kernel: Kernel, fixed_release: bool, per_node: bool) -> None:
+        self.kernel = kernel
+        self.per_node = per_node
+        self.caches = [UnmappedCache(kernel, fixed_release)
+                       for _ in range(kernel.spec.nodes if per_node else 1)]
+        self.pb_mask = self.caches[0].pb_mask
+        self.numa = kernel.spec.nodes > 1
+        self.remote_pages = 0
+        self.c_remote = kernel.costs["remote_page"]
+
+    def local(self) -> tuple[UnmappedCache, int | None]:
+        """The cache serving the allocating CPU and the node its refills take pages from
+        (None: the global cache refills from whatever node the CPU is on)."""
+        if not self.per_node:
+            return self.caches[0], None
+        node = self.kernel.current_node % len(self.caches)
+        return self.caches[node], node
+
+    def home(self, pfn: int) -> UnmappedCache:
+        """The cache a freed block goes back to: its node's (the only one when global)."""
+        if not self.per_node:
+            return self.caches[0]
+        return self.caches[self.kernel.zone_of(pfn).node % len(self.caches)]
+
+    def handed_out(self, pfn: int, order: int) -> None:
+        """Count and charge a hand-out of pages of another node than the allocating CPU's."""
+        if self.numa and self.kernel.zone_of(pfn).node != self.kernel.current_node:
+            nr = 1 << order
+            self.remote_pages += nr
+            self.kernel.ledger.charge("numa", self.c_remote * nr)
+
+    def set_on_release(self, hook: Callable[[int, int], None]) -> None:
+        """Tell every cache's shrinker to report each released block to ``hook``."""
+        for cache in self.caches:
+            cache.on_release = hook
+
+    def register_shrinkers(self) -> None:
+        """register_shrinker() for each cache (a NUMA-aware shrinker, one list per node)."""
+        for cache in self.caches:
+            self.kernel.register_shrinker(cache)
+
+    def scan_objects(self, nr_to_scan: int) -> int:
+        """Each cache's shrinker in node order until ``nr_to_scan`` pages are freed."""
+        freed = 0
+        for cache in self.caches:
+            if freed >= nr_to_scan:
+                break
+            freed += cache.scan_objects(nr_to_scan - freed)
+        return freed
+
+    def nr_pages(self) -> int:
+        """Pages on every cache's free lists."""
+        return sum(cache.nr_pages() for cache in self.caches)
+
+    def metadata_bytes(self) -> int:
+        """Every cache's ``free_area[]``; the pageblock bits once."""
+        extra = FREE_AREA_BYTES * MAX_ORDER * (len(self.caches) - 1)
+        return self.caches[0].metadata_bytes() + extra
+
+    def stats(self) -> dict[str, Any]:
+        """The debugfs table summed over the caches, ``remote_pages``, and with
+        ``per_node`` each node's table under ``nodes``."""
+        if len(self.caches) == 1:
+            out = self.caches[0].stats()
+        else:
+            tables = [cache.stats() for cache in self.caches]
+            out = {"MAX_ORDER": MAX_ORDER, "Order": list(range(MAX_ORDER))}
+            for row in ("Free", "Cached", "Released"):
+                out[row] = [sum(t[row][o] for t in tables) for o in range(MAX_ORDER)]
+            out["lock_round_trips"] = sum(t["lock_round_trips"] for t in tables)
+            out["nodes"] = tables
+        out["remote_pages"] = self.remote_pages
+        return out

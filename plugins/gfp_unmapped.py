@@ -11,12 +11,14 @@ shrinker gives whole blocks back. Users: secretmem (``freed_by=GENERIC``) and ev
 ``alloc_pages(gfp, 0)`` per page; allocations promise ``unmapped=True``.
 
 Variants (``--set gfp-unmapped.variant=...``): ``posted`` (default), the code as posted: the
-refill unmaps only the first ``1 << order`` pages and freed pages go back on the list
-unzeroed, which the ``unmapped_present`` and ``not_zeroed`` checks catch; ``fixed``: the whole
-block unmapped with one checked CPA call, pages zeroed before they enter the cache, no
+refill unmaps only the first ``1 << order`` pages and freed pages go back on the list unzeroed,
+which the ``unmapped_present`` and ``not_zeroed`` checks catch; ``fixed``: the whole block
+unmapped with one checked CPA call, pages zeroed before they enter the cache, no
 ``VM_FLUSH_RESET_PERMS`` for module pages. Parameter ``refill_order`` (9, the patch's
-PMD_ORDER). Stats: the ``/sys/kernel/debug/unmapped_alloc`` table, lock round trips, refills,
-stolen pages.
+PMD_ORDER), ``per_node`` (0: the posted global cache; 1: a cache per node,
+:class:`~framework.designs._unmapped_cache.CacheSet`). Stats: the
+``/sys/kernel/debug/unmapped_alloc`` table, lock round trips, refills, stolen pages, pages
+handed to another node's CPU (``remote_pages``).
 
 docs/designs.md, "gfp-unmapped", has the posted code, what reviewers found, and every
 modelled detail and simplification.
@@ -28,7 +30,12 @@ from collections.abc import Callable
 from typing import Any
 
 from framework.allocator import Allocator
-from framework.designs._unmapped_cache import UnmappedCache, alloc_refill_block, clear_unmapped
+from framework.designs._unmapped_cache import (
+    CacheSet,
+    UnmappedCache,
+    alloc_refill_block,
+    clear_unmapped,
+)
 from framework.hookspecs import hookimpl
 from framework.kernel.buddy import NO_PAGE
 from framework.kernel.consts import PAGE_SHIFT, PAGE_SIZE, PMD_ORDER
@@ -54,15 +61,19 @@ class GfpUnmapped(StatusQuo):
               "unmap, zero before caching, no VM_FLUSH_RESET_PERMS", choices=("posted", "fixed")),
         Param("refill_order", int, PMD_ORDER, "first order a refill tries (patch: PMD_ORDER)",
               min=0, max=PMD_ORDER),
+        Param("per_node", bool, False, "one cache per NUMA node (the thread's request); 0: "
+              "one global cache, as posted"),
     )
 
     def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:
         super().__init__(kernel, params)
         self.fixed = params["variant"] == "fixed"
         self.refill_order: int = params["refill_order"]
-        self.cache = UnmappedCache(kernel, fixed_release=self.fixed)
-        kernel.register_free_hook(self.cache.pb_mask, self.free_pages_prepare)
-        kernel.register_shrinker(self.cache)
+        self.caches = CacheSet(kernel, fixed_release=self.fixed,
+                               per_node=params["per_node"])
+        self.cache = self.caches.caches[0]  # the global cache (node 0's with per_node)
+        kernel.register_free_hook(self.caches.pb_mask, self.free_pages_prepare)
+        self.caches.register_shrinkers()
         self.handed: dict[int, int] = {}  # head pfn -> order of blocks the cache handed out
         self.refills = 0
         self.stolen_pages = 0
@@ -74,17 +85,20 @@ class GfpUnmapped(StatusQuo):
         post_alloc_hook(page, order, GFP_KERNEL) clears nothing: the caller's __GFP_ZERO is
         lost (``posted``); in ``fixed`` every cached page is already zero.
         """
-        pfn = self.cache.rmqueue_smallest(order)
+        cache, node = self.caches.local()
+        pfn = cache.rmqueue_smallest(order)
         if pfn == NO_PAGE:
-            pfn = self.refill(order)
+            pfn = self.refill(order, cache, node)
         if pfn != NO_PAGE:
             self.handed[pfn] = order
+            self.caches.handed_out(pfn, order)
         return pfn
 
-    def refill(self, order: int) -> int:
+    def refill(self, order: int, cache: UnmappedCache, node: int | None) -> int:
         """The miss path of unmapped_pages_alloc(): alloc, unmap, cache, take again."""
         kernel = self.kernel
-        block, cache_order = alloc_refill_block(kernel, self.refill_order, order)  # PMD first
+        block, cache_order = alloc_refill_block(kernel, self.refill_order, order,
+                                                node)  # PMD first
         if block == NO_PAGE:
             return NO_PAGE
         if self.fixed:
@@ -100,8 +114,8 @@ class GfpUnmapped(StatusQuo):
                 kernel.set_direct_map_invalid_noflush(pfn)  # FIXME in v3: may fail
             kernel.flush_tlb_kernel_range(nr)
         self.refills += 1
-        self.cache.free_one_page(block, cache_order, cache_refill=True)
-        return self.cache.rmqueue_smallest(order)
+        cache.free_one_page(block, cache_order, cache_refill=True)
+        return cache.rmqueue_smallest(order)
 
     def free_pages_prepare(self, pfn: int, order: int) -> bool:
         """The free-path diversion: a generic free in a PB_unmapped block enters the cache."""
@@ -109,7 +123,7 @@ class GfpUnmapped(StatusQuo):
             self.stolen_pages += 1 << order
         if self.fixed:
             self.scrub(pfn, order)
-        self.cache.free_one_page(pfn, order, cache_refill=False)  # unmapped_pages_free()
+        self.caches.home(pfn).free_one_page(pfn, order, cache_refill=False)  # unmapped_pages_free
         return True
 
     def scrub(self, pfn: int, order: int) -> None:
@@ -181,19 +195,19 @@ class GfpUnmapped(StatusQuo):
 
     def shrink(self, nr_pages: int) -> int:
         """The v3 shrinker's scan."""
-        return self.cache.scan_objects(nr_pages)
+        return self.caches.scan_objects(nr_pages)
 
     def cache_pages(self) -> int:
         """Pages on the cache's free lists plus pages in this design's BPF packs."""
-        return self.cache.nr_pages() + super().cache_pages()
+        return self.caches.nr_pages() + super().cache_pages()
 
     def metadata_bytes(self) -> int:
         """free_area[] and the extra pageblock bits."""
-        return self.cache.metadata_bytes()
+        return self.caches.metadata_bytes()
 
     def stats(self) -> dict[str, Any]:
         """The debugfs table plus refills and stolen pages."""
-        return {**self.cache.stats(), "refills": self.refills,
+        return {**self.caches.stats(), "refills": self.refills,
                 "stolen_pages": self.stolen_pages}
 
 

@@ -13,8 +13,16 @@ Variants (``--set jit-slab.variant=...``): ``posted`` (default), the code as pos
 to 8 B take the page path (``ilog2(0)``), and an empty slab is released with ``folio_put()``
 on its vmalloc page, which leaks the vm area (caught as ``bad_free``, then ``wx_mapping`` when
 the page is reused); ``fixed``: such sizes use the 16 B class and empty slabs are
-``vfree``'d. Stats: objects, live and partial slabs per class, slabs created and released,
-lock acquisitions, big objects, vm areas leaked.
+``vfree``'d.
+
+Composition (``--set jit-slab.backend=...``, framework/compose.py): ``module_alloc`` (default,
+the posted code); ``unmapped-api`` (or any page source), the thread's suggestion: each slab
+page is ``unmapped_pages_alloc(0)`` of the backend, ``vmap``'d in the module area and made ROX,
+and an empty slab is ``vunmap``'d and ``unmapped_pages_free``'d back (both variants: the posted
+``folio_put`` belongs to the module_alloc path); ``vmap-area`` (or any text source): each slab
+is a 4 KiB ``execmem_alloc`` in the backend's 2 MiB ROX chunks, freed with ``execmem_free``.
+Objects above 2048 B keep ``module_alloc``. Stats: objects, live and partial slabs per class,
+slabs created and released, lock acquisitions, big objects, vm areas leaked.
 
 docs/designs.md, "jit-slab", has the posted code, the review, and every modelled detail and
 simplification.
@@ -28,7 +36,17 @@ from typing import Any
 import attrs
 
 from framework.allocator import Allocator
+from framework.compose import (
+    PageSource,
+    TextSource,
+    backend_cache_pages,
+    backend_metadata_bytes,
+    backend_param,
+    backend_stats,
+    make_backend,
+)
 from framework.hookspecs import hookimpl
+from framework.kernel.buddy import NO_PAGE
 from framework.kernel.consts import PAGE_SHIFT, PAGE_SIZE
 from framework.kernel.kernel import Kernel
 from framework.kernel.vmalloc import VmStruct
@@ -41,6 +59,7 @@ JITALLOC_MIN_SHIFT = 4  # ilog2(JITALLOC_MIN_SIZE)
 NR_JIT_CACHES = 8  # ilog2(PAGE_SIZE / JITALLOC_MIN_SIZE)
 BITS_PER_LONG = 64
 UINT_MASK = 0xFFFFFFFF  # jit_alloc() keeps the index in an unsigned int
+OWN_SOURCE = "module_alloc"  # jit-slab.backend's default: the posted code's page source
 
 
 def ilog2(n: int) -> int:
@@ -86,10 +105,15 @@ class JitCache:
 
 @attrs.define(slots=True, eq=False)
 class JitSlab:
-    """``struct jit_slab`` (overlaid on the slab page's struct page) and its bitmap."""
+    """``struct jit_slab`` (overlaid on the slab page's struct page) and its bitmap.
+
+    ``vpage`` is the slab's module-area page; ``area`` its own vm area (None when the page
+    is a backend's text range).
+    """
 
     cache: JitCache
-    area: VmStruct
+    vpage: int
+    area: VmStruct | None = None
     objs_allocated: int = 0  # the bitmap, bit i set = object i in use
     nr_allocated: int = 0
 
@@ -117,6 +141,9 @@ class JitSlabAllocator(StatusQuo):
         Param("variant", str, "posted", "posted: the code as posted (len <= 8 -> page path, "
               "folio_put of empty slabs leaks the vm area); fixed: 16 B class, vfree",
               choices=("posted", "fixed")),
+        backend_param("jit-slab", OWN_SOURCE, (PageSource, TextSource),
+                      "where slab pages come from: module_alloc, a page source such as "
+                      "unmapped-api (vmap'd, ROX), or a text source such as vmap-area"),
     )
 
     def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:
@@ -133,6 +160,10 @@ class JitSlabAllocator(StatusQuo):
         self.leaked_areas: list[VmStruct] = []
         self.live_slab_pages = 0
         self.live_bitmap_bytes = 0
+        self.backend = None
+        if params["backend"] != OWN_SOURCE:
+            self.backend = make_backend(kernel, self.name, params["backend"],
+                                        (PageSource, TextSource))
 
     # -- jit_alloc ----------------------------------------------------------------------
     def jit_alloc(self, request: Request) -> Allocation | None:
@@ -145,7 +176,7 @@ class JitSlabAllocator(StatusQuo):
             if obj is None or obj.slab is None:
                 return None
             slab = obj.slab
-            vaddr = (slab.area.addr << PAGE_SHIFT) + (obj.index << slab.cache.obj_size_bits)
+            vaddr = (slab.vpage << PAGE_SHIFT) + (obj.index << slab.cache.obj_size_bits)
             return Allocation((), vaddr, length, False, obj)
         return self.jit_alloc_pages(length)
 
@@ -185,17 +216,39 @@ class JitSlabAllocator(StatusQuo):
         return JitObj(1 << cache.obj_size_bits, slab, index)
 
     def jit_slab_alloc(self, cache: JitCache) -> JitSlab | None:
-        """jit_slab_alloc(): module_alloc(PAGE_SIZE), kcalloc bitmap, rox one page."""
-        kernel = self.kernel
-        area = self.module_alloc(PAGE_SIZE)
-        if area is None:
+        """jit_slab_alloc(): a ROX page from the backend, kcalloc bitmap."""
+        slab = self.slab_page(cache)
+        if slab is None:
             return None
-        kernel.set_memory_rox(area.addr, 1)  # set_vm_flush_reset_perms + set_memory_rox
         cache.nr_slabs += 1
         self.slabs_created += 1
-        self.live_slab_pages += 1
+        if slab.area is not None:  # a text source counts its chunk pages itself
+            self.live_slab_pages += 1
         self.live_bitmap_bytes += bitmap_bytes(cache.objs_per_slab)
-        return JitSlab(cache, area)
+        return slab
+
+    def slab_page(self, cache: JitCache) -> JitSlab | None:
+        """One ROX slab page: module_alloc + rox, a page source's page vmap'd + rox, or a
+        text source's 4 KiB range (ROX already)."""
+        kernel = self.kernel
+        backend = self.backend
+        if isinstance(backend, TextSource):
+            addr = backend.text_alloc(PAGE_SIZE, PAGE_SIZE)
+            return None if addr < 0 else JitSlab(cache, addr >> PAGE_SHIFT)
+        if isinstance(backend, PageSource):
+            pfn = backend.source_pages(0, False)  # module_alloc() does not zero either
+            if pfn == NO_PAGE:
+                return None
+            area = kernel.vmap([pfn], 0)
+            if area is None:
+                backend.return_pages(pfn, 0)
+                return None
+        else:
+            area = self.module_alloc(PAGE_SIZE)
+            if area is None:
+                return None
+        kernel.set_memory_rox(area.addr, 1)  # set_vm_flush_reset_perms + set_memory_rox
+        return JitSlab(cache, area.addr, area)
 
     # -- jit_update ---------------------------------------------------------------------
     def write(self, allocation: Allocation, length: int) -> None:
@@ -238,9 +291,17 @@ class JitSlabAllocator(StatusQuo):
         kernel = self.kernel
         slab.cache.nr_slabs -= 1
         self.slabs_released += 1
-        self.live_slab_pages -= 1
         self.live_bitmap_bytes -= bitmap_bytes(slab.cache.objs_per_slab)
-        if self.posted:
+        backend = self.backend
+        if slab.area is None:
+            assert isinstance(backend, TextSource)
+            backend.text_free(slab.vpage << PAGE_SHIFT)
+            return
+        self.live_slab_pages -= 1
+        if isinstance(backend, PageSource):
+            for pfn in kernel.vunmap(slab.area):
+                backend.return_pages(pfn, 0)
+        elif self.posted:
             # folio_put() on the vmalloc page: back to the buddy, still mapped ROX in the
             # module area with an RO alias; the vm area is never vfree'd.
             kernel.free_pages(slab.area.pages[0], 0)
@@ -255,11 +316,12 @@ class JitSlabAllocator(StatusQuo):
     # -- accounting ---------------------------------------------------------------------
     def cache_pages(self) -> int:
         """Slab pages (partial and full): taken from the buddy, not in any Allocation.blocks."""
-        return self.live_slab_pages + super().cache_pages()
+        return (self.live_slab_pages + super().cache_pages()
+                + backend_cache_pages(self.backend))
 
     def metadata_bytes(self) -> int:
         """The kcalloc'd bitmaps of live slabs (struct jit_slab overlays struct page)."""
-        return self.live_bitmap_bytes
+        return self.live_bitmap_bytes + backend_metadata_bytes(self.backend)
 
     def stats(self) -> dict[str, Any]:
         """Per-class objects/slabs/partial slabs, slab churn, lock acquisitions, leaks."""
@@ -277,6 +339,7 @@ class JitSlabAllocator(StatusQuo):
             "lock_acquisitions": self.lock_acquisitions,
             "big_objects": self.big_objects,
             "leaked_vm_areas": len(self.leaked_areas),
+            **backend_stats(self.backend),
         }
 
 

@@ -14,8 +14,13 @@ temporary mapping, skipped for ``zero=False`` guest memory). Sites: ``secretmem`
 Parameters (``--set unmapped-api.KEY=VALUE``): ``free_hook`` (0: no generic free-path
 diversion, as the snapshot; 1: keep v3's), ``shrinker`` (1: v3's shrinker; 0: none, as the
 snapshot), ``refill_order`` (9), ``unmap`` (``block``, or ``request``: only ``1 << order``
-pages, as the snapshot literally does). Stats: the v3 debugfs table, lock round trips,
-refills, stolen pages, pages zeroed at hand-out.
+pages, as the snapshot literally does), ``per_node`` (0: one global cache, as the snapshot; 1:
+a cache per node, :class:`~framework.designs._unmapped_cache.CacheSet`). As a page source for
+other designs (``--set jit-slab.backend=unmapped-api``, ``--set
+vmap-area.backend=unmapped-api``; framework/compose.py) it offers ``source_pages`` /
+``return_pages`` = ``unmapped_pages_alloc`` / ``unmapped_pages_free``. Stats: the v3 debugfs
+table, lock round trips, refills, stolen pages, pages zeroed at hand-out, pages handed to
+another node's CPU.
 
 docs/designs.md, "unmapped-api", has the sources, the review it answers, and every modelled
 detail and simplification.
@@ -27,7 +32,12 @@ from collections.abc import Callable
 from typing import Any
 
 from framework.allocator import Allocator
-from framework.designs._unmapped_cache import UnmappedCache, alloc_refill_block, clear_unmapped
+from framework.designs._unmapped_cache import (
+    CacheSet,
+    UnmappedCache,
+    alloc_refill_block,
+    clear_unmapped,
+)
 from framework.hookspecs import hookimpl
 from framework.kernel.buddy import NO_PAGE
 from framework.kernel.consts import (
@@ -65,7 +75,10 @@ class UnmappedApi(StatusQuo):
               min=0, max=PMD_ORDER),
         Param("unmap", str, "block", "set_memory_np at refill over the whole block, or over "
               "1 << order pages as the snapshot literally does", choices=("block", "request")),
+        Param("per_node", bool, False, "one cache per NUMA node (the thread's request); 0: "
+              "one global cache, as the snapshot"),
     )
+    source_unmapped = True  # framework/compose.py PageSource: its pages leave the direct map
 
     def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:
         super().__init__(kernel, params)
@@ -73,12 +86,13 @@ class UnmappedApi(StatusQuo):
         self.shrinker: bool = params["shrinker"]
         self.refill_order: int = params["refill_order"]
         self.whole_block = params["unmap"] == "block"
-        self.cache = UnmappedCache(kernel, fixed_release=True)
-        self.cache.on_release = self._forget_clean
+        self.caches = CacheSet(kernel, fixed_release=True, per_node=params["per_node"])
+        self.cache = self.caches.caches[0]  # the global cache (node 0's with per_node)
+        self.caches.set_on_release(self._forget_clean)
         if self.free_hook:
-            kernel.register_free_hook(self.cache.pb_mask, self.free_pages_prepare)
+            kernel.register_free_hook(self.caches.pb_mask, self.free_pages_prepare)
         if self.shrinker:
-            kernel.register_shrinker(self.cache)
+            self.caches.register_shrinkers()
         self.clean: set[int] = set()  # cached pages cleared by the refill, not handed out since
         self.handed: dict[int, int] = {}
         self.refills = 0
@@ -88,12 +102,14 @@ class UnmappedApi(StatusQuo):
     # -- include/linux/unmapped-alloc.h --------------------------------------------------
     def unmapped_pages_alloc(self, order: int, zero: bool) -> int:
         """unmapped_pages_alloc(order), zeroing the pages when the caller asks (Sean)."""
-        pfn = self.cache.rmqueue_smallest(order)
+        cache, node = self.caches.local()
+        pfn = cache.rmqueue_smallest(order)
         if pfn == NO_PAGE:
-            pfn = self.refill(order)
+            pfn = self.refill(order, cache, node)
             if pfn == NO_PAGE:
                 return NO_PAGE
         self.handed[pfn] = order
+        self.caches.handed_out(pfn, order)
         nr = 1 << order
         if zero:
             self._zero(pfn, nr)
@@ -114,10 +130,11 @@ class UnmappedApi(StatusQuo):
                 self.zeroed_at_handout += p - start
                 start = -1
 
-    def refill(self, order: int) -> int:
+    def refill(self, order: int, cache: UnmappedCache, node: int | None) -> int:
         """The miss path: GFP_KERNEL | __GFP_ZERO block, set_memory_np, into the cache."""
         kernel = self.kernel
-        block, cache_order = alloc_refill_block(kernel, max(self.refill_order, order), order)
+        block, cache_order = alloc_refill_block(kernel, max(self.refill_order, order), order,
+                                                node)
         if block == NO_PAGE:
             return NO_PAGE
         size = 1 << cache_order
@@ -129,15 +146,24 @@ class UnmappedApi(StatusQuo):
             return NO_PAGE
         self.refills += 1
         self.clean.update(range(block, block + size))
-        self.cache.free_one_page(block, cache_order, cache_refill=True)
+        cache.free_one_page(block, cache_order, cache_refill=True)
         for pageblock in range(block + PAGEBLOCK_NR_PAGES, block + size, PAGEBLOCK_NR_PAGES):
-            self.cache.set_pageblock_unmapped(pageblock)  # an order-10 block spans two
-        return self.cache.rmqueue_smallest(order)
+            cache.set_pageblock_unmapped(pageblock)  # an order-10 block spans two
+        return cache.rmqueue_smallest(order)
 
     def unmapped_pages_free(self, pfn: int, order: int) -> None:
         """unmapped_pages_free(page, order): straight onto the cache's lists."""
         self.handed.pop(pfn, None)
-        self.cache.free_one_page(pfn, order, cache_refill=False)
+        self.caches.home(pfn).free_one_page(pfn, order, cache_refill=False)
+
+    # -- a page source for other designs (framework/compose.py) ----------------------------
+    def source_pages(self, order: int, zero: bool) -> int:
+        """unmapped_pages_alloc() for another design."""
+        return self.unmapped_pages_alloc(order, zero)
+
+    def return_pages(self, pfn: int, order: int) -> None:
+        """unmapped_pages_free() for another design."""
+        self.unmapped_pages_free(pfn, order)
 
     def free_pages_prepare(self, pfn: int, order: int) -> bool:
         """``free_hook=1``: a generic free in a PB_unmapped block enters the cache unmapped."""
@@ -150,7 +176,7 @@ class UnmappedApi(StatusQuo):
             kernel.set_direct_map_invalid_noflush(p)
         if present:
             kernel.flush_tlb_kernel_range(len(present))
-        self.cache.free_one_page(pfn, order, cache_refill=False)
+        self.caches.home(pfn).free_one_page(pfn, order, cache_refill=False)
         return True
 
     def _forget_clean(self, pfn: int, order: int) -> None:
@@ -224,19 +250,19 @@ class UnmappedApi(StatusQuo):
 
     def shrink(self, nr_pages: int) -> int:
         """The optional shrinker's scan."""
-        return self.cache.scan_objects(nr_pages) if self.shrinker else 0
+        return self.caches.scan_objects(nr_pages) if self.shrinker else 0
 
     def cache_pages(self) -> int:
         """Pages on the cache's free lists (and status-quo packs and slot pages)."""
-        return self.cache.nr_pages() + super().cache_pages()
+        return self.caches.nr_pages() + super().cache_pages()
 
     def metadata_bytes(self) -> int:
         """free_area[] and the extra pageblock bits (the snapshot still sets PB_unmapped)."""
-        return self.cache.metadata_bytes()
+        return self.caches.metadata_bytes()
 
     def stats(self) -> dict[str, Any]:
         """The debugfs table plus refills, stolen pages and hand-out clears."""
-        return {**self.cache.stats(), "refills": self.refills,
+        return {**self.caches.stats(), "refills": self.refills,
                 "stolen_pages": self.stolen_pages, "zeroed_at_handout": self.zeroed_at_handout}
 
 

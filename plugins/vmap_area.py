@@ -13,8 +13,13 @@ vm with ``set_memory_nx`` + ``set_memory_rw`` + ``vfree``. Sites: ``bpf_prog`` a
 
 Parameters (``--set vmap-area.KEY=VALUE``): ``variant`` (``posted``: at most one vm returned
 per free, as v5's TODO; ``fixed``: every whole free vm), ``chunk_mib`` (2, the granule per
-node), ``modules`` (0). Stats: chunks, free ranges, busy objects, tree operations, lock
-acquisitions, bytes free in the tree.
+node), ``modules`` (0), ``backend`` (``buddy``: the chunks are vmalloc'd from the buddy as
+posted; ``unmapped-api`` or any page source, framework/compose.py: each 2 MiB of a chunk is the
+backend's ``unmapped_pages_alloc(PMD_ORDER)``, ``vmap``'d with PMD mappings, and a returned
+chunk is ``vunmap``'d and freed back to it). As a text source for other designs (``--set
+jit-slab.backend=vmap-area``) it offers ``text_alloc`` / ``text_free`` = ``execmem_alloc`` /
+``execmem_free``. Stats: chunks, free ranges, busy objects, tree operations, lock acquisitions,
+bytes free in the tree.
 
 docs/designs.md, "vmap-area", has the posted code, the review, and every modelled detail and
 simplification.
@@ -27,8 +32,17 @@ from collections.abc import Callable
 from typing import Any
 
 from framework.allocator import Allocator
+from framework.compose import (
+    PageSource,
+    backend_cache_pages,
+    backend_metadata_bytes,
+    backend_param,
+    backend_stats,
+    make_backend,
+)
 from framework.errors import BadParameter
 from framework.hookspecs import hookimpl
+from framework.kernel.buddy import NO_PAGE
 from framework.kernel.consts import PAGE_SHIFT, PAGE_SIZE, PMD_ORDER
 from framework.kernel.kernel import Kernel
 from framework.kernel.vmalloc import VM_ALLOW_HUGE_VMAP, VM_NO_GUARD, VmStruct
@@ -43,6 +57,7 @@ BPF_PROG_EXEC_ALIGN = 64  # kernel/bpf/core.c in v5 patch 4/6
 EXECMEM = "execmem"  # the handle of an object execmem_alloc() handed out
 MODULE_TEXT_SITES = frozenset({Site.MODULE_TEXT, Site.MODULE_INIT_TEXT})
 BASE_SITES = frozenset({Site.BPF_PROG, Site.TRAMPOLINE})
+OWN_SOURCE = "buddy"  # vmap-area.backend's default: vmalloc from the buddy, as posted
 FL_FIT, LE_FIT, RE_FIT, NE_FIT = 1, 2, 3, 4  # mm/vmalloc.c enum fit_type
 
 
@@ -148,6 +163,8 @@ class VmapAreaAllocator(StatusQuo):
               max=1024),
         Param("modules", int, 0, "1: also serve module_text and module_init_text", min=0,
               max=1),
+        backend_param("vmap-area", OWN_SOURCE, (PageSource,), "where chunk pages come from: buddy "
+                      "(vmalloc, as posted) or a page source such as unmapped-api"),
     )
 
     def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:
@@ -169,6 +186,11 @@ class VmapAreaAllocator(StatusQuo):
         self.chunks_created = 0
         self.chunks_returned = 0
         self.fallback = 0
+        self.page_source: PageSource | None = None
+        if params["backend"] != OWN_SOURCE:
+            backend = make_backend(kernel, self.name, params["backend"], (PageSource,))
+            assert isinstance(backend, PageSource)
+            self.page_source = backend
 
     # -- execmem_alloc ------------------------------------------------------------------
     def execmem_site_alloc(self, request: Request) -> Allocation | None:
@@ -208,12 +230,25 @@ class VmapAreaAllocator(StatusQuo):
         self._tree_op(1)
         return addr
 
+    # -- as a text source (framework/compose.py) ------------------------------------------
+    def text_alloc(self, size: int, align: int) -> int:
+        """execmem_alloc() for another design: a ROX range's byte address, or -1."""
+        return self.execmem_alloc(size, align)
+
+    def text_free(self, addr: int) -> None:
+        """execmem_free() for another design."""
+        self.execmem_free(addr)
+
     def new_region(self, size: int) -> bool:
         """__vmalloc_node_range(huge, no guard) + move_vmap_to_free_text_tree()."""
         kernel = self.kernel
         alloc_size = -(-size // self.chunk_bytes) * self.chunk_bytes
         nr = alloc_size >> PAGE_SHIFT
-        area = kernel.vmalloc_node_range(nr, VM_ALLOW_HUGE_VMAP | VM_NO_GUARD, None, PMD_PAGES)
+        if self.page_source is not None:
+            area = self.region_from_source(nr)
+        else:
+            area = kernel.vmalloc_node_range(nr, VM_ALLOW_HUGE_VMAP | VM_NO_GUARD, None,
+                                             PMD_PAGES)
         if area is None:
             return False
         self.chunks_created += 1
@@ -231,6 +266,25 @@ class VmapAreaAllocator(StatusQuo):
         self.tree.merge_or_add(start, start + alloc_size)
         self._tree_op(1)
         return True
+
+    def region_from_source(self, nr: int) -> VmStruct | None:
+        """``backend=`` a page source: ``nr / 512`` order-9 blocks from it, vmap'd huge."""
+        source = self.page_source
+        assert source is not None
+        pages: list[int] = []
+        for _ in range(nr // PMD_PAGES):
+            pfn = source.source_pages(PMD_ORDER, False)  # the memset below zeroes
+            if pfn == NO_PAGE:
+                break
+            pages.extend(range(pfn, pfn + PMD_PAGES))
+        area = None
+        if len(pages) == nr:
+            area = self.kernel.vmap(pages, VM_ALLOW_HUGE_VMAP | VM_NO_GUARD, PMD_PAGES,
+                                    PMD_ORDER)
+        if area is None:
+            for head in pages[::PMD_PAGES]:
+                source.return_pages(head, PMD_ORDER)
+        return area
 
     def _zero(self, area: VmStruct) -> None:
         """memset() of the fresh region through its RW mapping, in contiguous runs."""
@@ -302,7 +356,11 @@ class VmapAreaAllocator(StatusQuo):
         kernel.set_memory_rw(vm.addr, vm.nr_pages)
         self.lock_acquisitions += 1  # vmap_area_lock: insert_vmap_area
         self._tree_op(1)
-        kernel.vfree(vm)
+        if self.page_source is not None:
+            for head in kernel.vunmap(vm)[::PMD_PAGES]:
+                self.page_source.return_pages(head, PMD_ORDER)
+        else:
+            kernel.vfree(vm)
         self.chunk_pages -= vm.nr_pages
         self.chunks_returned += 1
 
@@ -315,11 +373,17 @@ class VmapAreaAllocator(StatusQuo):
     # -- accounting ---------------------------------------------------------------------
     def cache_pages(self) -> int:
         """Every backing page of every live region: objects are sub-ranges (blocks=())."""
-        return self.chunk_pages + super().cache_pages()
+        return self.chunk_pages + super().cache_pages() + backend_cache_pages(self.backend)
+
+    @property
+    def backend(self) -> Allocator | None:
+        """The page-source design, if ``backend`` names one."""
+        return self.page_source if isinstance(self.page_source, Allocator) else None
 
     def metadata_bytes(self) -> int:
         """One struct vmap_area per busy object and per free range (64 B each)."""
-        return SIZEOF_VMAP_AREA * (len(self.busy) + len(self.tree))
+        return (SIZEOF_VMAP_AREA * (len(self.busy) + len(self.tree))
+                + backend_metadata_bytes(self.backend))
 
     def stats(self) -> dict[str, Any]:
         """Chunks, free ranges, tree operations, fallbacks, locks."""
@@ -334,6 +398,7 @@ class VmapAreaAllocator(StatusQuo):
             "objects": len(self.busy),
             "tree_ops": self.tree_ops,
             "lock_acquisitions": self.lock_acquisitions,
+            **backend_stats(self.backend),
         }
 
 

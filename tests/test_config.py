@@ -114,7 +114,7 @@ def test_scope_table() -> None:
     assert {"secretmem", "background", "baseline", "vmap-area"} <= set(scope_names(REG))
     assert resolve_scope(REG, "machine", {"cpus": "2"}, DEFAULT).cpus == 2
     assert resolve_scope(REG, "vmap-area", {}, DEFAULT) == {"variant": "posted", "chunk_mib": 2,
-                                                             "modules": 0}
+                                                             "modules": 0, "backend": "buddy"}
 
 
 def test_cells_carry_their_config_and_the_engine_uses_it() -> None:

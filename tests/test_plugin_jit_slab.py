@@ -33,7 +33,7 @@ FIRST = 16384
 
 def make(variant: str = "posted") -> tuple[Kernel, JitSlabAllocator]:
     kernel = Kernel(small_spec(), resolve_costs({}))
-    return kernel, JitSlabAllocator(kernel, {"variant": variant})
+    return kernel, JitSlabAllocator(kernel, {"variant": variant, "backend": "module_alloc"})
 
 
 def counters(kernel: Kernel) -> dict[str, int]:

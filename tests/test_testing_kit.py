@@ -57,7 +57,17 @@ def _variants() -> list[tuple[str, dict[str, str]]]:
     return out
 
 
-VARIANTS = _variants()
+# Composition and per-node caches (framework/compose.py, plugins/_unmapped_cache.py): the
+# kit on each backend and on per_node=1 (the kit's machine has one node; the 2-node
+# mechanics are in tests/test_compose_pernode.py).
+COMPOSED: list[tuple[str, dict[str, str]]] = [
+    ("jit-slab", {"variant": "fixed", "backend": "unmapped-api"}),
+    ("jit-slab", {"variant": "fixed", "backend": "vmap-area"}),
+    ("vmap-area", {"variant": "fixed", "backend": "unmapped-api"}),
+    ("gfp-unmapped", {"variant": "fixed", "per_node": "1"}),
+    ("unmapped-api", {"per_node": "1"}),
+]
+VARIANTS = _variants() + COMPOSED
 KNOWN_BAD: dict[tuple[str, str], frozenset[str]] = {
     ("gfp-unmapped", "posted"): frozenset({"unmapped_present", "not_zeroed", "stale_data"}),
     ("jit-slab", "posted"): frozenset({"bad_free", "wx_mapping", "buddy_prot"}),
@@ -335,7 +345,10 @@ def test_check_plugin_reports_failure_and_sequence(broken_site: dict[str, str],
                                                    tmp_path: Path) -> None:
     """The kit's machine is 4 GiB with the default 1 GiB MMIO hole, so ZONE_NORMAL is the
     GiB relocated above 4 GiB and the first GFP_KERNEL page is pfn 0x100000."""
-    proc = framework("check-plugin", "broken-double-alloc", "--examples", "10", "--long", "0",
+    # 20 examples: with 10, hypothesis's derandomized search order on this branch (the
+    # composition and per-node changes) draws no two same-order allocations; the cause of
+    # the moved order is not established (see the kit_effort note above).
+    proc = framework("check-plugin", "broken-double-alloc", "--examples", "20", "--long", "0",
                      "--workload-events", "0", "--save-failures", str(tmp_path),
                      env=broken_site)
     assert proc.returncode == 1, proc.stderr

@@ -124,6 +124,8 @@ class Kernel:
         self.vmalloc_from = vm.vmalloc_from
         self.module_alloc = vm.module_alloc
         self.vfree = vm.vfree
+        self.vmap = vm.vmap
+        self.vunmap = vm.vunmap
         self.vm_unmap_aliases = vm.vm_unmap_aliases
         self.text_poke = tp.text_poke
         self.register_shrinker = self.shrinker.register_shrinker

@@ -70,6 +70,7 @@ class Ledger:
         "direct_map_level3_collapses",
         "direct_map_level3_splits",
         "flush_local_cycles",
+        "numa_cycles",
         "numa_foreign",
         "numa_miss",
         "pgmigrate_success",
@@ -128,6 +129,7 @@ class Ledger:
         self.slab_cycles: float = 0.0
         self.tree_cycles: float = 0.0
         self.tlb_cycles: float = 0.0
+        self.numa_cycles: float = 0.0
         self.total_cycles: float = 0.0
 
     @property

@@ -225,11 +225,43 @@ class Vmalloc:
         nr = -(-size >> PAGE_SHIFT)
         return self.vmalloc_node_range(nr, VM_FLUSH_RESET_PERMS | vm_flags)
 
+    def vmap(self, pages: list[int], vm_flags: int, align: int = 1,
+             page_order: int = 0) -> VmStruct | None:
+        """vmap() / vmap_pages_range(): map pages the caller owns in the module area (RW, NX).
+
+        ``page_order`` 9 maps each aligned 512-page run with one PMD (``page_shift``
+        PMD_SHIFT, as ``__vmalloc_node_range`` does for huge areas). The pages stay the
+        caller's: :meth:`vunmap` gives them back instead of freeing them.
+        """
+        nr_pages = len(pages)
+        span = nr_pages + (0 if vm_flags & VM_NO_GUARD else 1)
+        addr = self.modules.alloc(span, align)
+        self.ledger.charge("vmap", self.costs["vmap_area"])
+        if addr < 0:
+            return None
+        area = VmStruct(addr, nr_pages, page_order, vm_flags, span, list(pages),
+                        [PAGE_KERNEL] * nr_pages)
+        self.ledger.charge("vmap", self.costs["vmap_page"] * (nr_pages >> page_order))
+        self._insert_area(area)
+        return area
+
+    def vunmap(self, area: VmStruct) -> list[int]:
+        """vunmap(): remove the mapping (lazily flushed, as vfree); return its pages unfreed."""
+        pages = list(area.pages)
+        if self._remove_area(area):
+            area.pages = []
+        return pages
+
     def vfree(self, area: VmStruct) -> None:
         """vfree() -> __vunmap(): remove_vm_area, vm_reset_perms if flagged, free the pages."""
+        if self._remove_area(area):
+            self._free_area_pages(area)
+
+    def _remove_area(self, area: VmStruct) -> bool:
+        """remove_vm_area() + vm_reset_perms() if flagged; False for an unknown area."""
         if self.areas.get(area.addr) is not area:
             self.violation("bad_free", area.addr << PAGE_SHIFT, "vfree of an unknown area")
-            return
+            return False
         del self.areas[area.addr]
         self.area_starts.remove(area.addr)
         mapped = self.vm_mapped
@@ -250,7 +282,7 @@ class Vmalloc:
             self._vm_reset_perms(area)
         elif self.lazy_nr > self.lazy_max:
             self.vm_unmap_aliases()
-        self._free_area_pages(area)
+        return True
 
     def _vm_reset_perms(self, area: VmStruct) -> None:
         """vm_reset_perms(): every page invalid, one flush over it all, every page default."""

@@ -76,6 +76,10 @@ _ENTRIES = (
               "derivation)"),
     CostEntry("walk_dram", 300, "tlb", "per page walk whose leaf entry is in DRAM",
               "[E] docs/hardware.md, 'Translation costs': ~290-350 cycles at 3.5 GHz"),
+    CostEntry("remote_page", 180, "numa", "per 4 KiB page a cache hands to a CPU of another "
+              "node", "[E] one first-touch miss at remote minus local DRAM latency: 60 ns "
+              "(135 vs 195 ns, Intel MLC, one QPI hop) at 3.0 GHz; docs/hardware.md, "
+              "'Remote memory cost'"),
 )
 
 DEFAULT_COSTS: dict[str, CostEntry] = {e.name: e for e in _ENTRIES}
