@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from framework.kernel.buddy import TOP, Zone
+from framework.kernel.buddy import Zone
 from framework.kernel.consts import MAX_ORDER, MIGRATE_MOVABLE, PAGEBLOCK_ORDER
 from framework.kernel.e820 import ZONE_NAMES
 from framework.kernel.kernel import Kernel
@@ -28,13 +28,6 @@ MT_NAMES: tuple[str, ...] = ("Unmovable", "Movable", "Reclaimable")  # mm/page_a
 def _mt_names(kernel: Kernel) -> tuple[str, ...]:
     extra = kernel.page_alloc.nr_migratetypes - len(MT_NAMES)
     return MT_NAMES + tuple(f"Added{i}" for i in range(extra))  # a design's own types
-
-
-def _list_len(zone: Zone, order: int, mt: int) -> int:
-    n = len(zone.free_area[order][mt])
-    if order == TOP and mt == MIGRATE_MOVABLE:
-        n += zone.nr_pristine() + len(zone.after_pristine)
-    return n
 
 
 def _pageblocks(zone: Zone, mts: int) -> list[int]:
@@ -56,7 +49,7 @@ def proc_record(kernel: Kernel) -> dict[str, Any]:
         buddy.append({"node": zone.node, "zone": name,
                       "free": [zone.nr_free_at(o) for o in range(MAX_ORDER)]})
         types.append({"node": zone.node, "zone": name,
-                      "free": {names[mt]: [_list_len(zone, o, mt) for o in range(MAX_ORDER)]
+                      "free": {names[mt]: [zone.list_len(o, mt) for o in range(MAX_ORDER)]
                                for mt in range(len(names))},
                       "pageblocks": dict(zip(names, _pageblocks(zone, len(names)),
                                              strict=True))})

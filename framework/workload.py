@@ -40,13 +40,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
-from framework.kernel.consts import MAX_ORDER, MIGRATE_MOVABLE
+from framework.kernel.consts import MAX_ORDER
 from framework.machine.spec import MachineSpec
 from framework.params import Param, resolve
 from framework.request import SAMPLE, Event
 
 if TYPE_CHECKING:
-    from framework.kernel.buddy import Zone
     from framework.kernel.kernel import Kernel
 
 TOP = MAX_ORDER - 1
@@ -78,7 +77,7 @@ class FreeAreaProbe:
         """
         zones = self._zones if node is None else tuple(z for z in self._zones if z.node == node)
         if migratetype is not None:
-            return tuple(sum(_list_len(z, order, migratetype) for z in zones)
+            return tuple(sum(z.list_len(order, migratetype) for z in zones)
                          for order in range(MAX_ORDER))
         if len(zones) == 1:  # the common case, without the per-order sums
             counts = list(zones[0].nr_free)
@@ -86,13 +85,6 @@ class FreeAreaProbe:
             return tuple(counts)
         return tuple(sum(z.nr_free_at(order) for z in zones) for order in range(MAX_ORDER))
 
-
-def _list_len(zone: Zone, order: int, mt: int) -> int:
-    """Blocks on ``free_area[order].free_list[mt]``, untouched boot blocks included."""
-    n = len(zone.free_area[order][mt])
-    if order == TOP and mt == MIGRATE_MOVABLE:
-        n += zone.nr_pristine() + len(zone.after_pristine)
-    return n
 
 
 class Workload(ABC):

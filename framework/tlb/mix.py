@@ -29,11 +29,11 @@ from framework.tlb.che import group_hit_probabilities
 from framework.tlb.reach import (
     CACHE_LINE,
     ENTRIES_PER_LINE,
-    MAX_SOLVED_SETS,
     TlbArray,
     dtlb_arrays,
     entry_groups,
     itlb_arrays,
+    solve_shared_array,
 )
 
 
@@ -131,17 +131,8 @@ def _level(pops: Key, groups: list[tuple[np.ndarray, np.ndarray]],
         idx = [i for i, p in enumerate(pops) if p.size in array.holds]
         if not idx:
             continue
-        counts = np.concatenate([groups[i][0] for i in idx])
-        probs = np.concatenate([groups[i][1] for i in idx])
-        order = np.argsort(-probs, kind="stable")
-        sets, per_set = array.sets, array.per_set
-        if sets > MAX_SOLVED_SETS:  # balanced hashing: per-set Che == fully associative Che
-            sets, per_set = 1, sets * per_set
-        solved = group_hit_probabilities(counts[order], probs[order], sets, per_set)
-        merged = np.empty_like(solved)
-        merged[order] = solved
-        bounds = np.cumsum([groups[i][0].size for i in idx])[:-1]
-        for i, part in zip(idx, np.split(merged, bounds), strict=True):
+        parts = solve_shared_array(array.sets, array.per_set, [groups[i] for i in idx])
+        for i, part in zip(idx, parts, strict=True):
             hits[i] = part
     return hits
 

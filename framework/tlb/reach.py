@@ -109,6 +109,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import attrs
 import numpy as np
@@ -365,19 +366,26 @@ def level_hits(pop: Population, arrays: Iterable[TlbArray]) -> dict[str, FloatAr
         names = [n for n in array.holds if n in pop]
         if not names:
             continue
-        counts = np.concatenate([pop[n][0] for n in names])
-        probs = np.concatenate([pop[n][1] for n in names])
-        order = np.argsort(-probs, kind="stable")
-        sets, per_set = array.sets, array.per_set
-        if sets > MAX_SOLVED_SETS:  # balanced hashing: per-set Che == fully associative Che
-            sets, per_set = 1, sets * per_set
-        solved = group_hit_probabilities(counts[order], probs[order], sets, per_set)
-        merged = np.empty_like(solved)
-        merged[order] = solved
-        bounds = np.cumsum([pop[n][0].size for n in names])[:-1]
-        for name, part in zip(names, np.split(merged, bounds), strict=True):
+        parts = solve_shared_array(array.sets, array.per_set, [pop[n] for n in names])
+        for name, part in zip(names, parts, strict=True):
             hits[name] = part
     return hits
+
+
+def solve_shared_array(sets: int, per_set: float, groups: list[tuple[Any, Any]]) -> list[Any]:
+    """Hit probabilities of the groups ``(counts, probs)`` that share one TLB array: merged
+    hottest first (so ``i mod sets`` spreads the hot entries evenly), solved with
+    :func:`~.che.group_hit_probabilities`, and split back per group."""
+    counts = np.concatenate([g[0] for g in groups])
+    probs = np.concatenate([g[1] for g in groups])
+    order = np.argsort(-probs, kind="stable")
+    if sets > MAX_SOLVED_SETS:  # balanced hashing: per-set Che == fully associative Che
+        sets, per_set = 1, sets * per_set
+    solved = group_hit_probabilities(counts[order], probs[order], sets, per_set)
+    merged = np.empty_like(solved)
+    merged[order] = solved
+    bounds = np.cumsum([g[0].size for g in groups])[:-1]
+    return list(np.split(merged, bounds))
 
 
 def translate(
