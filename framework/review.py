@@ -349,7 +349,8 @@ def q_later(cache: dict[Arm, list[Run]]) -> Answer:
     best_thread = min(THREAD, key=lambda p: (totals[p], ipis[p]))
     best_later = min(LATER, key=lambda p: (totals[p], ipis[p]))
     answer = (f"Over the default day (every built-in workload once), the thread's best design "
-              f"for the direct map is {best_thread} ({totals[best_thread]:.0f} splits of 2 MiB pages, "
+              f"for the direct map is {best_thread} ({totals[best_thread]:.0f} splits of 2 MiB "
+              f"pages, "
               f"{fmt_count(ipis[best_thread])} IPIs in all) and the best later one "
               f"{best_later} ({totals[best_later]:.0f}, {fmt_count(ipis[best_later])}); v6.3 "
               f"splits {totals['baseline']:.0f} times with {fmt_count(ipis['baseline'])} IPIs. "
