@@ -84,7 +84,6 @@ class Zone:
         "start_done",
         "start_pfn",
         "start_span",
-        "start_used",
         "start_used_pages",
         "steal_policy",
         "unmat",
@@ -128,7 +127,6 @@ class Zone:
         self.start_span: ZoneSpan | None = None
         self.start_cursor = self.start_used_pages = 0
         self.start_done: set[int] = set()  # heads of the blocks the start state described
-        self.start_used: dict[int, tuple[int, int]] = {}  # head pfn -> (order, Use) at start
         self.unmat: list[list[int]] = []  # [order][mt] free blocks not yet described
         self.unmat_total: list[int] = []  # [order]: the same, summed over migratetypes
         self._boot(first_free)
