@@ -85,7 +85,8 @@ class Layout:
 
 
 def ram_ranges(mem_pages: int, hole_pages: int) -> tuple[tuple[int, int], ...]:
-    """E820 RAM: up to ``4 GiB - hole`` below 4 GiB, the rest from 4 GiB up."""
+    """The E820 RAM ranges firmware reports (e820__memory_setup()): up to ``4 GiB - hole``
+    below 4 GiB, the rest from 4 GiB up."""
     low_end = FOUR_GIB_PFN - hole_pages
     if mem_pages <= low_end or hole_pages == 0:
         return ((0, mem_pages),)
@@ -94,7 +95,7 @@ def ram_ranges(mem_pages: int, hole_pages: int) -> tuple[tuple[int, int], ...]:
 
 def node_ranges(ram: tuple[tuple[int, int], ...], nodes: int
                 ) -> list[list[tuple[int, int]]]:
-    """Split RAM evenly over ``nodes`` in address order: each node's RAM pieces."""
+    """numa_init() with equal nodes: RAM split evenly in address order, each node's pieces."""
     total = sum(end - start for start, end in ram)
     per_node = total // nodes
     out: list[list[tuple[int, int]]] = [[] for _ in range(nodes)]
@@ -111,7 +112,8 @@ def node_ranges(ram: tuple[tuple[int, int], ...], nodes: int
 
 
 def build_layout(mem_pages: int, nodes: int, hole_pages: int, reserved_pages: int) -> Layout:
-    """The machine's layout (see the module docstring)."""
+    """free_area_init() with zone_sizes_init()'s ``max_zone_pfns``: each node's populated
+    zones over its RAM (see the module docstring)."""
     ram = ram_ranges(mem_pages, hole_pages)
     zones: list[ZoneSpan] = []
     for node, pieces in enumerate(node_ranges(ram, nodes)):
