@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable
 
-import attrs
+import attr
 
 from framework.kernel.buddy import NO_PAGE
 from framework.kernel.consts import (
@@ -39,7 +39,8 @@ PMD_PAGES = 1 << PMD_ORDER
 DirectMapChange = Callable[..., int]
 
 
-@attrs.define(slots=True, eq=False)
+# attr.s(auto_attribs=True): the spelling mypyc compiles to a native class
+@attr.s(auto_attribs=True, slots=True, eq=False)
 class VmStruct:
     """A ``struct vm_struct``: one vmalloc area and its backing pages.
 
@@ -56,8 +57,8 @@ class VmStruct:
     page_order: int
     flags: int
     span: int
-    pages: list[int] = attrs.field(factory=list)
-    prot: list[int] = attrs.field(factory=list)
+    pages: list[int] = attr.ib(factory=list)
+    prot: list[int] = attr.ib(factory=list)
 
 
 class VmapSpace:
