@@ -29,6 +29,9 @@ from setuptools.command.build_ext import build_ext
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORE = runpy.run_path(os.path.join(HERE, "framework", "_purepython.py"))["CORE_MODULES"]
 EDITABLE_COMMANDS = {"editable_wheel", "develop"}
+#: The commands that build extension modules; metadata commands (egg_info, dist_info, sdist)
+#: skip mypyc, which would otherwise run once more just to describe the package.
+BUILD_COMMANDS = {"bdist_wheel", "build", "build_ext", "install"}
 
 
 def _warn(why: str) -> None:
@@ -67,6 +70,8 @@ class OptionalBuildExt(build_ext):
 
 
 def _extensions() -> list[Any]:
+    if not BUILD_COMMANDS.intersection(sys.argv[1:]):
+        return []
     why = _why_not_compile()
     if why is not None:
         _warn(why)
