@@ -70,7 +70,8 @@ class OptionalBuildExt(build_ext):
 
 
 def _extensions() -> list[Any]:
-    if not BUILD_COMMANDS.intersection(sys.argv[1:]):
+    editable = bool(EDITABLE_COMMANDS.intersection(sys.argv[1:]))
+    if not editable and not BUILD_COMMANDS.intersection(sys.argv[1:]):
         return []
     why = _why_not_compile()
     if why is not None:
@@ -83,8 +84,9 @@ def _extensions() -> list[Any]:
         # One group (one shared library), compiled as mypyc's "separate" mode does, without
         # whole-program class analysis: with it, a compiled method checks ``self`` by exact
         # type, and the designs' plain-Python subclasses of StatusQuo could not call it.
+        # The group's shared library is framework/_core__mypyc.*.so: inside the package.
         return list(mypycify(paths, opt_level="3", debug_level="0",
-                             separate=[(paths, "framework_core")]))
+                             separate=[(paths, "framework._core")]))
     except BaseException as exc:  # mypyc reports type errors by SystemExit
         _warn(f"mypyc failed ({type(exc).__name__}: {exc})")
         return []

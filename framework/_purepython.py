@@ -27,13 +27,14 @@ ENV = "FRAMEWORK_PURE_PYTHON"
 
 #: The modules mypyc compiles (docs/performance.md, "Compiled core"): the kernel model
 #: (without the deprecated alias module ``framework.kernel.callsites``), the status quo, the
-#: engine's hot loop, the checks, and what they build on. Designs (``framework.designs``) and
-#: workloads stay interpreted.
+#: engine's hot loop, the checks, and the allocator contract they build on. Designs
+#: (``framework.designs``) and workloads stay interpreted, and so does ``framework.request``:
+#: mypyc would drop the eq, hash and repr attrs writes for the frozen, slotted ``Request``,
+#: and the workloads, not the core, build its objects.
 CORE_MODULES: tuple[str, ...] = (
     "framework.allocator",
     "framework.checks",
     "framework.engine",
-    "framework.request",
     "framework.statusquo",
     "framework.kernel.buddy",
     "framework.kernel.consts",

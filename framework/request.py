@@ -9,7 +9,7 @@ from enum import Enum
 from itertools import repeat
 from typing import Any, NamedTuple
 
-import attr
+import attrs
 
 
 class Name(str, Enum):
@@ -80,8 +80,7 @@ ALLOC, FREE, WRITE, PRESSURE, SAMPLE = Op.ALLOC, Op.FREE, Op.WRITE, Op.PRESSURE,
 OPS: tuple[str, ...] = tuple(o.value for o in Op)
 
 
-# attr.s(auto_attribs=True): the spelling mypyc compiles to a native class
-@attr.s(auto_attribs=True, frozen=True, slots=True)
+@attrs.frozen(slots=True)
 class Request:
     """One allocation request.
 
@@ -96,12 +95,12 @@ class Request:
     :raises ValueError: for a site, perm or freed_by outside its set.
     """
 
-    site: Site = attr.ib(converter=Site)
+    site: Site = attrs.field(converter=Site)
     size: int
-    perm: Perm = attr.ib(default=Perm.RW, converter=Perm)
+    perm: Perm = attrs.field(default=Perm.RW, converter=Perm)
     zero: bool = True
     node: int | None = None
-    freed_by: FreedBy = attr.ib(default=FreedBy.OWNER, converter=FreedBy)
+    freed_by: FreedBy = attrs.field(default=FreedBy.OWNER, converter=FreedBy)
     cpu: int = 0
 
 

@@ -29,11 +29,13 @@ DEFAULT_SUITE = ("bench", "--plugins", "all", "--format", "json")
 # Run in a child interpreter outside the checkout: where the installed framework is, which
 # core modules are extension modules and which core runs.
 PROBE = """
-import importlib, json, framework, framework._purepython as p
+import importlib, importlib.metadata, json, framework, framework._purepython as p
 mods = {m: importlib.import_module(m) for m in p.CORE_MODULES}
+files = importlib.metadata.files(framework.DISTRIBUTION) or []
 print(json.dumps({"package": framework.__path__[0], "kind": p.core_kind(),
                   "compiled": sorted(m for m, mod in mods.items() if p.is_compiled(mod)),
-                  "files": {m: mod.__file__ for m, mod in mods.items()}}))
+                  "files": {m: mod.__file__ for m, mod in mods.items()},
+                  "installed": sorted(str(f) for f in files)}))
 """
 
 
@@ -103,3 +105,9 @@ def test_installed_core_is_compiled(tmp_path: Path) -> None:
                     "exists: see the warning of `pip install -v .`")
     assert found["kind"] == COMPILED
     assert found["compiled"] == sorted(CORE_MODULES)
+    installed = found["installed"]
+    assert isinstance(installed, list)
+    tops = {f.split("/")[0] for f in installed if not f.split("/")[0].endswith(".dist-info")}
+    tops.discard("..")  # the console script, in the environment's bin/
+    assert tops == {"framework"}  # mypyc's shared library too (framework/_core__mypyc.*)
+    assert any(f.startswith("framework/_core__mypyc.") for f in installed)

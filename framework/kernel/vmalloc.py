@@ -39,8 +39,9 @@ PMD_PAGES = 1 << PMD_ORDER
 DirectMapChange = Callable[..., int]
 
 
-# attr.s(auto_attribs=True): the spelling mypyc compiles to a native class
-@attr.s(auto_attribs=True, slots=True, eq=False)
+# attr.s(auto_attribs=True), not slotted: the spelling mypyc compiles to a native class (fixed
+# attributes, as slots) that keeps the repr attrs writes
+@attr.s(auto_attribs=True, eq=False)
 class VmStruct:
     """A ``struct vm_struct``: one vmalloc area and its backing pages.
 
