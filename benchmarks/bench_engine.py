@@ -4,17 +4,21 @@ Usage::
 
     python benchmarks/bench_engine.py                      # the issue's cases
     python benchmarks/bench_engine.py --plugins baseline,gfp-unmapped --workloads secretmem
+    python benchmarks/bench_engine.py --workloads secretmem --machines default --alternate 5
 
 Each case runs ``framework.engine.run_cell`` ``--repeat`` times (default 3) in a fresh
 interpreter (so peak RSS is the case's own) and prints events, the best time, events/s for
 the best and the median run, and peak RSS in MiB. A small VM's speed drifts between runs;
 best-of-N is the usual way to read through that (hyperfine shows min and mean). Wall-clock
 time is measured here, outside the model; the model itself never reads a clock.
+``--alternate N`` compares the installed core (compiled, when it was built so) with its
+pure-Python twin (``FRAMEWORK_PURE_PYTHON=1``), one run of each in turn.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -37,7 +41,9 @@ for _ in range(repeat):  # each run prepares its own kernel: the same cell, the 
     result = run_cell(cell, reg)
     seconds.append(time.perf_counter() - start)
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"events": result["metrics"]["events"], "seconds": seconds, "rss_mib": rss}))
+from framework._purepython import core_kind
+print(json.dumps({"events": result["metrics"]["events"], "seconds": seconds, "rss_mib": rss,
+                  "core": core_kind()}))
 """
 # Sized so each case runs a few seconds: enough events for a stable rate.
 SIZES: dict[str, dict[str, dict[str, str]]] = {
@@ -47,12 +53,32 @@ SIZES: dict[str, dict[str, dict[str, str]]] = {
 }
 
 
-def run_case(plugin: str, workload: str, machine: str, repeat: int) -> dict[str, Any]:
+def run_case(plugin: str, workload: str, machine: str, repeat: int,
+             pure: bool = False) -> dict[str, Any]:
+    """One case in a fresh interpreter; ``pure`` sets FRAMEWORK_PURE_PYTHON=1 for it."""
     sets = SIZES.get(workload, {})
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "FRAMEWORK_PURE_PYTHON": "1" if pure else "0"}
     out = subprocess.run([sys.executable, "-c", CHILD, plugin, workload, machine,
                           json.dumps(sets), str(repeat)], capture_output=True, text=True,
-                         check=True, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+                         check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def alternate(plugin: str, workload: str, machine: str, pairs: int) -> None:
+    """``--alternate N``: N runs as installed and N with FRAMEWORK_PURE_PYTHON=1, taken in
+    turn (the VM's drift hits both alike); events/s of each, and the median of the ratios."""
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    kinds = {}
+    for _ in range(pairs):
+        for pure in (False, True):
+            r = run_case(plugin, workload, machine, 1, pure)
+            rates[pure].append(r["events"] / r["seconds"][0])
+            kinds[pure] = r["core"]
+    ratios = [a / b for a, b in zip(rates[False], rates[True], strict=True)]
+    print(f"{plugin} {workload} {machine}: {kinds[False]} "
+          f"{min(rates[False]):.0f}-{max(rates[False]):.0f} events/s, {kinds[True]} "
+          f"{min(rates[True]):.0f}-{max(rates[True]):.0f} events/s, ratio median "
+          f"{statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f})")
 
 
 def main() -> None:
@@ -62,7 +88,14 @@ def main() -> None:
     parser.add_argument("--machines", default="default,huge-4t")
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs per case in one process (best and median are shown)")
+    parser.add_argument("--alternate", type=int, default=0, metavar="N",
+                        help="N runs as installed and N pure-Python runs in turn, per case")
     args = parser.parse_args()
+    if args.alternate:
+        for case in itertools.product(args.plugins.split(","), args.workloads.split(","),
+                                      args.machines.split(",")):
+            alternate(*case, args.alternate)
+        return
     print(f"{'plugin':14} {'workload':10} {'machine':10} {'events':>9} {'best s':>7} "
           f"{'events/s best':>14} {'median':>10} {'peak RSS MiB':>13}")
     for workload in args.workloads.split(","):

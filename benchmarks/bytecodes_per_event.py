@@ -10,7 +10,8 @@ interpreter executes for the same cell does not. This script counts them with th
 interpreter's opcode tracing (``frame.f_trace_opcodes``) over the event loop only (not set-up
 or the final metrics) and prints bytecodes per event, then the functions that execute most.
 Use it to compare two versions of the model; use ``bench_engine.py`` for events per second.
-Tracing makes the run about 50 times slower, hence the small default size.
+Tracing makes the run about 50 times slower, hence the small default size. It always counts
+the pure-Python core (``FRAMEWORK_PURE_PYTHON=1``): compiled modules execute no bytecodes.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ def count(plugin: str, workload: str, machine: str, sets: dict[str, dict[str, st
           ) -> tuple[int, collections.Counter[tuple[str, str]]]:
     """Run one cell's events under opcode tracing; return (events, bytecodes per function)."""
     os.environ["FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    # Compiled modules execute no bytecodes: count the pure-Python twin's (docs/performance.md,
+    # "Compiled core"), whichever core the installation has.
+    os.environ["FRAMEWORK_PURE_PYTHON"] = "1"
     from framework.engine import Cell, Runner, freeze_sets, prepare
     from framework.plugins import get_registry
 

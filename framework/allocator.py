@@ -11,11 +11,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
+from mypy_extensions import mypyc_attr
+
 from framework.kernel.kernel import Kernel
 from framework.params import Param
 from framework.request import Allocation, Request
 
 
+# a Python class (compiled methods): designs subclass it, read and set its attributes
+@mypyc_attr(native_class=False, allow_interpreted_subclasses=True)
 class Allocator(ABC):
     """Base class of a design.
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from framework._purepython import core_kind
 from framework.compare import ResultFile, check_machines, describe, select
 from framework.engine import VERSION
 from framework.errors import FrameworkError
@@ -65,7 +66,7 @@ class PluginGroup(click.Group):
 
 @click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(VERSION, "--version", prog_name="framework",
-                      message="%(prog)s %(version)s")
+                      message=f"%(prog)s %(version)s\ncore: {core_kind()}")  # which core runs
 def cli() -> None:
     """Compare kernel allocator designs for memory that leaves the x86-64 direct map."""
 

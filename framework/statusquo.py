@@ -44,6 +44,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
+from mypy_extensions import mypyc_attr
 
 from framework.allocator import Allocator
 from framework.kernel.buddy import NO_PAGE
@@ -146,6 +147,8 @@ class BpfProg:
     area: VmStruct | None = None
 
 
+# a Python class (compiled methods): every design subclasses it, reads and sets attributes
+@mypyc_attr(native_class=False, allow_interpreted_subclasses=True)
 class StatusQuo(Allocator):
     """The v6.3 paths for every site; the base class of every design.
 

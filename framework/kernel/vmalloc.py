@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable
 
-import attrs
+import attr
 
 from framework.kernel.buddy import NO_PAGE
 from framework.kernel.consts import (
@@ -39,7 +39,9 @@ PMD_PAGES = 1 << PMD_ORDER
 DirectMapChange = Callable[..., int]
 
 
-@attrs.define(slots=True, eq=False)
+# attr.s(auto_attribs=True), not slotted: the spelling mypyc compiles to a native class (fixed
+# attributes, as slots) that keeps the repr attrs writes
+@attr.s(auto_attribs=True, eq=False)
 class VmStruct:
     """A ``struct vm_struct``: one vmalloc area and its backing pages.
 
@@ -56,8 +58,8 @@ class VmStruct:
     page_order: int
     flags: int
     span: int
-    pages: list[int] = attrs.field(factory=list)
-    prot: list[int] = attrs.field(factory=list)
+    pages: list[int] = attr.ib(factory=list)
+    prot: list[int] = attr.ib(factory=list)
 
 
 class VmapSpace:
