@@ -3,8 +3,9 @@
 Addresses are in pages from the start of the range. Free space is a sorted list of
 ``[start, end)`` intervals; an allocation takes the lowest-addressed fit
 (mm/vmalloc.c ``__alloc_vmap_area`` / ``find_vmap_lowest_match``) and a free merges with its
-neighbours (``merge_or_add_vmap_area``). The kernel finds the lowest fit in O(log n) with an
-augmented rbtree; the model scans, which changes simulation time, not modelled cost.
+neighbours (``merge_or_add_vmap_area``). The kernel finds the lowest fit with an augmented
+rbtree; the model indexes the free ranges by size class (:class:`VmapSpace`), so neither a
+search nor a ``vfree`` walks every range or area: simulation time, not modelled cost.
 """
 
 from __future__ import annotations
@@ -60,36 +61,113 @@ class VmStruct:
     prot: list[int] = attrs.field(factory=list)
 
 
-class VmapSpace:
-    """Lowest-address-first allocator of one virtual range (e.g. the 1008 MiB module area)."""
+#: Free ranges shorter than this many pages are indexed by their exact size, longer ones by
+#: their power of two (:class:`VmapSpace`).
+EXACT_SIZES = 64
+_POW2_BASE = EXACT_SIZES - EXACT_SIZES.bit_length()  # size class of the first power of two
 
-    __slots__ = ("base", "ends", "size", "starts")
+
+def size_class(npages: int) -> int:
+    """The class :class:`VmapSpace` files a free range of ``npages`` under (monotonic)."""
+    if npages < EXACT_SIZES:
+        return npages
+    return _POW2_BASE + npages.bit_length()
+
+
+def class_min(cls: int) -> int:
+    """The shortest free range of class ``cls``."""
+    if cls < EXACT_SIZES:
+        return cls
+    return 1 << (cls - _POW2_BASE - 1)
+
+
+class VmapSpace:
+    """Lowest-address-first allocator of one virtual range (e.g. the 1008 MiB module area).
+
+    Free space is kept twice: sorted ``[start, end)`` lists for merging at free
+    (``merge_or_add_vmap_area``), and the free ranges' starts sorted by address within size
+    classes (:func:`size_class`; :attr:`nonempty` has bit ``c`` set while class ``c`` has a
+    range). The lowest fit (``find_vmap_lowest_match``, an augmented rbtree in the kernel)
+    is the lowest of each big-enough class's own lowest fit: the first range of a class
+    whose every range fits, and a walk in address order (stopping at the best found) in the
+    few classes where some ranges are too short for the size plus its alignment. Below
+    :data:`EXACT_SIZES` pages a class is one size, so with no alignment that walk is empty.
+    """
+
+    __slots__ = ("base", "by_class", "end_of", "ends", "nonempty", "size", "starts")
 
     def __init__(self, base: int, size: int) -> None:
         self.base = base
         self.size = size
-        self.starts: list[int] = [base]
-        self.ends: list[int] = [base + size]
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.end_of: dict[int, int] = {}  # start -> end of each free range
+        self.by_class: dict[int, list[int]] = {}  # size class -> its ranges' starts, sorted
+        self.nonempty = 0
+        self._insert(0, base, base + size)
 
     def alloc(self, npages: int, align: int = 1) -> int:
         """Reserve ``npages`` pages aligned to ``align`` pages at the lowest address; -1 if full."""
-        starts, ends = self.starts, self.ends
-        for i in range(len(starts)):
-            start = -(-starts[i] // align) * align
-            if start + npages <= ends[i]:
-                self._carve(i, start, start + npages)
-                return start
-        return -1
+        need = npages + align - 1  # a range this long fits wherever it starts
+        first = size_class(npages)  # shorter classes hold no range long enough
+        sure = max(first, size_class(need))
+        while class_min(sure) < need:
+            sure += 1  # the first class whose every range fits
+        by_class = self.by_class
+        best = -1
+        mask = self.nonempty >> sure << sure
+        while mask:  # the lowest of each sure class's lowest range
+            low = mask & -mask
+            lo = by_class[low.bit_length() - 1][0]
+            if best < 0 or lo < best:
+                best = lo
+            mask ^= low
+        end_of = self.end_of
+        for cls in range(first, sure):  # classes where a range may be too short: walk them
+            for lo in by_class.get(cls, ()):
+                if 0 <= best <= lo:
+                    break
+                if -(-lo // align) * align + npages <= end_of[lo]:
+                    best = lo
+                    break
+        if best < 0:
+            return -1
+        start = -(-best // align) * align
+        self._carve(bisect.bisect_left(self.starts, best), start, start + npages)
+        return start
+
+    def _insert(self, i: int, start: int, end: int) -> None:
+        """Add free range ``[start, end)`` at index ``i`` of the sorted lists."""
+        self.starts.insert(i, start)
+        self.ends.insert(i, end)
+        self.end_of[start] = end
+        cls = size_class(end - start)
+        found = self.by_class.get(cls)
+        if found is None:
+            self.by_class[cls] = [start]
+            self.nonempty |= 1 << cls
+        else:
+            bisect.insort(found, start)
+
+    def _delete(self, i: int) -> None:
+        """Drop the free range at index ``i`` of the sorted lists."""
+        start = self.starts.pop(i)
+        del self.end_of[start]
+        cls = size_class(self.ends.pop(i) - start)
+        found = self.by_class[cls]
+        if len(found) == 1:
+            del self.by_class[cls]
+            self.nonempty &= ~(1 << cls)
+        else:
+            del found[bisect.bisect_left(found, start)]
 
     def _carve(self, i: int, start: int, end: int) -> None:
         lo, hi = self.starts[i], self.ends[i]
-        del self.starts[i], self.ends[i]
+        self._delete(i)
         if end < hi:
-            self.starts.insert(i, end)
-            self.ends.insert(i, hi)
+            self._insert(i, end, hi)
         if lo < start:
-            self.starts.insert(i, lo)
-            self.ends.insert(i, start)
+            self._insert(i, lo, start)
 
     def free(self, start: int, npages: int) -> None:
         """Return ``[start, start + npages)``, merging with free neighbours."""
@@ -98,12 +176,11 @@ class VmapSpace:
         if i > 0 and self.ends[i - 1] == start:
             i -= 1
             start = self.starts[i]
-            del self.starts[i], self.ends[i]
+            self._delete(i)
         if i < len(self.starts) and self.starts[i] == end:
             end = self.ends[i]
-            del self.starts[i], self.ends[i]
-        self.starts.insert(i, start)
-        self.ends.insert(i, end)
+            self._delete(i)
+        self._insert(i, start, end)
 
     def free_pages(self) -> int:
         """Pages not reserved."""
@@ -263,7 +340,8 @@ class Vmalloc:
             self.violation("bad_free", area.addr << PAGE_SHIFT, "vfree of an unknown area")
             return False
         del self.areas[area.addr]
-        self.area_starts.remove(area.addr)
+        starts = self.area_starts
+        del starts[bisect.bisect_left(starts, area.addr)]
         mapped = self.vm_mapped
         for pfn in area.pages:
             left = mapped.pop(pfn, 0) - 1
