@@ -111,7 +111,7 @@ class Checker:
         self._seen = 0
         self.secret_allocs: set[int] = set()  # id() of live UNMAPPED allocations served unmapped
         self.secret: set[int] = set()  # pfns freed holding such an allocation's data
-        self.freeing: set[int] = set()  # pfns added to secret by the free being made now
+        self.freeing: list[int] = []  # pfns added to secret by the free being made now
 
     def record(self, rule: str, where: int, detail: str) -> None:
         """Count a violation; keep the first few of each rule in detail."""
@@ -145,11 +145,7 @@ class Checker:
             if request.zero and self.kernel.dirty:
                 self._check_zero(alloc)
             if self.secret:
-                secret = self.secret
-                for pfn, order in blocks:
-                    if not secret.isdisjoint(range(pfn, pfn + (1 << order))):
-                        for p in sorted(secret.intersection(range(pfn, pfn + (1 << order)))):
-                            self._handed_over(p)
+                self._blocks_handed_over(blocks)
         if alloc.vaddr and not alloc.blocks:
             self._own_range(alloc.vaddr, alloc.vaddr + max(alloc.size, 1))
 
@@ -310,6 +306,20 @@ class Checker:
             self.record(Rule.STALE_DATA, p, "handed to a new owner still holding the data of an "
                         "earlier UNMAPPED owner")
 
+    def _blocks_handed_over(self, blocks: tuple[tuple[int, int], ...]) -> None:
+        """:meth:`_handed_over` for every page of ``blocks``, a block at a time."""
+        secret = self.secret
+        dirty = self.kernel.dirty
+        for pfn, order in blocks:
+            pages = range(pfn, pfn + (1 << order))
+            if secret.isdisjoint(pages):
+                continue
+            hits = secret.intersection(pages)
+            secret.difference_update(hits)
+            for p in sorted(hits.intersection(dirty)):
+                self.record(Rule.STALE_DATA, p, "handed to a new owner still holding the data "
+                            "of an earlier UNMAPPED owner")
+
     def on_free(self, alloc: Allocation) -> None:
         """Rule 3 once more (while still owned), remember which pages hold a secret, then
         forget the owner."""
@@ -349,12 +359,12 @@ class Checker:
         secret (:attr:`secret`) until something clears them."""
         self.secret_allocs.discard(id(alloc))
         dirty = self.kernel.dirty
-        freeing = self.freeing = set()
+        freeing = self.freeing = []
         for pfn, order in alloc.blocks:
             if order:
-                freeing.update(dirty.intersection(range(pfn, pfn + (1 << order))))
+                freeing.extend(dirty.intersection(range(pfn, pfn + (1 << order))))
             elif pfn in dirty:
-                freeing.add(pfn)
+                freeing.append(pfn)
         self.secret.update(freeing)
 
     # -- whole-state checks --------------------------------------------------------------
@@ -389,8 +399,13 @@ class Checker:
         the next event the checker sees, before a page can pass, unseen, to a new owner
         (a BPF pack or a page table takes pages without an allocation of their own) and be
         written again."""
-        self.secret.difference_update(self.freeing.difference(self.kernel.dirty))
-        self.freeing = set()
+        dirty = self.kernel.dirty
+        freeing = self.freeing
+        if len(freeing) > 1:
+            self.secret.difference_update(set(freeing).difference(dirty))
+        elif freeing[0] not in dirty:
+            self.secret.discard(freeing[0])
+        self.freeing = []
 
     def _buddy_free(self, p: int) -> bool:
         """Free: on the buddy's lists or on a CPU's per-cpu list (as of this check)."""
