@@ -11,6 +11,8 @@ search nor a ``vfree`` walks every range or area: simulation time, not modelled 
 from __future__ import annotations
 
 import bisect
+import functools
+import itertools
 from collections.abc import Callable
 
 import attrs
@@ -248,10 +250,18 @@ class Vmalloc:
     def _vmalloc_try(self, nr_pages: int, vm_flags: int, node: int | None, align: int,
                      order: int) -> VmStruct | None:
         """__vmalloc_node_range() at one page order, backed by vm_area_alloc_pages()."""
-        def from_buddy(order: int) -> int:
-            return self.alloc_pages(order, MIGRATE_UNMOVABLE, node)
+        area = self._reserve(nr_pages, vm_flags, align, order)
+        if area is None:
+            return None
+        if order:
+            pages_from = self._pages_from(area, self._buddy_page(node), order)
+        else:
+            pages_from = self._pages_from_buddy(area, node)
+        return self._setup(area) if pages_from else None
 
-        return self.vmalloc_from(nr_pages, vm_flags, from_buddy, align, order)
+    def _buddy_page(self, node: int | None) -> Callable[[int], int]:
+        """alloc_pages(order, GFP_KERNEL) on ``node``, as :meth:`_pages_from` calls it."""
+        return functools.partial(self.alloc_pages, mt=MIGRATE_UNMOVABLE, node=node)
 
     def vmalloc_from(self, nr_pages: int, vm_flags: int, alloc_page: Callable[[int], int],
                      align: int = 1, order: int = 0) -> VmStruct | None:
@@ -262,24 +272,56 @@ class Vmalloc:
         ``alloc_pages(gfp, 0)`` per page). Order-9 pages are ``split_page``'d. On a failure
         the pages taken so far go back through the generic free path and None is returned.
         """
+        area = self._reserve(nr_pages, vm_flags, align, order)
+        if area is None or not self._pages_from(area, alloc_page, order):
+            return None
+        return self._setup(area)
+
+    def _reserve(self, nr_pages: int, vm_flags: int, align: int, order: int) -> VmStruct | None:
+        """alloc_vmap_area(): the address range (with the guard page unless VM_NO_GUARD)."""
         span = nr_pages + (0 if vm_flags & VM_NO_GUARD else 1)
         addr = self.modules.alloc(span, align)
         self.ledger.charge("vmap", self.costs["vmap_area"])
         if addr < 0:
             return None
-        area = VmStruct(addr, nr_pages, order, vm_flags, span)
+        return VmStruct(addr, nr_pages, order, vm_flags, span)
+
+    def _pages_from(self, area: VmStruct, alloc_page: Callable[[int], int], order: int) -> bool:
+        """vm_area_alloc_pages() from ``alloc_page(order)``; False (all undone) on a failure."""
         step = 1 << order
-        for _ in range(0, nr_pages, step):  # vm_area_alloc_pages()
+        for _ in range(0, area.nr_pages, step):
             pfn = alloc_page(order)
             if pfn == NO_PAGE:
-                self._free_area_pages(area)
-                self.modules.free(addr, span)
-                return None
+                self._undo_reserve(area)
+                return False
             if order:
                 self.split_page(pfn, order)
             area.pages.extend(range(pfn, pfn + step))
+        return True
+
+    def _pages_from_buddy(self, area: VmStruct, node: int | None) -> bool:
+        """vm_area_alloc_pages() of 4 KiB pages from the buddy (:meth:`_pages_from` with
+        the buddy's ``alloc_pages(0)`` called directly: the same pages in the same order)."""
+        alloc_pages = self.alloc_pages
+        pages = area.pages
+        for _ in range(area.nr_pages):
+            pfn = alloc_pages(0, MIGRATE_UNMOVABLE, node)
+            if pfn == NO_PAGE:
+                self._undo_reserve(area)
+                return False
+            pages.append(pfn)
+        return True
+
+    def _undo_reserve(self, area: VmStruct) -> None:
+        """A page allocation failed: free the pages taken so far and the address range."""
+        self._free_area_pages(area)
+        self.modules.free(area.addr, area.span)
+
+    def _setup(self, area: VmStruct) -> VmStruct:
+        """The area's pages are in: map them (PAGE_KERNEL) and make the area live."""
+        nr_pages = area.nr_pages
         area.prot = [PAGE_KERNEL] * nr_pages
-        self.ledger.charge("vmap", self.costs["vmap_page"] * (nr_pages >> order))
+        self.ledger.charge("vmap", self.costs["vmap_page"] * (nr_pages >> area.page_order))
         self._insert_area(area)
         return area
 
@@ -288,7 +330,15 @@ class Vmalloc:
         self.areas[area.addr] = area
         bisect.insort(self.area_starts, area.addr)
         mapped = self.vm_mapped
-        for pfn in area.pages:
+        pages = area.pages
+        if mapped.keys().isdisjoint(pages):  # the usual case: pages no other area maps
+            before = len(mapped)
+            mapped.update(dict.fromkeys(pages, 1))
+            if len(mapped) == before + len(pages):
+                return
+            for pfn in pages:  # a page twice in this area: count it one by one
+                mapped.pop(pfn, None)
+        for pfn in pages:
             mapped[pfn] = mapped.get(pfn, 0) + 1
 
     def _free_area_pages(self, area: VmStruct) -> None:
@@ -342,11 +392,7 @@ class Vmalloc:
         del self.areas[area.addr]
         starts = self.area_starts
         del starts[bisect.bisect_left(starts, area.addr)]
-        mapped = self.vm_mapped
-        for pfn in area.pages:
-            left = mapped.pop(pfn, 0) - 1
-            if left > 0:
-                mapped[pfn] = left
+        self._unmap_pages(area.pages)
         self.ledger.charge("vmap", self.costs["vmap_area"]
                            + self.costs["vmap_page"] * (area.nr_pages >> area.page_order))
         self.modules.free(area.addr, area.span)
@@ -361,6 +407,20 @@ class Vmalloc:
         elif self.lazy_nr > self.lazy_max:
             self.vm_unmap_aliases()
         return True
+
+    def _unmap_pages(self, pages: list[int]) -> None:
+        """One mapping fewer of each page in :attr:`vm_mapped`."""
+        mapped = self.vm_mapped
+        counts = list(map(mapped.pop, pages, itertools.repeat(0, len(pages))))
+        if counts.count(1) == len(counts):  # the usual case: each page mapped once, here
+            return
+        for pfn, count in zip(pages, counts, strict=True):  # put back, count one by one
+            if count:
+                mapped[pfn] = count
+        for pfn in pages:
+            left = mapped.pop(pfn, 0) - 1
+            if left > 0:
+                mapped[pfn] = left
 
     def _vm_reset_perms(self, area: VmStruct) -> None:
         """vm_reset_perms(): every page invalid, one flush over it all, every page default."""
