@@ -325,9 +325,10 @@ class Checker:
         forget the owner."""
         if self.freeing:
             self._settle()
-        if self.secret_allocs and id(alloc) in self.secret_allocs:
-            self._remember_secret(alloc)
         blocks = alloc.blocks
+        if self.secret_allocs and id(alloc) in self.secret_allocs:
+            self.secret_allocs.discard(id(alloc))
+            self._remember_secret(blocks)
         if len(blocks) == 1 and blocks[0][1] == 0:  # the single-page case, inline
             p = blocks[0][0]
             if alloc.unmapped and self.kernel.directmap.is_present(p):
@@ -354,18 +355,21 @@ class Checker:
                 del self.range_starts[i]
                 del self.range_ends[alloc.vaddr]
 
-    def _remember_secret(self, alloc: Allocation) -> None:
-        """An UNMAPPED allocation served unmapped is being freed: its written pages hold a
-        secret (:attr:`secret`) until something clears them."""
-        self.secret_allocs.discard(id(alloc))
+    def _remember_secret(self, blocks: tuple[tuple[int, int], ...]) -> None:
+        """The blocks of an UNMAPPED allocation served unmapped are being freed: their
+        written pages go to :attr:`freeing`, and to :attr:`secret` at :meth:`_settle` if
+        the free left them written."""
         dirty = self.kernel.dirty
+        if len(blocks) == 1 and blocks[0][1] == 0:  # one page (secretmem), inline
+            if blocks[0][0] in dirty:
+                self.freeing = [blocks[0][0]]
+            return
         freeing = self.freeing = []
-        for pfn, order in alloc.blocks:
+        for pfn, order in blocks:
             if order:
                 freeing.extend(dirty.intersection(range(pfn, pfn + (1 << order))))
             elif pfn in dirty:
                 freeing.append(pfn)
-        self.secret.update(freeing)
 
     # -- whole-state checks --------------------------------------------------------------
     def check_state(self, held_pages: int) -> None:
@@ -395,15 +399,19 @@ class Checker:
                         f"but page tables hold {dm.recount()}")
 
     def _settle(self) -> None:
-        """After a free: its pages that the free cleared hold no secret any more. Done at
+        """After a free: its pages the free left written hold a secret, those it cleared
+        hold none any more (whatever an earlier free said). Done at
         the next event the checker sees, before a page can pass, unseen, to a new owner
         (a BPF pack or a page table takes pages without an allocation of their own) and be
         written again."""
         dirty = self.kernel.dirty
         freeing = self.freeing
-        if len(freeing) > 1:
-            self.secret.difference_update(set(freeing).difference(dirty))
-        elif freeing[0] not in dirty:
+        if len(freeing) > 1:  # (S | F) - (F - dirty) == (S - F) | (F & dirty)
+            self.secret.difference_update(freeing)
+            self.secret.update(dirty.intersection(freeing))
+        elif freeing[0] in dirty:
+            self.secret.add(freeing[0])
+        else:
             self.secret.discard(freeing[0])
         self.freeing = []
 
