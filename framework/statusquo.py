@@ -225,7 +225,9 @@ class StatusQuo(Allocator):
         elif len(allocation.blocks) == 1 and allocation.blocks[0][1] == 0:
             kernel.dirty.add(allocation.blocks[0][0])
         else:
-            kernel.dirty.update(allocation.pfns())
+            dirty = kernel.dirty
+            for pfn, order in allocation.blocks:  # a folio at a time
+                dirty.update(range(pfn, pfn + (1 << order)))
 
     # -- where module memory comes from (arch/x86/kernel/module.c, mm/vmalloc.c) ----------
     def module_alloc(self, size: int, vm_flags: int = 0) -> VmStruct | None:
