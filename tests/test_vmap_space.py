@@ -13,7 +13,7 @@ import bisect
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from framework.kernel.vmalloc import EXACT_SIZES, VmapSpace, class_min, size_class
+from framework.kernel.vmalloc import EXACT_SIZES, INDEX_FROM, VmapSpace, class_min, size_class
 
 
 class LinearSpace:
@@ -72,23 +72,45 @@ def test_the_lowest_fit_wins_over_a_bigger_range_higher_up() -> None:
     to 16 need an aligned start: 1011 rounds up to 1024, 1024 + 12 <= 1041, so 1024, which
     leaves [1011, 1024) of 13 pages; 12 pages unaligned then take 1011, the lowest fit, not
     the 58 pages above; 100 pages fit nowhere."""
-    space = VmapSpace(1000, 100)
-    assert [space.alloc(n) for n in (10, 1, 30, 1)] == [1000, 1010, 1011, 1041]
-    space.free(1000, 10)
-    space.free(1011, 30)
-    assert space.alloc(10) == 1000
-    assert space.alloc(12, 16) == 1024
-    assert space.alloc(12) == 1011
-    assert space.alloc(100) == -1
+    for index_from in (0, INDEX_FROM):  # indexed from the start, and scanned
+        space = VmapSpace(1000, 100, index_from)
+        assert [space.alloc(n) for n in (10, 1, 30, 1)] == [1000, 1010, 1011, 1041]
+        space.free(1000, 10)
+        space.free(1011, 30)
+        assert space.alloc(10) == 1000
+        assert space.alloc(12, 16) == 1024
+        assert space.alloc(12) == 1011
+        assert space.alloc(100) == -1
+        assert space.indexed == (index_from == 0)
+
+
+def test_the_index_comes_with_many_free_ranges_and_goes_with_few() -> None:
+    """index_from=8: twenty 1-page areas from 0 (one free range: the tail), then every
+    other one freed: 10 holes + the tail = 11 free ranges > 8, so the index is built. Freeing
+    the other ten merges all back into [0, 100): 1 range < 8 // 4 = 2, so it is dropped."""
+    space = VmapSpace(0, 100, 8)
+    starts = [space.alloc(1) for _ in range(20)]
+    assert starts == list(range(20)) and not space.indexed
+    for start in starts[0:20:2]:
+        space.free(start, 1)
+    assert len(space.starts) == 11 and space.indexed
+    assert space.alloc(1) == 0  # the lowest hole, through the index
+    space.free(0, 1)
+    for start in starts[1:20:2]:
+        space.free(start, 1)
+    assert (space.starts, space.ends, space.indexed) == ([0], [100], False)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.integers(1, 300), st.sampled_from([1, 1, 1, 8, 512]),
-                          st.integers(0, 10 ** 6)), max_size=120))
-def test_same_address_as_the_linear_first_fit(ops: list[tuple[bool, int, int, int]]) -> None:
+                          st.integers(0, 10 ** 6)), max_size=120),
+       st.sampled_from([0, 4, 8, INDEX_FROM]))
+def test_same_address_as_the_linear_first_fit(ops: list[tuple[bool, int, int, int]],
+                                              index_from: int) -> None:
     """Any sequence of allocations (sizes 1..300 pages, alignment 1, 8 or 512) and frees of
-    live ranges gives the oracle's address at every step and the same free ranges."""
-    fast, slow = VmapSpace(5, 4000), LinearSpace(5, 4000)
+    live ranges gives the oracle's address at every step and the same free ranges, with
+    the size index from the start (0), coming and going (4, 8), or as configured."""
+    fast, slow = VmapSpace(5, 4000, index_from), LinearSpace(5, 4000)
     live: list[tuple[int, int]] = []
     for is_alloc, npages, align, pick in ops:
         if is_alloc or not live:

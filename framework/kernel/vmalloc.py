@@ -66,6 +66,9 @@ class VmStruct:
 #: Free ranges shorter than this many pages are indexed by their exact size, longer ones by
 #: their power of two (:class:`VmapSpace`).
 EXACT_SIZES = 64
+#: :class:`VmapSpace` indexes its free ranges by size once it has more than this many, and
+#: drops the index below a quarter of it: a scan of a few ranges is cheaper than an index.
+INDEX_FROM = 32
 _POW2_BASE = EXACT_SIZES - EXACT_SIZES.bit_length()  # size class of the first power of two
 
 
@@ -89,18 +92,23 @@ class VmapSpace:
     Free space is kept twice: sorted ``[start, end)`` lists for merging at free
     (``merge_or_add_vmap_area``), and the free ranges' starts sorted by address within size
     classes (:func:`size_class`; :attr:`nonempty` has bit ``c`` set while class ``c`` has a
-    range). The lowest fit (``find_vmap_lowest_match``, an augmented rbtree in the kernel)
-    is the lowest of each big-enough class's own lowest fit: the first range of a class
+    range), the latter only while there are more than ``index_from`` free ranges (with a
+    few, a scan in address order is cheaper). The lowest fit (``find_vmap_lowest_match``,
+    an augmented rbtree in the kernel) is then the lowest of each big-enough class's own
+    lowest fit: the first range of a class
     whose every range fits, and a walk in address order (stopping at the best found) in the
     few classes where some ranges are too short for the size plus its alignment. Below
     :data:`EXACT_SIZES` pages a class is one size, so with no alignment that walk is empty.
     """
 
-    __slots__ = ("base", "by_class", "end_of", "ends", "nonempty", "size", "starts")
+    __slots__ = ("base", "by_class", "end_of", "ends", "index_from", "indexed", "nonempty",
+                 "size", "starts")
 
-    def __init__(self, base: int, size: int) -> None:
+    def __init__(self, base: int, size: int, index_from: int = INDEX_FROM) -> None:
         self.base = base
         self.size = size
+        self.index_from = index_from
+        self.indexed = False  # by_class, end_of and nonempty are kept
         self.starts: list[int] = []
         self.ends: list[int] = []
         self.end_of: dict[int, int] = {}  # start -> end of each free range
@@ -110,6 +118,14 @@ class VmapSpace:
 
     def alloc(self, npages: int, align: int = 1) -> int:
         """Reserve ``npages`` pages aligned to ``align`` pages at the lowest address; -1 if full."""
+        if not self.indexed:
+            starts, ends = self.starts, self.ends
+            for i in range(len(starts)):  # few ranges: the first fit in address order
+                start = -(-starts[i] // align) * align
+                if start + npages <= ends[i]:
+                    self._carve(i, start, start + npages)
+                    return start
+            return -1
         need = npages + align - 1  # a range this long fits wherever it starts
         first = size_class(npages)  # shorter classes hold no range long enough
         sure = max(first, size_class(need))
@@ -142,6 +158,15 @@ class VmapSpace:
         """Add free range ``[start, end)`` at index ``i`` of the sorted lists."""
         self.starts.insert(i, start)
         self.ends.insert(i, end)
+        if self.indexed:
+            self._index(start, end)
+        elif len(self.starts) > self.index_from:
+            self.indexed = True
+            for lo, hi in zip(self.starts, self.ends, strict=True):
+                self._index(lo, hi)
+
+    def _index(self, start: int, end: int) -> None:
+        """File free range ``[start, end)`` under its size class."""
         self.end_of[start] = end
         cls = size_class(end - start)
         found = self.by_class.get(cls)
@@ -154,8 +179,17 @@ class VmapSpace:
     def _delete(self, i: int) -> None:
         """Drop the free range at index ``i`` of the sorted lists."""
         start = self.starts.pop(i)
+        end = self.ends.pop(i)
+        if not self.indexed:
+            return
+        if len(self.starts) < self.index_from // 4:  # few left: scan instead
+            self.indexed = False
+            self.end_of.clear()
+            self.by_class.clear()
+            self.nonempty = 0
+            return
         del self.end_of[start]
-        cls = size_class(self.ends.pop(i) - start)
+        cls = size_class(end - start)
         found = self.by_class[cls]
         if len(found) == 1:
             del self.by_class[cls]
