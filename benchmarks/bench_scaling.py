@@ -26,6 +26,9 @@ microseconds; the once-per-run parts are shown beside it.
 Time is read here, outside the model: the child's CPU time (``time.process_time``), which
 a busy shared machine inflates far less than wall-clock time (a process waiting for a core
 is not charged). Each case is the best of ``--repeat`` runs, each in its own process.
+``--measure bytecodes`` counts the event loop's Python bytecodes instead
+(benchmarks/bytecodes_per_event.py): exact and independent of the machine's load, blind to
+work done inside C (a ``set.update`` of 512 pages is one call), about 50 times slower.
 """
 
 from __future__ import annotations
@@ -61,6 +64,18 @@ print(json.dumps({"events": result["metrics"]["events"], "prepare": t1 - t0,
                   "run": ends[0] - t1, "finish": t2 - ends[0]}))
 """
 
+# --measure bytecodes: Python bytecodes of the event loop (benchmarks/bytecodes_per_event.py),
+# reported as "run" so the tables read the same; about 50 times slower, but exact
+CHILD_BYTECODES = r"""
+import json, sys
+sys.path.insert(0, sys.argv[5])
+from bytecodes_per_event import count
+plugin, workload, machine, sets = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+events, counts = count(plugin, workload, machine, sets)
+print(json.dumps({"events": events, "prepare": 0.0, "finish": 0.0,
+                  "run": sum(counts.values()) / 1e6}))
+"""
+
 #: The default suite's workloads and the parameter that sets how much happens over a run.
 COUNT_PARAM: dict[str, str] = {
     "secretmem": "processes",
@@ -85,13 +100,21 @@ def workload_sets(workload: str, scale: int) -> dict[str, dict[str, str]]:
     return {workload: {param: str(int(default) * scale)}}
 
 
+MEASURE = {"cpu": CHILD, "bytecodes": CHILD_BYTECODES}
+UNIT = {"cpu": "us/ev", "bytecodes": "bc/ev"}  # bytecodes: ev/s columns are not rates
+
+
 def run_case(plugin: str, workload: str, machine: str, scale: int,
-             repeat: int) -> dict[str, Any]:
-    """Best of ``repeat`` fresh-process runs of one cell: events, prepare and run seconds."""
+             repeat: int, measure: str = "cpu") -> dict[str, Any]:
+    """Best of ``repeat`` fresh-process runs of one cell: events, prepare and run seconds
+    (with ``measure="bytecodes"``, "run" is millions of bytecodes and "us" bytecodes per
+    event)."""
     sets = json.dumps(workload_sets(workload, scale))
     best: dict[str, Any] | None = None
-    for _ in range(repeat):
-        out = subprocess.run([sys.executable, "-c", CHILD, plugin, workload, machine, sets],
+    here = os.path.dirname(os.path.abspath(__file__))
+    for _ in range(1 if measure == "bytecodes" else repeat):
+        out = subprocess.run([sys.executable, "-c", MEASURE[measure], plugin, workload,
+                              machine, sets, here],
                              capture_output=True, text=True, check=True,
                              env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
         r = json.loads(out.stdout.strip().splitlines()[-1])
@@ -102,28 +125,32 @@ def run_case(plugin: str, workload: str, machine: str, scale: int,
     return best
 
 
-def history(plugins: list[str], workloads: list[str], scales: list[int], repeat: int) -> None:
+def history(plugins: list[str], workloads: list[str], scales: list[int], repeat: int,
+            measure: str) -> None:
     """Microseconds per event at each scale on the default machine, and last / first."""
-    head = " ".join(f"{f'{s}x events':>11} {'us/ev':>6}" for s in scales)
+    unit = UNIT[measure]
+    head = " ".join(f"{f'{s}x events':>11} {unit:>6}" for s in scales)
     print(f"\nHistory (default machine)\n{'plugin':14} {'workload':15} {head} {'ratio':>6}")
     for plugin in plugins:
         for workload in workloads:
-            rows = [run_case(plugin, workload, "default", s, repeat) for s in scales]
+            rows = [run_case(plugin, workload, "default", s, repeat, measure) for s in scales]
             cells = " ".join(f"{r['events']:11d} {r['us']:6.2f}" for r in rows)
             print(f"{plugin:14} {workload:15} {cells} {rows[-1]['us'] / rows[0]['us']:6.2f}",
                   flush=True)
 
 
-def machines(plugins: list[str], workloads: list[str], scale: int, repeat: int) -> None:
+def machines(plugins: list[str], workloads: list[str], scale: int, repeat: int,
+             measure: str) -> None:
     """Microseconds per event on default and huge-4t, their ratio, and the once-per-run
     parts (prepare, finish: default / huge-4t seconds)."""
+    unit = UNIT[measure]
     print(f"\nMachine size ({scale}x events)\n{'plugin':14} {'workload':15} "
-          f"{'default ev':>10} {'ev/s':>8} {'us/ev':>6} {'huge ev':>9} {'ev/s':>8} "
-          f"{'us/ev':>6} {'ratio':>6} {'prepare s':>11} {'finish s':>11}")
+          f"{'default ev':>10} {'ev/s':>8} {unit:>6} {'huge ev':>9} {'ev/s':>8} "
+          f"{unit:>6} {'ratio':>6} {'prepare s':>11} {'finish s':>11}")
     for plugin in plugins:
         for workload in workloads:
-            d = run_case(plugin, workload, "default", scale, repeat)
-            h = run_case(plugin, workload, "huge-4t", scale, repeat)
+            d = run_case(plugin, workload, "default", scale, repeat, measure)
+            h = run_case(plugin, workload, "huge-4t", scale, repeat, measure)
             print(f"{plugin:14} {workload:15} {d['events']:10d} {1e6 / d['us']:8.0f} "
                   f"{d['us']:6.2f} {h['events']:9d} {1e6 / h['us']:8.0f} {h['us']:6.2f} "
                   f"{h['us'] / d['us']:6.2f} {d['prepare']:5.2f}/{h['prepare']:5.2f} "
@@ -141,6 +168,9 @@ def main() -> None:
                         help="machine table: the multiple of the count parameter to run")
     parser.add_argument("--only", choices=("history", "machine"), default=None)
     parser.add_argument("--repeat", type=int, default=1, help="runs per case (best is shown)")
+    parser.add_argument("--measure", choices=tuple(MEASURE), default="cpu",
+                        help="cpu: CPU time (us/ev columns in microseconds); bytecodes: "
+                        "Python bytecodes per event instead (exact, about 50 times slower)")
     args = parser.parse_args()
     plugins = args.plugins.split(",")
     workloads = args.workloads.split(",")
@@ -150,9 +180,10 @@ def main() -> None:
                      f"{', '.join(COUNT_PARAM)}")
     repeat = max(1, args.repeat)
     if args.only in (None, "history"):
-        history(plugins, workloads, [int(s) for s in args.scales.split(",")], repeat)
+        history(plugins, workloads, [int(s) for s in args.scales.split(",")], repeat,
+                args.measure)
     if args.only in (None, "machine"):
-        machines(plugins, workloads, args.machine_scale, repeat)
+        machines(plugins, workloads, args.machine_scale, repeat, args.measure)
 
 
 if __name__ == "__main__":
