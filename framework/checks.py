@@ -83,12 +83,24 @@ class Checker:
     another owned page or block is split into per-page entries first, so every overlap is
     judged page by page exactly as if all ownership were per page. :meth:`pages` gives the
     per-page view.
+
+    Work follows the model's own granularity, not the page count: whether a block overlaps
+    pages owned one by one is asked only of the 2 MiB regions such pages have been in
+    (:attr:`page_regions`); rule 3 reads one direct-map entry per 2 MiB or 1 GiB mapping
+    and per page only where the map is split; ``not_zeroed`` and ``stale_data`` ask the
+    kernel's dirty set for a whole block at once; ``buddy_prot`` skips a changed 2 MiB entry
+    the buddy has handed out whole. Verdicts (counts, and the violations kept in detail)
+    are those of judging every page one by one: the per-page checker is kept as the oracle
+    (framework/testing/perpage_checks.py, tests/test_checks_oracle.py).
     """
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
         self._pcp: set[int] = set()  # pages on per-cpu lists, taken at each check_state
         self.owner: dict[int, int] = {}  # pfn -> allocation id, pages owned one by one
+        # 2 MiB regions (pfn >> PMD_ORDER) that have had a page in owner: a block elsewhere
+        # overlaps no page owned one by one
+        self.page_regions: set[int] = set()
         self.big: dict[int, tuple[int, int]] = {}  # head pfn -> (pages, id), owned whole
         self.big_heads: list[int] = []  # the keys of big, sorted
         self.range_starts: list[int] = []
@@ -133,9 +145,7 @@ class Checker:
             if request.zero and self.kernel.dirty:
                 self._check_zero(alloc)
             if self.secret:
-                for p in alloc.pfns():
-                    if p in self.secret:
-                        self._handed_over(p)
+                self._blocks_handed_over(blocks)
         if alloc.vaddr and not alloc.blocks:
             self._own_range(alloc.vaddr, alloc.vaddr + max(alloc.size, 1))
 
@@ -150,6 +160,7 @@ class Checker:
         elif p not in kernel.allocated and kernel.zone_of(p).block_is_free(p):
             self.record(Rule.CONSERVATION, p, "handed out a page that is buddy-free")
         owner[p] = aid
+        self.page_regions.add(p >> PMD_ORDER)
         if alloc.unmapped:
             if kernel.directmap.is_present(p):
                 self.record(Rule.UNMAPPED_PRESENT, p, "unmapped allocation present in the "
@@ -170,9 +181,10 @@ class Checker:
             if self.big_heads:
                 self._split_big(pfn, end)
             held = self._held_whole(pfn, order)
-            if order and not any(p in owner for p in range(pfn, end)):
+            if order and not self._owns_any(pfn, end):
                 self._own_whole(aid, pfn, end, held)  # no overlap: one entry for the block
                 continue
+            self.page_regions.update(range(pfn >> PMD_ORDER, ((end - 1) >> PMD_ORDER) + 1))
             for p in range(pfn, end):
                 if p in owner:
                     self.record(Rule.DOUBLE_ALLOC, p, f"already owned by allocation {owner[p]}")
@@ -180,6 +192,15 @@ class Checker:
                         kernel.zone_of(p).block_is_free(p)):
                     self.record(Rule.CONSERVATION, p, "handed out a page that is buddy-free")
                 owner[p] = aid
+
+    def _owns_any(self, pfn: int, end: int) -> bool:
+        """Is a page of ``[pfn, end)`` owned one by one? Asked of the dict only when the
+        range lies in a 2 MiB region such a page has been in."""
+        regions = self.page_regions
+        for m in range(pfn >> PMD_ORDER, ((end - 1) >> PMD_ORDER) + 1):
+            if m in regions:
+                return not self.owner.keys().isdisjoint(range(pfn, end))
+        return False
 
     def _own_whole(self, aid: int, pfn: int, end: int, held: bool) -> None:
         """Own ``[pfn, end)``, which overlaps nothing owned, as one block (rule 1 per page
@@ -202,6 +223,8 @@ class Checker:
             head = heads.pop(i)
             pages, aid = self.big.pop(head)
             self.owner.update(dict.fromkeys(range(head, head + pages), aid))
+            self.page_regions.update(range(head >> PMD_ORDER,
+                                           ((head + pages - 1) >> PMD_ORDER) + 1))
 
     def owned_pages(self) -> int:
         """How many pages live allocations own (each page once)."""
@@ -239,20 +262,42 @@ class Checker:
 
     def check_unmapped(self, alloc: Allocation) -> None:
         """Rule 3: memory handed out as unmapped is not present in the direct map."""
-        dm = self.kernel.directmap
         for pfn, order in alloc.blocks:
-            for p in range(pfn, pfn + (1 << order)):
-                if dm.is_present(p):
-                    self.record(Rule.UNMAPPED_PRESENT, p, "unmapped allocation present in the "
-                                "direct map")
+            if order:
+                self._check_unmapped_range(pfn, pfn + (1 << order))
+            elif self.kernel.directmap.is_present(pfn):
+                self.record(Rule.UNMAPPED_PRESENT, pfn, "unmapped allocation present in the "
+                            "direct map")
+
+    def _check_unmapped_range(self, pfn: int, end: int) -> None:
+        """Rule 3 over ``[pfn, end)``, one direct-map entry at a time (DirectMap.is_present
+        over each 2 MiB region: its PTEs if split, else its PUD or PMD entry)."""
+        dm = self.kernel.directmap
+        split_pmd, pte_prot = dm.split_pmd, dm.pte_prot
+        while pfn < end:
+            m = pfn >> PMD_ORDER
+            stop = min(end, (m + 1) << PMD_ORDER)
+            if m in split_pmd:
+                present = [p for p in range(pfn, stop)
+                           if pte_prot.get(p, PAGE_KERNEL) & _PAGE_PRESENT]
+            elif dm.is_present(pfn):  # the one large entry over [pfn, stop)
+                present = list(range(pfn, stop))
+            else:
+                present = []
+            for p in present:
+                self.record(Rule.UNMAPPED_PRESENT, p, "unmapped allocation present in the "
+                            "direct map")
+            pfn = stop
 
     def _check_zero(self, alloc: Allocation) -> None:
         dirty = self.kernel.dirty
         for pfn, order in alloc.blocks:
-            for p in range(pfn, pfn + (1 << order)):
-                if p in dirty:
-                    self.record(Rule.NOT_ZEROED, p, "zero requested but the page holds data "
-                                "written by an earlier owner")
+            pages = range(pfn, pfn + (1 << order))
+            if dirty.isdisjoint(pages):
+                continue
+            for p in sorted(dirty.intersection(pages)):
+                self.record(Rule.NOT_ZEROED, p, "zero requested but the page holds data "
+                            "written by an earlier owner")
 
     def _handed_over(self, p: int) -> None:
         """``stale_data``: page ``p`` held a secret when it was freed; it now has a new owner."""
@@ -261,17 +306,29 @@ class Checker:
             self.record(Rule.STALE_DATA, p, "handed to a new owner still holding the data of an "
                         "earlier UNMAPPED owner")
 
+    def _blocks_handed_over(self, blocks: tuple[tuple[int, int], ...]) -> None:
+        """:meth:`_handed_over` for every page of ``blocks``, a block at a time."""
+        secret = self.secret
+        dirty = self.kernel.dirty
+        for pfn, order in blocks:
+            pages = range(pfn, pfn + (1 << order))
+            if secret.isdisjoint(pages):
+                continue
+            hits = secret.intersection(pages)
+            secret.difference_update(hits)
+            for p in sorted(hits.intersection(dirty)):
+                self.record(Rule.STALE_DATA, p, "handed to a new owner still holding the data "
+                            "of an earlier UNMAPPED owner")
+
     def on_free(self, alloc: Allocation) -> None:
         """Rule 3 once more (while still owned), remember which pages hold a secret, then
         forget the owner."""
         if self.freeing:
             self._settle()
+        blocks = alloc.blocks
         if self.secret_allocs and id(alloc) in self.secret_allocs:
             self.secret_allocs.discard(id(alloc))
-            dirty = self.kernel.dirty
-            self.freeing = [p for p in alloc.pfns() if p in dirty]
-            self.secret.update(self.freeing)
-        blocks = alloc.blocks
+            self._remember_secret(blocks)
         if len(blocks) == 1 and blocks[0][1] == 0:  # the single-page case, inline
             p = blocks[0][0]
             if alloc.unmapped and self.kernel.directmap.is_present(p):
@@ -297,6 +354,22 @@ class Checker:
             if i < len(self.range_starts) and self.range_starts[i] == alloc.vaddr:
                 del self.range_starts[i]
                 del self.range_ends[alloc.vaddr]
+
+    def _remember_secret(self, blocks: tuple[tuple[int, int], ...]) -> None:
+        """The blocks of an UNMAPPED allocation served unmapped are being freed: their
+        written pages go to :attr:`freeing`, and to :attr:`secret` at :meth:`_settle` if
+        the free left them written."""
+        dirty = self.kernel.dirty
+        if len(blocks) == 1 and blocks[0][1] == 0:  # one page (secretmem), inline
+            if blocks[0][0] in dirty:
+                self.freeing = [blocks[0][0]]
+            return
+        freeing = self.freeing = []
+        for pfn, order in blocks:
+            if order:
+                freeing.extend(dirty.intersection(range(pfn, pfn + (1 << order))))
+            elif pfn in dirty:
+                freeing.append(pfn)
 
     # -- whole-state checks --------------------------------------------------------------
     def check_state(self, held_pages: int) -> None:
@@ -326,14 +399,20 @@ class Checker:
                         f"but page tables hold {dm.recount()}")
 
     def _settle(self) -> None:
-        """After a free: its pages that the free cleared hold no secret any more. Done at
+        """After a free: its pages the free left written hold a secret, those it cleared
+        hold none any more (whatever an earlier free said). Done at
         the next event the checker sees, before a page can pass, unseen, to a new owner
         (a BPF pack or a page table takes pages without an allocation of their own) and be
         written again."""
         dirty = self.kernel.dirty
-        for p in self.freeing:
-            if p not in dirty:
-                self.secret.discard(p)
+        freeing = self.freeing
+        if len(freeing) > 1:  # (S | F) - (F - dirty) == (S - F) | (F & dirty)
+            self.secret.difference_update(freeing)
+            self.secret.update(dirty.intersection(freeing))
+        elif freeing[0] in dirty:
+            self.secret.add(freeing[0])
+        else:
+            self.secret.discard(freeing[0])
         self.freeing = []
 
     def _buddy_free(self, p: int) -> bool:
@@ -346,12 +425,11 @@ class Checker:
         """``stale_data`` for pages that left the design: back in the buddy, or present in
         the direct map, still holding an earlier UNMAPPED owner's data. A page the design
         still holds unmapped stays watched; a page cleared is forgotten."""
-        dirty = self.kernel.dirty
+        secret = self.secret
+        secret.difference_update(secret.difference(self.kernel.dirty))  # cleared: forgotten
         dm = self.kernel.directmap
-        for p in sorted(self.secret):
-            if p not in dirty:
-                self.secret.discard(p)
-            elif self._buddy_free(p):
+        for p in sorted(secret):
+            if self._buddy_free(p):
                 self.secret.discard(p)
                 self.record(Rule.STALE_DATA, p, "back in the buddy still holding the data of an "
                             "UNMAPPED owner")
@@ -373,8 +451,8 @@ class Checker:
             if prot & ~_PAGE_GLOBAL == _DEFAULT_PROT or m in dm.split_pmd:
                 continue
             head = m << PMD_ORDER
-            if dm.is_1g(head):
-                continue
+            if dm.is_1g(head) or self._held_whole(head, PMD_ORDER):
+                continue  # handed out whole: no page of it is free (buddy or per-cpu list)
             for p in range(head, head + (1 << PMD_ORDER)):
                 if self._buddy_free(p):
                     self._bad_prot(p, prot)

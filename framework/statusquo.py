@@ -130,11 +130,16 @@ class InsnSlot:
 
 @attrs.define(slots=True, eq=False)
 class BpfPack:
-    """kernel/bpf/core.c ``struct bpf_prog_pack``: a pack and its chunk bitmap."""
+    """kernel/bpf/core.c ``struct bpf_prog_pack``: a pack and its chunk bitmap.
+
+    :ivar in_use: chunks set in ``used`` (``bitmap_empty()`` without a walk of the bitmap,
+        which is 2 MiB / 64 B per node).
+    """
 
     area: VmStruct
     chunks: int
     used: bytearray
+    in_use: int = 0
 
 
 @attrs.define(slots=True, eq=False)
@@ -223,7 +228,9 @@ class StatusQuo(Allocator):
         elif len(allocation.blocks) == 1 and allocation.blocks[0][1] == 0:
             kernel.dirty.add(allocation.blocks[0][0])
         else:
-            kernel.dirty.update(allocation.pfns())
+            dirty = kernel.dirty
+            for pfn, order in allocation.blocks:  # a folio at a time
+                dirty.update(range(pfn, pfn + (1 << order)))
 
     # -- where module memory comes from (arch/x86/kernel/module.c, mm/vmalloc.c) ----------
     def module_alloc(self, size: int, vm_flags: int = 0) -> VmStruct | None:
@@ -349,8 +356,9 @@ class StatusQuo(Allocator):
         if size > self.pack_pages() << PAGE_SHIFT:
             return self._bpf_big_alloc(request, size)
         nbits = size >> BPF_PROG_CHUNK_SHIFT
+        hole = bytes(nbits)
         for pack in self.packs:
-            pos = pack.used.find(b"\0" * nbits)
+            pos = pack.used.find(hole)
             if pos >= 0:
                 return self._bpf_place(pack, pos, nbits, request)
         new = self.alloc_new_pack()
@@ -361,6 +369,7 @@ class StatusQuo(Allocator):
     def _bpf_place(self, pack: BpfPack, pos: int, nbits: int, request: Request) -> Allocation:
         """bpf_prog_pack_alloc(): ``bitmap_set()`` the free chunks found; their address."""
         pack.used[pos:pos + nbits] = b"\1" * nbits
+        pack.in_use += nbits
         self.kernel.ledger.charge("slab", self.kernel.costs["slab_op"])
         prog = BpfProg(nbits << BPF_PROG_CHUNK_SHIFT, pack, pos)
         vaddr = (pack.area.addr << PAGE_SHIFT) + (pos << BPF_PROG_CHUNK_SHIFT)
@@ -410,8 +419,9 @@ class StatusQuo(Allocator):
         kernel.text_poke(addr, (prog.pos << BPF_PROG_CHUNK_SHIFT) & (PAGE_SIZE - 1), prog.size)
         nbits = prog.size >> BPF_PROG_CHUNK_SHIFT
         pack.used[prog.pos:prog.pos + nbits] = bytes(nbits)
+        pack.in_use -= nbits
         kernel.ledger.charge("slab", kernel.costs["slab_op"])
-        if not any(pack.used):
+        if not pack.in_use:  # bitmap_find_next_zero_area(): the whole pack is free
             self.packs.remove(pack)
             self.vfree(pack.area)
 

@@ -3,13 +3,16 @@
 Addresses are in pages from the start of the range. Free space is a sorted list of
 ``[start, end)`` intervals; an allocation takes the lowest-addressed fit
 (mm/vmalloc.c ``__alloc_vmap_area`` / ``find_vmap_lowest_match``) and a free merges with its
-neighbours (``merge_or_add_vmap_area``). The kernel finds the lowest fit in O(log n) with an
-augmented rbtree; the model scans, which changes simulation time, not modelled cost.
+neighbours (``merge_or_add_vmap_area``). The kernel finds the lowest fit with an augmented
+rbtree; the model indexes the free ranges by size class (:class:`VmapSpace`), so neither a
+search nor a ``vfree`` walks every range or area: simulation time, not modelled cost.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
+import itertools
 from collections.abc import Callable
 
 import attr
@@ -62,36 +65,147 @@ class VmStruct:
     prot: list[int] = attr.ib(factory=list)
 
 
+#: Free ranges shorter than this many pages are indexed by their exact size, longer ones by
+#: their power of two (:class:`VmapSpace`).
+EXACT_SIZES = 64
+#: :class:`VmapSpace` indexes its free ranges by size once it has more than this many, and
+#: drops the index below a quarter of it: a scan of a few ranges is cheaper than an index.
+INDEX_FROM = 32
+_POW2_BASE = EXACT_SIZES - EXACT_SIZES.bit_length()  # size class of the first power of two
+
+
+def size_class(npages: int) -> int:
+    """The class :class:`VmapSpace` files a free range of ``npages`` under (monotonic)."""
+    if npages < EXACT_SIZES:
+        return npages
+    return _POW2_BASE + npages.bit_length()
+
+
+def class_min(cls: int) -> int:
+    """The shortest free range of class ``cls``."""
+    if cls < EXACT_SIZES:
+        return cls
+    return 1 << (cls - _POW2_BASE - 1)
+
+
 class VmapSpace:
-    """Lowest-address-first allocator of one virtual range (e.g. the 1008 MiB module area)."""
+    """Lowest-address-first allocator of one virtual range (e.g. the 1008 MiB module area).
 
-    __slots__ = ("base", "ends", "size", "starts")
+    Free space is kept twice: sorted ``[start, end)`` lists for merging at free
+    (``merge_or_add_vmap_area``), and the free ranges' starts sorted by address within size
+    classes (:func:`size_class`; :attr:`nonempty` has bit ``c`` set while class ``c`` has a
+    range), the latter only while there are more than ``index_from`` free ranges (with a
+    few, a scan in address order is cheaper). The lowest fit (``find_vmap_lowest_match``,
+    an augmented rbtree in the kernel) is then the lowest of each big-enough class's own
+    lowest fit: the first range of a class
+    whose every range fits, and a walk in address order (stopping at the best found) in the
+    few classes where some ranges are too short for the size plus its alignment. Below
+    :data:`EXACT_SIZES` pages a class is one size, so with no alignment that walk is empty.
+    """
 
-    def __init__(self, base: int, size: int) -> None:
+    __slots__ = ("base", "by_class", "end_of", "ends", "index_from", "indexed", "nonempty",
+                 "size", "starts")
+
+    def __init__(self, base: int, size: int, index_from: int = INDEX_FROM) -> None:
         self.base = base
         self.size = size
-        self.starts: list[int] = [base]
-        self.ends: list[int] = [base + size]
+        self.index_from = index_from
+        self.indexed = False  # by_class, end_of and nonempty are kept
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.end_of: dict[int, int] = {}  # start -> end of each free range
+        self.by_class: dict[int, list[int]] = {}  # size class -> its ranges' starts, sorted
+        self.nonempty = 0
+        self._insert(0, base, base + size)
 
     def alloc(self, npages: int, align: int = 1) -> int:
         """Reserve ``npages`` pages aligned to ``align`` pages at the lowest address; -1 if full."""
-        starts, ends = self.starts, self.ends
-        for i in range(len(starts)):
-            start = -(-starts[i] // align) * align
-            if start + npages <= ends[i]:
-                self._carve(i, start, start + npages)
-                return start
-        return -1
+        if not self.indexed:
+            starts, ends = self.starts, self.ends
+            for i in range(len(starts)):  # few ranges: the first fit in address order
+                start = -(-starts[i] // align) * align
+                if start + npages <= ends[i]:
+                    self._carve(i, start, start + npages)
+                    return start
+            return -1
+        need = npages + align - 1  # a range this long fits wherever it starts
+        first = size_class(npages)  # shorter classes hold no range long enough
+        sure = max(first, size_class(need))
+        while class_min(sure) < need:
+            sure += 1  # the first class whose every range fits
+        by_class = self.by_class
+        best = -1
+        mask = self.nonempty >> sure << sure
+        while mask:  # the lowest of each sure class's lowest range
+            low = mask & -mask
+            lo = by_class[low.bit_length() - 1][0]
+            if best < 0 or lo < best:
+                best = lo
+            mask ^= low
+        end_of = self.end_of
+        for cls in range(first, sure):  # classes where a range may be too short: walk them
+            for lo in by_class.get(cls, ()):
+                if 0 <= best <= lo:
+                    break
+                if -(-lo // align) * align + npages <= end_of[lo]:
+                    best = lo
+                    break
+        if best < 0:
+            return -1
+        start = -(-best // align) * align
+        self._carve(bisect.bisect_left(self.starts, best), start, start + npages)
+        return start
+
+    def _insert(self, i: int, start: int, end: int) -> None:
+        """Add free range ``[start, end)`` at index ``i`` of the sorted lists."""
+        self.starts.insert(i, start)
+        self.ends.insert(i, end)
+        if self.indexed:
+            self._index(start, end)
+        elif len(self.starts) > self.index_from:
+            self.indexed = True
+            for lo, hi in zip(self.starts, self.ends, strict=True):
+                self._index(lo, hi)
+
+    def _index(self, start: int, end: int) -> None:
+        """File free range ``[start, end)`` under its size class."""
+        self.end_of[start] = end
+        cls = size_class(end - start)
+        found = self.by_class.get(cls)
+        if found is None:
+            self.by_class[cls] = [start]
+            self.nonempty |= 1 << cls
+        else:
+            bisect.insort(found, start)
+
+    def _delete(self, i: int) -> None:
+        """Drop the free range at index ``i`` of the sorted lists."""
+        start = self.starts.pop(i)
+        end = self.ends.pop(i)
+        if not self.indexed:
+            return
+        if len(self.starts) < self.index_from // 4:  # few left: scan instead
+            self.indexed = False
+            self.end_of.clear()
+            self.by_class.clear()
+            self.nonempty = 0
+            return
+        del self.end_of[start]
+        cls = size_class(end - start)
+        found = self.by_class[cls]
+        if len(found) == 1:
+            del self.by_class[cls]
+            self.nonempty &= ~(1 << cls)
+        else:
+            del found[bisect.bisect_left(found, start)]
 
     def _carve(self, i: int, start: int, end: int) -> None:
         lo, hi = self.starts[i], self.ends[i]
-        del self.starts[i], self.ends[i]
+        self._delete(i)
         if end < hi:
-            self.starts.insert(i, end)
-            self.ends.insert(i, hi)
+            self._insert(i, end, hi)
         if lo < start:
-            self.starts.insert(i, lo)
-            self.ends.insert(i, start)
+            self._insert(i, lo, start)
 
     def free(self, start: int, npages: int) -> None:
         """Return ``[start, start + npages)``, merging with free neighbours."""
@@ -100,12 +214,11 @@ class VmapSpace:
         if i > 0 and self.ends[i - 1] == start:
             i -= 1
             start = self.starts[i]
-            del self.starts[i], self.ends[i]
+            self._delete(i)
         if i < len(self.starts) and self.starts[i] == end:
             end = self.ends[i]
-            del self.starts[i], self.ends[i]
-        self.starts.insert(i, start)
-        self.ends.insert(i, end)
+            self._delete(i)
+        self._insert(i, start, end)
 
     def free_pages(self) -> int:
         """Pages not reserved."""
@@ -173,10 +286,18 @@ class Vmalloc:
     def _vmalloc_try(self, nr_pages: int, vm_flags: int, node: int | None, align: int,
                      order: int) -> VmStruct | None:
         """__vmalloc_node_range() at one page order, backed by vm_area_alloc_pages()."""
-        def from_buddy(order: int) -> int:
-            return self.alloc_pages(order, MIGRATE_UNMOVABLE, node)
+        area = self._reserve(nr_pages, vm_flags, align, order)
+        if area is None:
+            return None
+        if order:
+            pages_from = self._pages_from(area, self._buddy_page(node), order)
+        else:
+            pages_from = self._pages_from_buddy(area, node)
+        return self._setup(area) if pages_from else None
 
-        return self.vmalloc_from(nr_pages, vm_flags, from_buddy, align, order)
+    def _buddy_page(self, node: int | None) -> Callable[[int], int]:
+        """alloc_pages(order, GFP_KERNEL) on ``node``, as :meth:`_pages_from` calls it."""
+        return functools.partial(self.alloc_pages, mt=MIGRATE_UNMOVABLE, node=node)
 
     def vmalloc_from(self, nr_pages: int, vm_flags: int, alloc_page: Callable[[int], int],
                      align: int = 1, order: int = 0) -> VmStruct | None:
@@ -187,24 +308,56 @@ class Vmalloc:
         ``alloc_pages(gfp, 0)`` per page). Order-9 pages are ``split_page``'d. On a failure
         the pages taken so far go back through the generic free path and None is returned.
         """
+        area = self._reserve(nr_pages, vm_flags, align, order)
+        if area is None or not self._pages_from(area, alloc_page, order):
+            return None
+        return self._setup(area)
+
+    def _reserve(self, nr_pages: int, vm_flags: int, align: int, order: int) -> VmStruct | None:
+        """alloc_vmap_area(): the address range (with the guard page unless VM_NO_GUARD)."""
         span = nr_pages + (0 if vm_flags & VM_NO_GUARD else 1)
         addr = self.modules.alloc(span, align)
         self.ledger.charge("vmap", self.costs["vmap_area"])
         if addr < 0:
             return None
-        area = VmStruct(addr, nr_pages, order, vm_flags, span)
+        return VmStruct(addr, nr_pages, order, vm_flags, span)
+
+    def _pages_from(self, area: VmStruct, alloc_page: Callable[[int], int], order: int) -> bool:
+        """vm_area_alloc_pages() from ``alloc_page(order)``; False (all undone) on a failure."""
         step = 1 << order
-        for _ in range(0, nr_pages, step):  # vm_area_alloc_pages()
+        for _ in range(0, area.nr_pages, step):
             pfn = alloc_page(order)
             if pfn == NO_PAGE:
-                self._free_area_pages(area)
-                self.modules.free(addr, span)
-                return None
+                self._undo_reserve(area)
+                return False
             if order:
                 self.split_page(pfn, order)
             area.pages.extend(range(pfn, pfn + step))
+        return True
+
+    def _pages_from_buddy(self, area: VmStruct, node: int | None) -> bool:
+        """vm_area_alloc_pages() of 4 KiB pages from the buddy (:meth:`_pages_from` with
+        the buddy's ``alloc_pages(0)`` called directly: the same pages in the same order)."""
+        alloc_pages = self.alloc_pages
+        pages = area.pages
+        for _ in range(area.nr_pages):
+            pfn = alloc_pages(0, MIGRATE_UNMOVABLE, node)
+            if pfn == NO_PAGE:
+                self._undo_reserve(area)
+                return False
+            pages.append(pfn)
+        return True
+
+    def _undo_reserve(self, area: VmStruct) -> None:
+        """A page allocation failed: free the pages taken so far and the address range."""
+        self._free_area_pages(area)
+        self.modules.free(area.addr, area.span)
+
+    def _setup(self, area: VmStruct) -> VmStruct:
+        """The area's pages are in: map them (PAGE_KERNEL) and make the area live."""
+        nr_pages = area.nr_pages
         area.prot = [PAGE_KERNEL] * nr_pages
-        self.ledger.charge("vmap", self.costs["vmap_page"] * (nr_pages >> order))
+        self.ledger.charge("vmap", self.costs["vmap_page"] * (nr_pages >> area.page_order))
         self._insert_area(area)
         return area
 
@@ -213,7 +366,15 @@ class Vmalloc:
         self.areas[area.addr] = area
         bisect.insort(self.area_starts, area.addr)
         mapped = self.vm_mapped
-        for pfn in area.pages:
+        pages = area.pages
+        if mapped.keys().isdisjoint(pages):  # the usual case: pages no other area maps
+            before = len(mapped)
+            mapped.update(dict.fromkeys(pages, 1))
+            if len(mapped) == before + len(pages):
+                return
+            for pfn in pages:  # a page twice in this area: count it one by one
+                mapped.pop(pfn, None)
+        for pfn in pages:
             mapped[pfn] = mapped.get(pfn, 0) + 1
 
     def _free_area_pages(self, area: VmStruct) -> None:
@@ -265,12 +426,9 @@ class Vmalloc:
             self.violation("bad_free", area.addr << PAGE_SHIFT, "vfree of an unknown area")
             return False
         del self.areas[area.addr]
-        self.area_starts.remove(area.addr)
-        mapped = self.vm_mapped
-        for pfn in area.pages:
-            left = mapped.pop(pfn, 0) - 1
-            if left > 0:
-                mapped[pfn] = left
+        starts = self.area_starts
+        del starts[bisect.bisect_left(starts, area.addr)]
+        self._unmap_pages(area.pages)
         self.ledger.charge("vmap", self.costs["vmap_area"]
                            + self.costs["vmap_page"] * (area.nr_pages >> area.page_order))
         self.modules.free(area.addr, area.span)
@@ -285,6 +443,20 @@ class Vmalloc:
         elif self.lazy_nr > self.lazy_max:
             self.vm_unmap_aliases()
         return True
+
+    def _unmap_pages(self, pages: list[int]) -> None:
+        """One mapping fewer of each page in :attr:`vm_mapped`."""
+        mapped = self.vm_mapped
+        counts = list(map(mapped.pop, pages, itertools.repeat(0, len(pages))))
+        if counts.count(1) == len(counts):  # the usual case: each page mapped once, here
+            return
+        for pfn, count in zip(pages, counts, strict=True):  # put back, count one by one
+            if count:
+                mapped[pfn] = count
+        for pfn in pages:
+            left = mapped.pop(pfn, 0) - 1
+            if left > 0:
+                mapped[pfn] = left
 
     def _vm_reset_perms(self, area: VmStruct) -> None:
         """vm_reset_perms(): every page invalid, one flush over it all, every page default."""

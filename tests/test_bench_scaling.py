@@ -1,0 +1,39 @@
+"""benchmarks/bench_scaling.py scales the workloads it says it scales (it runs on demand,
+not here; this only holds its table of count parameters to the workloads)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+from framework.plugins import get_registry
+
+SCRIPT = Path(__file__).parent.parent / "benchmarks" / "bench_scaling.py"
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_scaling", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_default_workload_has_a_count_parameter_that_exists() -> None:
+    """The history table covers the default suite, each by a parameter the workload has."""
+    bench = _load()
+    reg = get_registry()
+    default = {name for name, cls in reg.workloads.items() if cls.default}
+    assert set(bench.COUNT_PARAM) == default
+    for name, param in bench.COUNT_PARAM.items():
+        assert param in {p.name for p in reg.workload(name).params}, name
+
+
+def test_scale_multiplies_the_default() -> None:
+    """secretmem starts 96 processes by default (``framework list``): 10x is 960, 100x
+    9600; 1x sets nothing, so the cell is the default suite's own."""
+    bench = _load()
+    assert bench.workload_sets("secretmem", 1) == {}
+    assert bench.workload_sets("secretmem", 10) == {"secretmem": {"processes": "960"}}
+    assert bench.workload_sets("guest", 100) == {"guest": {"vms": "200"}}
