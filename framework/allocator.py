@@ -19,7 +19,7 @@ from framework.request import Allocation, Request
 
 
 # a Python class (compiled methods): designs subclass it, read and set its attributes
-@mypyc_attr(native_class=False, allow_interpreted_subclasses=True)
+@mypyc_attr(native_class=False)
 class Allocator(ABC):
     """Base class of a design.
 

@@ -153,7 +153,7 @@ class BpfProg:
 
 
 # a Python class (compiled methods): every design subclasses it, reads and sets attributes
-@mypyc_attr(native_class=False, allow_interpreted_subclasses=True)
+@mypyc_attr(native_class=False)
 class StatusQuo(Allocator):
     """The v6.3 paths for every site; the base class of every design.
 
