@@ -124,3 +124,29 @@ def test_same_address_as_the_linear_first_fit(ops: list[tuple[bool, int, int, in
             slow.free(start, n)
         assert (fast.starts, fast.ends) == (slow.starts, slow.ends)
     assert fast.free_pages() == sum(e - s for s, e in zip(slow.starts, slow.ends, strict=True))
+
+
+def test_vm_mapped_counts_each_mapping_of_a_page() -> None:
+    """``vm_mapped`` (pfn -> live areas mapping it) through the bulk and the page-by-page
+    paths. 40 pages from the buddy, vmap'd once (40 >= BULK_PAGES: bulk): each counts 1.
+    vmap'd again with page 0 twice more in the same area (a design's bug): page 0 counts
+    1 + 3 = 4, the others 2. vunmap of the second area: back to 1 each; of the first: none
+    left."""
+    from framework.kernel.kernel import Kernel
+    from framework.kernel.vmalloc import BULK_PAGES
+    from framework.machine.costs import resolve_costs
+    from tests.conftest import small_spec
+
+    k = Kernel(small_spec(), resolve_costs({}))
+    pages = [k.alloc_pages(0) for _ in range(40)]
+    assert len(pages) >= BULK_PAGES
+    first = k.vmap(pages, 0)
+    assert first is not None
+    assert k.vmalloc.vm_mapped == dict.fromkeys(pages, 1)
+    second = k.vmap([pages[0], *pages, pages[0]], 0)
+    assert second is not None
+    assert k.vmalloc.vm_mapped == {pages[0]: 4, **dict.fromkeys(pages[1:], 2)}
+    k.vunmap(second)
+    assert k.vmalloc.vm_mapped == dict.fromkeys(pages, 1)
+    k.vunmap(first)
+    assert k.vmalloc.vm_mapped == {}

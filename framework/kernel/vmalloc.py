@@ -71,6 +71,9 @@ EXACT_SIZES = 64
 #: :class:`VmapSpace` indexes its free ranges by size once it has more than this many, and
 #: drops the index below a quarter of it: a scan of a few ranges is cheaper than an index.
 INDEX_FROM = 32
+#: Areas of at least this many pages update :attr:`Vmalloc.vm_mapped` in one go (smaller
+#: ones page by page: cheaper for a few pages).
+BULK_PAGES = 16
 _POW2_BASE = EXACT_SIZES - EXACT_SIZES.bit_length()  # size class of the first power of two
 
 
@@ -367,7 +370,8 @@ class Vmalloc:
         bisect.insort(self.area_starts, area.addr)
         mapped = self.vm_mapped
         pages = area.pages
-        if mapped.keys().isdisjoint(pages):  # the usual case: pages no other area maps
+        if len(pages) >= BULK_PAGES and mapped.keys().isdisjoint(pages):  # pages no other
+            # area maps (the usual case), counted in one go
             before = len(mapped)
             mapped.update(dict.fromkeys(pages, 1))
             if len(mapped) == before + len(pages):
@@ -447,6 +451,12 @@ class Vmalloc:
     def _unmap_pages(self, pages: list[int]) -> None:
         """One mapping fewer of each page in :attr:`vm_mapped`."""
         mapped = self.vm_mapped
+        if len(pages) < BULK_PAGES:
+            for pfn in pages:
+                left = mapped.pop(pfn, 0) - 1
+                if left > 0:
+                    mapped[pfn] = left
+            return
         counts = list(map(mapped.pop, pages, itertools.repeat(0, len(pages))))
         if counts.count(1) == len(counts):  # the usual case: each page mapped once, here
             return
