@@ -6,12 +6,14 @@ scans only the file lists), slab is freed only by shrinkers, and nothing the run
 on an LRU. Every page cache page reclaim looks at is clean, unmapped and inactive, so
 ``pgscan == pgsteal``.
 
-The LRU: the inactive file list holds the zone's page cache in an order that has nothing to
-do with pfns. The model visits the zone's page-cache pageblocks in an order drawn from the
-seed and takes one page from each (a position in the pageblock that moves with every visit),
-round after round: reclaiming ``n`` pages touches ``min(n, pageblocks)`` pageblocks, and the
-freed pages merge only where their buddies happen to be free, as on a real machine. Pages
-compaction moves into other pageblocks join the list there.
+The LRU: the inactive file list holds the zone's page cache in the order it was added, which
+has little to do with pfns, except that pages added together (one readahead, served from one
+per-cpu batch) lie near each other. The model visits the zone's page-cache pageblocks in an
+order drawn from the seed and takes one isolation batch (``SWAP_CLUSTER_MAX`` pages,
+``isolate_lru_folios()``) from each, spread over the pageblock (16 pages apart, from a
+position that moves with every visit), round after round: reclaiming ``n`` pages touches
+about ``n / 32`` pageblocks, and the freed pages merge only where their buddies happen to be
+free. Pages compaction moves into other pageblocks join the list there.
 
 - :meth:`Reclaim.wakeup_kswapd`: ``wakeup_kswapd()``; a woken kswapd runs
   ``balance_pgdat()`` at once, inside the allocation that woke it (deterministic), and goes
@@ -54,6 +56,7 @@ PAGE_ALLOC_COSTLY_ORDER = 3
 _FULL = (1 << PAGEBLOCK_NR_PAGES) - 1
 _PB_MASK = PAGEBLOCK_NR_PAGES - 1
 _GOLDEN = 0x9E3779B1  # spreads the page taken from a pageblock over its positions
+_STRIDE = PAGEBLOCK_NR_PAGES // SWAP_CLUSTER_MAX  # 16: a batch's pages spread over the block
 BLOCK_SHIFT = MAX_ORDER - 1  # a start-state block (two pageblocks) is pfn >> 10
 
 #: ``ready(zone, order, highest_zone)``: compaction_ready() (framework/kernel/compaction.py).
@@ -147,15 +150,21 @@ class Reclaim:
                 continue
             empty = 0
             lru.visits += 1
-            page = pick_bit(bits, (lru.visits * _GOLDEN + block) & _PB_MASK)
-            bits &= ~(1 << page)
+            start = (lru.visits * _GOLDEN + block) & _PB_MASK
+            base = block << PAGEBLOCK_ORDER
+            mt = types.get(block, MIGRATE_MOVABLE)
+            take = min(SWAP_CLUSTER_MAX, nr_to_scan - done, zone.start_cache_pages - done)
+            for j in range(take):  # a batch spread over the pageblock, 16 pages apart
+                if not bits:
+                    break
+                page = pick_bit(bits, (start + j * _STRIDE) & _PB_MASK)
+                bits &= ~(1 << page)
+                free_one_page(base + page, 0, mt)
+                done += 1
             if bits:
                 cache_bits[block] = bits
             else:
                 del cache_bits[block]
-            free_one_page((block << PAGEBLOCK_ORDER) + page, 0,
-                          types.get(block, MIGRATE_MOVABLE))
-            done += 1
         lru.pos = pos
         zone.start_cache_pages -= done
         zone.start_used_pages -= done
