@@ -147,12 +147,15 @@ def test_direct_compaction_success() -> None:
       1000 - (1000 + 1307000 // 512) // 16 = 1000 - 3552 // 16 = 778 > 500: go on.
     - The migrate scanner's first source is pageblock 32 (block 0): movable, no pinned page,
       412 free + 100 anon = 512 pages, so it can become free. Its 100 anon pages go to the
-      free scanner's pages above it: on the MOVABLE lists from order 8 down, the first block
-      above pageblock 32 is block 239's order-8 block at 261376 (block 1 is unmovable):
-      pages 261376..261475. The sources, freed, merge with block 0's 412 free pages into one
-      order-9 block (its buddy pageblock is kernel): on MOVABLE's order-9 list, done
-      (COMPACT_SUCCESS). The 156 isolated pages not used (261476..261631) go back and merge
-      into 356 o2, 360 o3, 368 o4, 384 o7 of pageblock 510.
+      free scanner's pages above it. For the first, the described blocks (block 0 only)
+      offer nothing above pageblock 32, so the start state's blocks are described in pfn
+      order until the smallest order's MOVABLE list has one: block 239's order-0 block at
+      261121 (block 1 is unmovable, the others kernel). For the second, the described
+      MOVABLE lists from order 8 down offer block 239's order-8 block at 261376: pages
+      261376..261474 take the other 99. The sources, freed, merge with block 0's 412 free
+      pages into one order-9 block (its buddy pageblock is kernel): on MOVABLE's order-9
+      list, done (COMPACT_SUCCESS). The 157 isolated pages not used (261475..261631) go
+      back and merge into 355 o0, 356 o2, 360 o3, 368 o4, 384 o7 of pageblock 510.
     - compact_stall 1, compact_success 1, pgmigrate_success 100; cycles: one pageblock
       scanned (1500) and 100 pages migrated (100 x 7500); the allocation is pfn 16384.
     """
@@ -168,10 +171,10 @@ def test_direct_compaction_success() -> None:
     assert led.pgmigrate_success == 100
     assert led.compaction_cycles == 1500 + 100 * 7500
     assert (led.allocstall, led.pgscan_kswapd, led.pgscan_direct) == (0, 0, 0)
-    assert zone.anon_bits[LAST >> 9] == 1 | ((1 << 100) - 1) << 256
+    assert zone.anon_bits[LAST >> 9] == 0b11 | ((1 << 99) - 1) << 256
     assert FIRST >> 9 not in zone.anon_bits
-    assert free_blocks(zone, LAST >> 9) == [(1 << o, o) for o in range(8)] + [
-        (356, 2), (360, 3), (368, 4), (384, 7)]
+    assert free_blocks(zone, LAST >> 9) == [(1 << o, o) for o in range(1, 8)] + [
+        (355, 0), (356, 2), (360, 3), (368, 4), (384, 7)]
     assert zone.nr_free_pages == 1307 - 512
     assert pa.check_conservation() == 0
 

@@ -22,7 +22,8 @@ allocated is not on an LRU in the model), nor pages on a per-cpu list.
   every movable page of it. Each migrated page takes a free page as the free scanner gives
   them (modelled as ``fast_isolate_freepages()``'s free-list search: MOVABLE free lists from
   ``order - 1`` down, blocks split to order 0, in MOVABLE pageblocks above the migrate
-  scanner); its old page is freed and merges. The run succeeds when a free block of the
+  scanner; a start state's blocks not yet described are looked at only when the described
+  ones offer nothing); its old page is freed and merges. The run succeeds when a free block of the
   order is on the request's list or could be stolen (``__compact_finished()``), ends
   ``COMPACT_COMPLETE`` when the scanners meet (the free scanner finds nothing above the
   migrate scanner, or the migrate scanner passes the last pageblock), and puts the unused
@@ -360,17 +361,21 @@ class _Run:
     def _isolate(self, source_block: int) -> bool:
         """fast_isolate_freepages(): the first suitable block in the first
         FREELIST_SCAN_LIMIT entries of the MOVABLE lists, order - 1 down to 0, split into
-        order-0 pages (split_map_pages()). A list whose explicit part has none describes the
-        start state's next block while it still holds blocks of that list."""
+        order-0 pages (split_map_pages()). The lists' explicit part first (blocks already
+        described); only when it has no suitable block, the start state's next blocks are
+        described, smallest order first (the commonest, so that few blocks are described)."""
         zone = self.zone
         floor = (source_block + 1) << PAGEBLOCK_ORDER
-        for order in range(min(self.order, PAGEBLOCK_ORDER) - 1, -1, -1):
-            while True:
+        top = min(self.order, PAGEBLOCK_ORDER) - 1
+        for order in range(top, -1, -1):
+            if self._take(order, floor):
+                return True
+        if not zone.unmat:
+            return False
+        for order in range(top + 1):
+            while zone.unmat[order][MIGRATE_MOVABLE] and zone._describe_next():
                 if self._take(order, floor):
                     return True
-                if not (zone.unmat and zone.unmat[order][MIGRATE_MOVABLE]
-                        and zone._describe_next()):
-                    break
         return False
 
     def _take(self, order: int, floor: int) -> bool:
