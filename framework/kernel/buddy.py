@@ -12,8 +12,13 @@ them as a range (:attr:`Zone.pristine_next` .. :attr:`Zone.pristine_end`) and ta
 when the explicit part of that list is empty. Cost therefore follows what a workload touches,
 not the zone's size.
 
-Not modelled: per-cpu page lists (every order-0 free reaches the buddy at once), watermarks
-and reclaim (an allocation succeeds while any block fits), CMA, HIGHATOMIC, ISOLATE, shuffling.
+A start state's used pages (page cache, anon, slab, kernel) are kept per described pageblock
+as three bitmaps (:attr:`Zone.cache_bits`, :attr:`Zone.anon_bits`, :attr:`Zone.pinned_bits`,
+bit ``i`` = page ``i`` of the pageblock), made when the block is described, so that reclaim
+(framework/kernel/vmscan.py) and compaction (framework/kernel/compaction.py) act on them at a
+cost that follows what they touch.
+
+Not modelled: CMA, HIGHATOMIC, ISOLATE, shuffling.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from framework.kernel.consts import (
     PAGEBLOCK_ORDER,
 )
 from framework.kernel.e820 import ZoneSpan
-from framework.kernel.initial import StartState
+from framework.kernel.initial import Block, StartState, Use
 from framework.kernel.ledger import Ledger
 from framework.kernel.pcp import PAGE_ALLOC_COSTLY_ORDER, PerCpuPages
 
@@ -43,6 +48,32 @@ TOP = MAX_ORDER - 1
 BUDDY_ORDER_BITS = 4
 BUDDY_ORDER_MASK = (1 << BUDDY_ORDER_BITS) - 1
 NO_PAGE = -1
+
+#: id(block) -> (block, its bitmaps): a template's Block is built once and cached, so the
+#: bitmaps are too (the block is kept so that its id stays its own).
+_BITS: dict[int, tuple[Block, tuple[tuple[int, int, int], ...]]] = {}
+
+
+def block_bits(block: Block) -> tuple[tuple[int, int, int], ...]:
+    """Per pageblock of ``block``: bitmaps (page cache, 4 KiB anon, pinned) of its used
+    pages, bit ``i`` for page ``i`` of the pageblock. Pinned: kernel and slab pages, and
+    every page of a folio above order 0 (a THP), which v6.3 compaction does not isolate."""
+    found = _BITS.get(id(block))
+    if found is not None and found[0] is block:
+        return found[1]
+    bits = [[0, 0, 0] for _ in range(len(block.mts))]
+    for offset, order, use in block.used:
+        half, page = offset >> PAGEBLOCK_ORDER, offset & (PAGEBLOCK_NR_PAGES - 1)
+        mask = ((1 << (1 << order)) - 1) << page
+        if order == 0 and use == Use.PAGECACHE:
+            bits[half][0] |= mask
+        elif order == 0 and use == Use.ANON:
+            bits[half][1] |= mask
+        else:
+            bits[half][2] |= mask
+    out = tuple((c, a, p) for c, a, p in bits)
+    _BITS[id(block)] = (block, out)
+    return out
 
 
 class Zone:
@@ -57,10 +88,12 @@ class Zone:
 
     __slots__ = (
         "after_pristine",
+        "anon_bits",
         "batch",
         "buddy",
         "c_op",
         "c_step",
+        "cache_bits",
         "end_pfn",
         "fallbacks",
         "free_area",
@@ -75,11 +108,13 @@ class Zone:
         "pageblock_flags",
         "pageblock_mt",
         "pcp",
+        "pinned_bits",
         "pristine_end",
         "pristine_gone",
         "pristine_next",
         "single_page_types",
         "start",
+        "start_cache_pages",
         "start_cursor",
         "start_done",
         "start_pfn",
@@ -129,6 +164,13 @@ class Zone:
         self.start_done: set[int] = set()  # heads of the blocks the start state described
         self.unmat: list[list[int]] = []  # [order][mt] free blocks not yet described
         self.unmat_total: list[int] = []  # [order]: the same, summed over migratetypes
+        # the start state's used pages of each described pageblock (index -> bitmap):
+        # page cache (reclaimable, migratable), 4 KiB anon (migratable), the rest (kernel,
+        # slab, THP: compaction in v6.3 skips compound pages and cannot move the others)
+        self.cache_bits: dict[int, int] = {}
+        self.anon_bits: dict[int, int] = {}
+        self.pinned_bits: dict[int, int] = {}
+        self.start_cache_pages = 0  # page cache of the start state still held (LRU size)
         self._boot(first_free)
         self.nr_free_pages = self.free_pages()
 
@@ -208,6 +250,7 @@ class Zone:
         self.unmat = [list(row) for row in totals.nr_free]
         self.unmat_total = [sum(row) for row in self.unmat]
         self.start_used_pages = sum(totals.used_pages)
+        self.start_cache_pages = totals.used_pages[Use.PAGECACHE]
         self.nr_free_pages = self.free_pages()
 
     def _unmat(self, order: int, mt: int) -> int:
@@ -237,8 +280,14 @@ class Zone:
             self.unmat_total[order] -= 1
             self.nr_free_pages -= 1 << order  # _add() counts it again
             self._add(head + off, order, mt)
-        # block.used (the folios in use) is not kept: nothing reclaims or migrates them yet,
-        # and the zone counts them whole (start_used_pages)
+        first = head >> PAGEBLOCK_ORDER
+        for half, (cache, anon, pinned) in enumerate(block_bits(block)):
+            if cache:
+                self.cache_bits[first + half] = cache
+            if anon:
+                self.anon_bits[first + half] = anon
+            if pinned:
+                self.pinned_bits[first + half] = pinned
 
     def list_len(self, order: int, mt: int) -> int:
         """Blocks on ``free_area[order].free_list[mt]``, untouched ones included."""

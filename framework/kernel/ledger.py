@@ -63,6 +63,7 @@ class Ledger:
         "compact_fail",
         "compact_stall",
         "compact_success",
+        "compaction_cycles",
         "cpa_calls",
         "cpa_cycles",
         "direct_map_level2_collapses",
@@ -78,6 +79,7 @@ class Ledger:
         "pgscan_kswapd",
         "pgsteal_direct",
         "pgsteal_kswapd",
+        "reclaim_cycles",
         "shootdown_cycles",
         "slab_cycles",
         "split_cycles",
@@ -130,6 +132,8 @@ class Ledger:
         self.tree_cycles: float = 0.0
         self.tlb_cycles: float = 0.0
         self.numa_cycles: float = 0.0
+        self.reclaim_cycles: float = 0.0
+        self.compaction_cycles: float = 0.0
         self.total_cycles: float = 0.0
 
     @property

@@ -14,6 +14,13 @@ from bisect import bisect_right
 from collections.abc import Callable
 
 from framework.kernel.buddy import NO_PAGE, Zone
+from framework.kernel.compaction import (
+    DEF_COMPACT_PRIORITY,
+    INIT_COMPACT_PRIORITY,
+    Compaction,
+    CompactPriority,
+    CompactResult,
+)
 from framework.kernel.consts import (
     FALLBACKS,
     MAX_ORDER,
@@ -29,6 +36,7 @@ from framework.kernel.faults import Faults
 from framework.kernel.initial import StartState
 from framework.kernel.ledger import Ledger
 from framework.kernel.pcp import PAGE_ALLOC_COSTLY_ORDER, zone_batchsize, zone_highsize
+from framework.kernel.vmscan import MAX_RECLAIM_RETRIES, Reclaim
 from framework.kernel.watermark import (
     WMARK_LOW,
     WMARK_MIN,
@@ -106,6 +114,12 @@ class PageAlloc:
                                           self.cpus_per_node)
         self.current_cpu = 0
         self.c_zero = costs["zero_page"]  # hot-path cost, looked up once
+        # mm/vmscan.c and mm/compaction.c: act only inside the slow path
+        self.reclaim = Reclaim(self.zones, self.layout.zones, start, ledger, costs,
+                               faults.seed)
+        self.compaction = Compaction(self.zones, self.layout.zones, start, ledger, costs,
+                                     self.reclaim.lru)
+        self.reclaim.compaction_ready = self.compaction.compaction_ready
 
 
     def _build_zones(self) -> list[Zone]:
@@ -269,19 +283,113 @@ class PageAlloc:
 
     def alloc_pages_slowpath(self, order: int, mt: int, preferred: int,
                              highest_zone: int) -> int:
-        """__alloc_pages_slowpath(), as far as the model has reclaimable memory: retry at the
-        min watermark, then drain the per-cpu lists (drain_all_pages()) and retry."""
+        """__alloc_pages_slowpath() for GFP_KERNEL-like requests (direct reclaim allowed, no
+        __GFP_NORETRY or __GFP_RETRY_MAYFAIL):
+
+        wake_all_kswapds() (kswapd runs at once: framework/kernel/vmscan.py); the free lists
+        at the min watermark; for a costly order or an unmovable order > 0, async direct
+        compaction; then the retry loop: kswapd again, the free lists, direct reclaim (with
+        drain_all_pages() and one more try the first time it does not suffice), direct
+        compaction at DEF_COMPACT_PRIORITY. A costly order gives up after one round; orders
+        0-3 retry while should_reclaim_retry() or should_compact_retry() allow, at most
+        MAX_RECLAIM_RETRIES rounds without progress. No OOM killer: the end is NULL.
+        """
+        zonelist = self.zonelists[preferred]
+        costly = order > PAGE_ALLOC_COSTLY_ORDER
+        self.wake_all_kswapds(order, zonelist, highest_zone)
         pfn = self.get_page_from_freelist(order, mt, preferred, WMARK_MIN, highest_zone)
         if pfn != NO_PAGE:
             return pfn
-        if not self.pcp_enabled:
+        if costly or (order and mt != MIGRATE_MOVABLE):
+            pfn, _ = self.direct_compact(order, mt, preferred, highest_zone,
+                                         INIT_COMPACT_PRIORITY)
+            if pfn != NO_PAGE:
+                return pfn
+        return self._retry(order, mt, preferred, highest_zone, zonelist)
+
+    def _retry(self, order: int, mt: int, preferred: int, highest_zone: int,
+               zonelist: list[Zone]) -> int:
+        """The slow path's ``retry:`` loop (alloc_pages_slowpath())."""
+        no_progress_loops = compaction_retries = 0
+        drained = False
+        while True:
+            self.wake_all_kswapds(order, zonelist, highest_zone)
+            pfn = self.get_page_from_freelist(order, mt, preferred, WMARK_MIN, highest_zone)
+            if pfn != NO_PAGE:
+                return pfn
+            progress = self.reclaim.try_to_free_pages(zonelist, order, highest_zone)
+            pfn = self.get_page_from_freelist(order, mt, preferred, WMARK_MIN, highest_zone)
+            if pfn == NO_PAGE and not drained:  # __alloc_pages_direct_reclaim()
+                drained = True
+                if self.pcp_enabled and self.drain_all_pages():
+                    pfn = self.get_page_from_freelist(order, mt, preferred, WMARK_MIN,
+                                                      highest_zone)
+            if pfn != NO_PAGE:
+                return pfn
+            pfn, result = self.direct_compact(order, mt, preferred, highest_zone,
+                                              DEF_COMPACT_PRIORITY)
+            if pfn != NO_PAGE or order > PAGE_ALLOC_COSTLY_ORDER:
+                return pfn
+            no_progress_loops = 0 if progress else no_progress_loops + 1
+            if no_progress_loops > MAX_RECLAIM_RETRIES:
+                return NO_PAGE
+            if self.should_reclaim_retry(order, zonelist, highest_zone):
+                continue
+            if progress and result == CompactResult.COMPACT_SUCCESS \
+                    and compaction_retries < MAX_RECLAIM_RETRIES:  # should_compact_retry()
+                compaction_retries += 1
+                continue
             return NO_PAGE
+
+    def drain_all_pages(self) -> int:
+        """drain_all_pages(): every CPU's lists of every zone back to the buddy."""
         drained = 0
-        for zone in self.zones:  # drain_all_pages()
+        for zone in self.zones:
             drained += zone.drain_pages()
-        if not drained:
-            return NO_PAGE
-        return self.get_page_from_freelist(order, mt, preferred, WMARK_MIN, highest_zone)
+        return drained
+
+    def wake_all_kswapds(self, order: int, zonelist: list[Zone], highest_zone: int) -> None:
+        """wake_all_kswapds(): wakeup_kswapd() for each node of the zonelist, once."""
+        seen = -1
+        for zone in zonelist:
+            if zone.node != seen and zone.zone_type <= highest_zone:
+                seen = zone.node
+                self.reclaim.wakeup_kswapd(zone.node, order, highest_zone)
+
+    def direct_compact(self, order: int, mt: int, preferred: int, highest_zone: int,
+                       prio: CompactPriority) -> tuple[int, CompactResult]:
+        """__alloc_pages_direct_compact(): compact_stall unless every zone was skipped, then
+        the free lists; compact_success or compact_fail."""
+        if not order:
+            return NO_PAGE, CompactResult.COMPACT_SKIPPED
+        result = self.compaction.try_to_compact_pages(self.zonelists[preferred], order, mt,
+                                                      WMARK_MIN, highest_zone, prio)
+        if result == CompactResult.COMPACT_SKIPPED:
+            return NO_PAGE, result
+        led = self.ledger
+        led.compact_stall += 1
+        pfn = self.get_page_from_freelist(order, mt, preferred, WMARK_MIN, highest_zone)
+        if pfn != NO_PAGE:
+            self.compaction.compaction_defer_reset(self.zone_of(pfn), order, True)
+            led.compact_success += 1
+        else:
+            led.compact_fail += 1
+        return pfn, result
+
+    def should_reclaim_retry(self, order: int, zonelist: list[Zone],
+                             highest_zone: int) -> bool:
+        """should_reclaim_retry()'s test: would some zone meet its min watermark for the
+        order if all its reclaimable pages were freed?"""
+        for zone in zonelist:
+            if zone.zone_type > highest_zone:
+                continue
+            available = zone.nr_free_pages + self.reclaim.reclaimable(zone)
+            mark = zone.wmark[WMARK_MIN] + zone.lowmem_reserve[highest_zone]
+            if available - ((1 << order) - 1) <= mark:
+                continue
+            if not order or any(zone.nr_free_at(o) for o in range(order, MAX_ORDER)):
+                return True
+        return False
 
     def _count_movable(self, pfn: int, delta: int) -> None:
         """Movable pages in use per pageblock: what steal_suitable_fallback()'s ``alike`` counts."""

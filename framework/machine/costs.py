@@ -80,6 +80,15 @@ _ENTRIES = (
               "node", "[E] one first-touch miss at remote minus local DRAM latency: 60 ns "
               "(135 vs 195 ns, Intel MLC, one QPI hop) at 3.0 GHz; docs/hardware.md, "
               "'Remote memory cost'"),
+    CostEntry("reclaim_page", 2400, "reclaim", "per clean page-cache page reclaimed",
+              "[E] shrink_folio_list() + __remove_mapping() + the free: 0.8 us at 3.0 GHz; "
+              "docs/hardware.md, 'Reclaim and migration cost'"),
+    CostEntry("migrate_page", 7500, "compaction", "per 4 KiB page migrated by compaction",
+              "[E] isolate, unmap with its TLB flush, copy 4 KiB, remap: 2.5 us at 3.0 GHz; "
+              "docs/hardware.md, 'Reclaim and migration cost'"),
+    CostEntry("compact_scan_block", 1500, "compaction", "per pageblock the migrate scanner "
+              "examines", "[E] a pass over 512 struct pages: 0.5 us at 3.0 GHz; "
+              "docs/hardware.md, 'Reclaim and migration cost'"),
 )
 
 DEFAULT_COSTS: dict[str, CostEntry] = {e.name: e for e in _ENTRIES}

@@ -48,6 +48,7 @@ from framework.machine.procfs import MIGRATETYPE_NAMES, ProcSnapshot, ZoneRecord
 from framework.params import Param
 
 PMD_SHIFT_PAGES = 9  # a 2 MiB region is pfn >> 9
+PB_SHIFT = 9  # pageblock_order: a pageblock is pfn >> 9
 GIB_PAGES = 1 << 18
 KIB_PER_PAGE = 4
 
@@ -97,6 +98,18 @@ class ZoneTable:
             self._ids = ids
         return self._ids
 
+    def pageblocks_with(self, uses: frozenset[int]) -> np.ndarray:
+        """Indices (pfn >> pageblock_order) of the zone's pageblocks whose used pages are of
+        one of ``uses`` (:class:`Use` values, :data:`~framework.machine.pack.THP`), in pfn
+        order (int64). A vector operation over the template ids: no block is described."""
+        ids = self.ids()
+        base = np.arange(len(ids), dtype=np.int64) * 2 + (self.blocks.start >> PB_SHIFT)
+        out = []
+        for half in (0, 1):
+            hit = np.array([t.uses[half] in uses for t in self.templates], dtype=bool)
+            out.append(base[hit[ids]] + half if len(ids) else base[:0])
+        return np.sort(np.concatenate(out))
+
     def block(self, head_pfn: int) -> Block:
         """The block at ``head_pfn``."""
         index = (head_pfn - self.blocks.start) // BLOCK_PAGES
@@ -133,6 +146,12 @@ class _Tables:
     def block(self, zone: ZoneSpan, head_pfn: int) -> Block:
         """The block at ``head_pfn`` of ``zone``."""
         return self.table(zone).block(head_pfn)
+
+    def pageblocks_with(self, zone: ZoneSpan, uses: frozenset[int]) -> np.ndarray:
+        """The zone's pageblocks (index = pfn >> pageblock_order) whose used pages are of one
+        of ``uses`` at the start, ascending (:meth:`ZoneTable.pageblocks_with`): where reclaim
+        finds page cache and compaction finds pages to migrate, found without describing."""
+        return self.table(zone).pageblocks_with(uses)
 
 
 # --- fresh ------------------------------------------------------------------------------------

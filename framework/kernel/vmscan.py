@@ -1,0 +1,270 @@
+"""mm/vmscan.c: kswapd and direct reclaim of the start state's page cache (v6.3).
+
+What is reclaimable: the clean page cache a start state holds (``Use.PAGECACHE``, framework/
+kernel/initial.py). Anon memory is not (the model has no swap: ``get_scan_count()`` then
+scans only the file lists), slab is freed only by shrinkers, and nothing the run allocated is
+on an LRU. Every page cache page reclaim looks at is clean, unmapped and inactive, so
+``pgscan == pgsteal``.
+
+The LRU: the inactive file list holds the zone's page cache in the order it was added, which
+has little to do with pfns, except that pages added together (one readahead, served from one
+per-cpu batch) lie near each other. The model visits the zone's page-cache pageblocks in an
+order drawn from the seed and takes one isolation batch (``SWAP_CLUSTER_MAX`` pages,
+``isolate_lru_folios()``) from each, spread over the pageblock (16 pages apart, from a
+position that moves with every visit), round after round: reclaiming ``n`` pages touches
+about ``n / 32`` pageblocks, and the freed pages merge only where their buddies happen to be
+free. Pages compaction moves into other pageblocks join the list there.
+
+- :meth:`Reclaim.wakeup_kswapd`: ``wakeup_kswapd()``; a woken kswapd runs
+  ``balance_pgdat()`` at once, inside the allocation that woke it (deterministic), and goes
+  back to sleep when the node is balanced (some eligible zone above its high watermark for
+  the order; order 0 once it reclaimed ``compact_gap(order)`` pages) or after priority 1.
+  ``kswapd_failures`` counts runs that reclaimed nothing; at ``MAX_RECLAIM_RETRIES`` the
+  node is left to direct reclaim.
+- :meth:`Reclaim.try_to_free_pages`: ``try_to_free_pages()`` / ``do_try_to_free_pages()``:
+  ``allocstall``, then priorities 12..0 over the zonelist's eligible zones until
+  ``SWAP_CLUSTER_MAX`` pages are reclaimed; a zone where compaction could already run for a
+  costly order is skipped (``compaction_ready()``), which counts as progress.
+
+Each scan of ``lru_size >> priority`` pages (``get_scan_count()``) is capped at what the
+reclaimer still wants, in ``SWAP_CLUSTER_MAX`` batches. Reclaimed pages go straight to the
+buddy (v6.3 passes them through the reclaiming CPU's per-cpu list, free_unref_page_list()).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from framework.kernel.buddy import Zone
+from framework.kernel.consts import (
+    MAX_ORDER,
+    MIGRATE_MOVABLE,
+    PAGEBLOCK_NR_PAGES,
+    PAGEBLOCK_ORDER,
+)
+from framework.kernel.e820 import ZoneSpan
+from framework.kernel.initial import StartState, Use
+from framework.kernel.ledger import Ledger
+from framework.kernel.watermark import WMARK_HIGH
+
+DEF_PRIORITY = 12  # mm/vmscan.c
+SWAP_CLUSTER_MAX = 32  # include/linux/swap.h
+MAX_RECLAIM_RETRIES = 16  # mm/internal.h
+PAGE_ALLOC_COSTLY_ORDER = 3
+_FULL = (1 << PAGEBLOCK_NR_PAGES) - 1
+_PB_MASK = PAGEBLOCK_NR_PAGES - 1
+_GOLDEN = 0x9E3779B1  # spreads the page taken from a pageblock over its positions
+_STRIDE = PAGEBLOCK_NR_PAGES // SWAP_CLUSTER_MAX  # 16: a batch's pages spread over the block
+BLOCK_SHIFT = MAX_ORDER - 1  # a start-state block (two pageblocks) is pfn >> 10
+
+#: ``ready(zone, order, highest_zone)``: compaction_ready() (framework/kernel/compaction.py).
+Ready = Callable[[Zone, int, int], bool]
+
+
+def compact_gap(order: int) -> int:
+    """include/linux/compaction.h compact_gap(): twice the request, what compaction needs free."""
+    return 2 << order
+
+
+def pick_bit(bits: int, start: int) -> int:
+    """The first set bit of the 512-bit ``bits`` at or after ``start``, wrapping."""
+    rot = ((bits >> start) | (bits << (PAGEBLOCK_NR_PAGES - start))) & _FULL
+    return ((rot & -rot).bit_length() - 1 + start) & _PB_MASK
+
+
+class Lru:
+    """One zone's inactive file list: page-cache pageblocks in LRU order and a cursor."""
+
+    __slots__ = ("members", "order", "pos", "visits")
+
+    def __init__(self, order: list[int]) -> None:
+        self.order = order
+        self.members = set(order)
+        self.pos = 0
+        self.visits = 0
+
+    def add(self, block: int) -> None:
+        """A pageblock that received page cache (migration) joins the list's end."""
+        if block not in self.members:
+            self.members.add(block)
+            self.order.append(block)
+
+
+class Reclaim:
+    """kswapd and direct reclaim of one machine (module docstring).
+
+    :ivar kswapd_failures: per node, consecutive kswapd runs that reclaimed nothing.
+    """
+
+    def __init__(self, zones: Sequence[Zone], spans: Sequence[ZoneSpan],
+                 start: StartState | None, ledger: Ledger, costs: dict[str, float], seed: int
+                 ) -> None:
+        self.zones = zones
+        self.spans = dict(zip((id(z) for z in zones), spans, strict=True))
+        self.start = start
+        self.ledger = ledger
+        self.c_reclaim = costs["reclaim_page"]
+        self.seed = seed
+        self.lrus: dict[int, Lru] = {}
+        self.kswapd_failures = [0] * (1 + max((z.node for z in zones), default=0))
+        self.compaction_ready: Ready | None = None
+
+    # -- the LRU model ----------------------------------------------------------------------
+    def lru(self, zone: Zone) -> Lru:
+        """The zone's list, built on first use from the start state's page-cache pageblocks
+        (no block described), in an order drawn from the seed."""
+        lru = self.lrus.get(id(zone))
+        if lru is None:
+            blocks: np.ndarray = np.zeros(0, dtype=np.int64)
+            finder = getattr(self.start, "pageblocks_with", None)
+            if finder is not None and zone.start_cache_pages:
+                blocks = finder(self.spans[id(zone)], frozenset({int(Use.PAGECACHE)}))
+            rng = np.random.Generator(np.random.PCG64(
+                (self.seed * 7919 + zone.start_pfn) % (1 << 63)))
+            lru = self.lrus[id(zone)] = Lru([int(b) for b in rng.permutation(blocks)])
+        return lru
+
+    def shrink_zone(self, zone: Zone, nr_to_scan: int) -> int:
+        """shrink_inactive_list() over ``nr_to_scan`` pages of the zone's list; returns the
+        pages reclaimed (each one scanned, all clean: module docstring)."""
+        lru = self.lru(zone)
+        order = lru.order
+        cache_bits = zone.cache_bits
+        done_blocks = zone.start_done
+        free_one_page = zone.free_one_page
+        types = zone.pageblock_mt
+        done = empty = 0
+        pos = lru.pos
+        while done < nr_to_scan and done < zone.start_cache_pages and empty <= len(order):
+            if pos >= len(order):
+                pos = 0
+            block = order[pos]
+            pos += 1
+            if block >> 1 << BLOCK_SHIFT not in done_blocks:
+                zone.materialise(block << PAGEBLOCK_ORDER)
+            bits = cache_bits.get(block, 0)
+            if not bits:
+                empty += 1
+                continue
+            empty = 0
+            lru.visits += 1
+            start = (lru.visits * _GOLDEN + block) & _PB_MASK
+            base = block << PAGEBLOCK_ORDER
+            mt = types.get(block, MIGRATE_MOVABLE)
+            take = min(SWAP_CLUSTER_MAX, nr_to_scan - done, zone.start_cache_pages - done)
+            for j in range(take):  # a batch spread over the pageblock, 16 pages apart
+                if not bits:
+                    break
+                page = pick_bit(bits, (start + j * _STRIDE) & _PB_MASK)
+                bits &= ~(1 << page)
+                free_one_page(base + page, 0, mt)
+                done += 1
+            if bits:
+                cache_bits[block] = bits
+            else:
+                del cache_bits[block]
+        lru.pos = pos
+        zone.start_cache_pages -= done
+        zone.start_used_pages -= done
+        cost = self.c_reclaim * done
+        self.ledger.reclaim_cycles += cost
+        self.ledger.total_cycles += cost
+        return done
+
+    def _eligible(self, node: int, highest_zone: int) -> list[Zone]:
+        return [z for z in self.zones if z.node == node and z.zone_type <= highest_zone
+                and z.managed]
+
+    def shrink_node(self, zones: Sequence[Zone], priority: int, nr_to_reclaim: int) -> int:
+        """shrink_node(): scan ``lru_size >> priority`` of each eligible zone's page cache
+        (the node's LRU spans them), up to ``nr_to_reclaim`` in SWAP_CLUSTER_MAX batches."""
+        reclaimed = 0
+        for zone in zones:
+            scan = zone.start_cache_pages >> priority
+            want = nr_to_reclaim - reclaimed
+            if want <= 0:
+                break
+            batches = -(-want // SWAP_CLUSTER_MAX) * SWAP_CLUSTER_MAX
+            reclaimed += self.shrink_zone(zone, min(scan, batches))
+        return reclaimed
+
+    # -- kswapd -----------------------------------------------------------------------------
+    @staticmethod
+    def pgdat_balanced(zones: Sequence[Zone], order: int, highest_zone: int) -> bool:
+        """pgdat_balanced(): some eligible zone is above its high watermark for ``order``."""
+        return any(z.watermark_ok(order, z.wmark[WMARK_HIGH], highest_zone) for z in zones)
+
+    def wakeup_kswapd(self, node: int, order: int, highest_zone: int) -> None:
+        """wakeup_kswapd(): a sleeping kswapd of ``node`` runs balance_pgdat() unless the
+        node is balanced or hopeless (``kswapd_failures``)."""
+        zones = self._eligible(node, highest_zone)
+        if not zones or self.kswapd_failures[node] >= MAX_RECLAIM_RETRIES:
+            return
+        if self.pgdat_balanced(zones, order, highest_zone):
+            return
+        self.balance_pgdat(node, order, highest_zone, zones)
+
+    def balance_pgdat(self, node: int, order: int, highest_zone: int,
+                      zones: Sequence[Zone]) -> int:
+        """balance_pgdat(): priorities 12..1 until the node is balanced; each pass asks
+        kswapd_shrink_node() for the eligible zones' high watermarks (at least
+        SWAP_CLUSTER_MAX each); a high order drops to 0 once compact_gap(order) pages are
+        reclaimed. Returns the pages reclaimed."""
+        led = self.ledger
+        total = 0
+        priority = DEF_PRIORITY
+        sc_order = order
+        while priority >= 1:
+            if self.pgdat_balanced(zones, sc_order, highest_zone):
+                break
+            nr_to_reclaim = sum(max(z.wmark[WMARK_HIGH], SWAP_CLUSTER_MAX) for z in zones)
+            got = self.shrink_node(zones, priority, nr_to_reclaim)
+            total += got
+            if sc_order and total >= compact_gap(sc_order):
+                sc_order = 0
+            if got < nr_to_reclaim or not got:  # raise_priority: scanned < nr_to_reclaim
+                priority -= 1
+        led.pgscan_kswapd += total
+        led.pgsteal_kswapd += total
+        self.kswapd_failures[node] = 0 if total else self.kswapd_failures[node] + 1
+        return total
+
+    # -- direct reclaim ---------------------------------------------------------------------
+    def try_to_free_pages(self, zonelist: Sequence[Zone], order: int,
+                          highest_zone: int) -> int:
+        """try_to_free_pages() -> do_try_to_free_pages(): returns the progress
+        ``__perform_reclaim()`` reports (pages reclaimed, or 1 when compaction is ready)."""
+        led = self.ledger
+        led.allocstall += 1
+        nodes: list[int] = []
+        for zone in zonelist:
+            if zone.node not in nodes:
+                nodes.append(zone.node)
+        reclaimed = 0
+        compaction_ready = False
+        for priority in range(DEF_PRIORITY, -1, -1):
+            for node in nodes:  # shrink_zones(): each node once
+                zones = []
+                for zone in self._eligible(node, highest_zone):
+                    if (order > PAGE_ALLOC_COSTLY_ORDER and self.compaction_ready is not None
+                            and self.compaction_ready(zone, order, highest_zone)):
+                        compaction_ready = True
+                        continue
+                    zones.append(zone)
+                if zones and reclaimed < SWAP_CLUSTER_MAX:
+                    reclaimed += self.shrink_node(zones, priority,
+                                                  SWAP_CLUSTER_MAX - reclaimed)
+            if reclaimed >= SWAP_CLUSTER_MAX or compaction_ready:
+                break
+        led.pgscan_direct += reclaimed
+        led.pgsteal_direct += reclaimed
+        if reclaimed:
+            return reclaimed
+        return 1 if compaction_ready else 0
+
+    def reclaimable(self, zone: Zone) -> int:
+        """zone_reclaimable_pages(): the zone's page cache still held."""
+        return zone.start_cache_pages
+
