@@ -85,6 +85,14 @@ class FreeAreaProbe:
             return tuple(counts)
         return tuple(sum(z.nr_free_at(order) for z in zones) for order in range(MAX_ORDER))
 
+    def reserved_pages(self, node: int | None = None) -> int:
+        """Free pages an ordinary request (highest zone ``ZONE_NORMAL``: ``GFP_KERNEL``,
+        ``GFP_HIGHUSER_MOVABLE``) cannot take without reclaim: per zone its high watermark
+        plus its ``lowmem_reserve`` for such a request (mm/page_alloc.c
+        ``__zone_watermark_ok``, kswapd's goal), at most the zone's free pages."""
+        zones = self._zones if node is None else tuple(z for z in self._zones if z.node == node)
+        return sum(min(z.nr_free_pages, z.wmark[2] + z.lowmem_reserve[-1]) for z in zones)
+
 
 
 class Workload(ABC):

@@ -42,7 +42,7 @@ def test_no_sets_gives_every_default() -> None:
     assert config.costs["zero_page"] == 897
     assert config.faults["alloc_fail_rate"] == 0.0
     assert config.tlb["dist"] == "zipf"
-    assert config.workload["processes"] == 96
+    assert config.workload["processes"] == 512
     assert config.plugin["variant"] == "posted"
     assert config.background is None
 

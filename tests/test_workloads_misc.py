@@ -38,10 +38,12 @@ from tests.conftest import small_spec
 GENERATED: tuple[type[Workload], ...] = (Bpf, Trampolines, PksPagetables, Guest, DmaNokmap)
 
 
-def make(cls: type[Workload], **sets: Any) -> Workload:
-    """The workload with ``sets`` resolved as ``--set`` strings would be, on a 4 GiB machine."""
+def make(cls: type[Workload], cpus: int = 4, **sets: Any) -> Workload:
+    """The workload with ``sets`` resolved as ``--set`` strings would be, on a 4 GiB machine
+    with ``cpus`` CPUs (1 for the exact tests: every request then runs on CPU 0; the CPU
+    choices are tested in tests/test_workload_cpus.py)."""
     return cls(resolve(cls.name, cls.params, {k: str(v) for k, v in sets.items()}),
-               small_spec())
+               small_spec(cpus=cpus))
 
 
 def run(workload: Workload, seed: int = 1) -> list[Event]:
@@ -120,8 +122,10 @@ def test_sample_every(cls: type[Workload]) -> None:
 def test_bpf_one_program_exact() -> None:
     """sigma 0 makes proglen = exp(ln 1000) = 1000 B; progs_per_app 1 makes the geometric
     draw 1; so one app loads one program of 1000 + 8 (header) + 16 (hole) = 1024 B, writes
-    the whole image with text_poke_copy, and unloads it."""
-    events = run(make(Bpf, apps=1, concurrent=1, progs_per_app=1, mean_bytes=1000, sigma=0))
+    the whole image with text_poke_copy, and unloads it. No resident programs (the scale
+    before systemd's and the CNI's were added)."""
+    events = run(make(Bpf, 1, apps=1, concurrent=1, progs_per_app=1, mean_bytes=1000, sigma=0,
+                      systemd_progs=0, host_progs=0))
     req = Request("bpf_prog", 1024, "ROX", False, None, "OWNER")
     assert events == [Event(ALLOC, 1, req), Event(WRITE, 1, None, 1024), Event(FREE, 1)]
 
@@ -129,8 +133,10 @@ def test_bpf_one_program_exact() -> None:
 def test_bpf_cut_offs() -> None:
     """proglen 10 B is below min_bytes 16, so the request is 16 + 24 = 40 B; 100000 B is
     above max_bytes 65536, so 65536 + 24 = 65560 B."""
-    small = run(make(Bpf, apps=1, progs_per_app=1, mean_bytes=10, sigma=0))
-    big = run(make(Bpf, apps=1, progs_per_app=1, mean_bytes=100000, sigma=0))
+    small = run(make(Bpf, apps=1, progs_per_app=1, mean_bytes=10, sigma=0, systemd_progs=0,
+                     host_progs=0))
+    big = run(make(Bpf, apps=1, progs_per_app=1, mean_bytes=100000, sigma=0, systemd_progs=0,
+                   host_progs=0))
     assert small[0].request.size == 40
     assert big[0].request.size == 65560
 
@@ -142,8 +148,10 @@ def test_bpf_sizes_and_group_sizes_follow_the_documented_distribution() -> None:
     nearly cancel); plus 24 B per request.
     The standard deviation of the log-normal is 512 * sqrt(e - 1) = 671 B, so over ~12000
     programs the standard error is ~6 B: 30 B is five of them. Programs per app are geometric
-    with mean 4 (variance (1 - p)/p^2 = 12): over 3000 apps the standard error is 0.063."""
-    events = run(make(Bpf, apps=3000, concurrent=40))
+    with mean 4 (variance (1 - p)/p^2 = 12): over 3000 apps the standard error is 0.063.
+    (The scale before the resident programs and 12 programs per endpoint, pinned.)"""
+    events = run(make(Bpf, apps=3000, concurrent=40, progs_per_app=4, systemd_progs=0,
+                      host_progs=0))
     seen = check_lifecycle(events)
     sizes = [req.size for req in seen.values()]
     assert {(r.site, r.perm, r.zero, r.node, r.freed_by) for r in seen.values()} == {
@@ -167,8 +175,8 @@ def test_trampolines_bpf_only_one_target_alternates() -> None:
     """bpf_share only, one target, concurrent 1: each attach finds the target empty and
     builds image n (alloc + write of 4096 B); the cap then forces the detach, which leaves no
     program, so the image is freed: alloc n, write n, free n, three times."""
-    events = run(make(Trampolines, attaches=3, concurrent=1, kprobe_share=0, ftrace_share=0,
-                      bpf_targets=1))
+    events = run(make(Trampolines, 1, attaches=3, concurrent=1, kprobe_share=0,
+                      ftrace_share=0, bpf_targets=1))
     req = Request("trampoline", 4096, "ROX", False, None, "OWNER")
     expected = []
     for n in (1, 2, 3):
@@ -221,7 +229,7 @@ def test_pks_two_processes_exact() -> None:
     """sigma 0 gives every process exp(ln 5) = 5 pages; with concurrent 1 the first step
     starts a process (none alive), the cap forces the next to end it, and so on: process 1
     allocates and writes ids 1..5 and frees them, process 2 likewise ids 6..10."""
-    events = run(make(PksPagetables, processes=2, concurrent=1, mean_pages=5, sigma=0))
+    events = run(make(PksPagetables, 1, processes=2, concurrent=1, mean_pages=5, sigma=0))
     req = Request("pagetable", 4096, "PKS", True, 0, "OWNER")
     expected = []
     for ids in (range(1, 6), range(6, 11)):
@@ -254,7 +262,7 @@ def test_guest_counts_and_teardown() -> None:
     """Two VMs of 8 MiB in 2 MiB folios: 8 / 2 = 4 folios each, 8 allocations of 2 MiB
     (UNMAPPED, not zeroed), each written once; a VM's teardown frees exactly its own folios,
     in fault order, after its last fault."""
-    events = run(make(Guest, vms=2, concurrent=2, vm_mib=8, chunk_kib=2048))
+    events = run(make(Guest, 1, vms=2, concurrent=2, vm_mib=8, chunk_kib=2048))
     seen = check_lifecycle(events)
     assert len(seen) == 8
     assert {req for req in seen.values()} == {
@@ -293,7 +301,7 @@ def test_dma_exact_small_run() -> None:
     """One driver with one probe buffer, one burst of two; min = max = 64 KiB makes every
     buffer exactly 65536 B. Probe allocates id 1, the burst ids 2 and 3 (each written by the
     device), the burst ends (frees 2, 3), then unbind frees 1."""
-    events = run(make(DmaNokmap, drivers=1, probe_buffers=1, bursts=1, burst_buffers=2,
+    events = run(make(DmaNokmap, 1, drivers=1, probe_buffers=1, bursts=1, burst_buffers=2,
                       min_kib=64, max_kib=64))
     req = Request("dma_nokmap", 65536, "UNMAPPED", False, 0, "OWNER")
     expected = []

@@ -77,6 +77,10 @@ Numbers (estimates [E], documented so they can be argued with):
   ``slub_max_order`` is 3 and most caches on a many-CPU machine use order-1..3 slabs);
 - ``used`` 0.85: a loaded server keeps most RAM in page cache and anonymous memory.
 
+CPUs: spread. Faults, reclaim and slab allocations happen on every CPU of a loaded server, so
+each request runs on a CPU drawn uniformly over its node (over the machine when it names no
+node), from a stream of its own spawned from the load's generator.
+
 Sites: THPs and folios are ``user`` requests (``MIGRATE_MOVABLE``; THPs zeroed as an anonymous
 fault clears them, folios not, as page-cache reads fill them); slab pages are ``kernel``
 requests (``MIGRATE_UNMOVABLE``) and reclaimable slab pages ``reclaimable`` requests
@@ -105,6 +109,7 @@ from framework.machine.spec import MachineSpec
 from framework.params import Param
 from framework.request import ALLOC, FREE, PRESSURE, Event, Request
 from framework.workload import Workload
+from framework.workloads.cpus import CpuChooser
 
 THP, FOLIO, SLAB, RECLAIMABLE = "thp", "folio", "slab", "reclaimable"
 KINDS: tuple[str, ...] = (THP, FOLIO, SLAB, RECLAIMABLE)
@@ -186,11 +191,18 @@ class FreeState:
         return max((order for order in range(len(blocks)) if blocks[order]), default=-1)
 
 
-def free_state(blocks: tuple[int, ...]) -> FreeState:
-    """Summarise ``/proc/buddyinfo``-style free blocks per order."""
+def free_state(blocks: tuple[int, ...], reserve: int = 0) -> FreeState:
+    """Summarise ``/proc/buddyinfo``-style free blocks per order, less ``reserve`` pages that
+    requests cannot take (the watermarks: :meth:`FreeAreaProbe.reserved_pages`), counted as
+    held in the largest blocks: what is left of those counts in whole pageblocks.
+    """
     big = blocks[PAGEBLOCK_ORDER:]
     large = sum(map(operator.mul, big, BLOCK_PAGES[PAGEBLOCK_ORDER:]))
-    return FreeState(blocks, sum(map(operator.mul, blocks, BLOCK_PAGES)), large, sum(big))
+    free = sum(map(operator.mul, blocks, BLOCK_PAGES))
+    if not reserve:
+        return FreeState(blocks, free, large, sum(big))
+    blocks_left = max(0, large - reserve) >> PAGEBLOCK_ORDER  # whole pageblocks a THP can take
+    return FreeState(blocks, max(0, free - reserve), blocks_left << PAGEBLOCK_ORDER, blocks_left)
 
 
 class Background(Workload):
@@ -221,7 +233,7 @@ class Background(Workload):
     def __init__(self, params: dict[str, Any], machine: MachineSpec) -> None:
         super().__init__(params, machine)
         self.pools: dict[str, _Pool] = {kind: _Pool() for kind in KINDS}
-        self.requests: dict[tuple[str, int, int | None], Request] = {}
+        self.requests: dict[tuple[str, int, int | None, int], Request] = {}
         ks = params["kernel_share"]
         small = min(1.0 - ks, SMALL_PER_FREE * (1.0 - params["used"]))
         self.shares: dict[str, float] = {
@@ -230,6 +242,7 @@ class Background(Workload):
         }
         self.target: float = params["target"]
         self.goal = 0  # free pages wanted, set when the fragmenting phase starts
+        self.cpus: CpuChooser | None = None  # made from the first generator the load gets
         self.fragment_events = 0
 
     # -- the run alone -------------------------------------------------------------------
@@ -294,7 +307,8 @@ class Background(Workload):
     def _state(self) -> FreeState:
         if self.probe is None:
             raise RuntimeError("background needs the engine's probe (workload.probe)")
-        return free_state(self.probe.free_blocks())
+        probe = self.probe
+        return free_state(probe.free_blocks(), probe.reserved_pages())
 
     def _too_many_large(self, state: FreeState) -> bool:
         return bool(state.large_blocks) and state.large > self.target * state.free
@@ -325,7 +339,9 @@ class Background(Workload):
         pin = kind == FOLIO and self._opens_pageblock(order, node, state)
         aid = next(ids)
         self.pools[kind].add(aid, 1 << order, pin)
-        return Event(ALLOC, aid, self._request(kind, order, node))
+        if self.cpus is None:
+            self.cpus = CpuChooser(rng, self.machine)
+        return Event(ALLOC, aid, self._request(kind, order, node, self.cpus.on(node)))
 
     def _node(self, rng: np.random.Generator, order: int) -> int | None:
         """A random node with a free block of ``order`` or more (None on one node)."""
@@ -353,11 +369,12 @@ class Background(Workload):
         movable = probe.free_blocks(MIGRATE_MOVABLE, node)
         return not any(movable[order:PAGEBLOCK_ORDER])
 
-    def _request(self, kind: str, order: int, node: int | None) -> Request:
-        key = (kind, order, node)
+    def _request(self, kind: str, order: int, node: int | None, cpu: int) -> Request:
+        key = (kind, order, node, cpu)
         req = self.requests.get(key)
         if req is None:
-            req = Request(KIND_SITE[kind], PAGE_SIZE << order, "RW", KIND_ZERO[kind], node)
+            req = Request(KIND_SITE[kind], PAGE_SIZE << order, "RW", KIND_ZERO[kind], node,
+                          "OWNER", cpu)
             self.requests[key] = req
         return req
 

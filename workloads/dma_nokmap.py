@@ -14,6 +14,10 @@ allocating ``probe_buffers`` long-lived buffers (firmware, ring and context buff
 while below the cap) or ends a random live one. At the end the drivers unbind and free their
 probe buffers, unless ``unbind_at_end=0`` keeps them live.
 
+CPUs: a driver allocates in its probe and in the ioctl or job submission that sets up a
+session; each driver's allocations run on one CPU of its node, drawn at probe (an estimate
+[E]: the thread that calls into a media or GPU driver is usually one per device).
+
 Numbers: an estimate, not a measurement. Buffer sizes are log-uniform between ``min_kib`` and
 ``max_kib`` (64 KiB to 4 MiB by default: a 1080p NV12 frame is 3 MiB, a 720p one 1.3 MiB,
 compressed-bitstream and GPU context buffers are tens to hundreds of KiB), rounded up to whole
@@ -47,6 +51,7 @@ from framework.machine.spec import MachineSpec
 from framework.params import Param
 from framework.request import ALLOC, FREE, WRITE, Event, Request
 from framework.workload import Workload, sampled, start_next
+from framework.workloads.cpus import CpuChooser
 
 PAGE_SIZE = 4096
 
@@ -85,9 +90,11 @@ class DmaNokmap(Workload):
         cfg = self.config
         ids = itertools.count(1)
         nodes = [int(rng.integers(self.machine.nodes)) for _ in range(cfg["drivers"])]
+        chooser = CpuChooser(rng, self.machine)
+        cpus = {driver: chooser.on(node) for driver, node in enumerate(nodes)}
         probed: list[int] = []
-        for node in nodes:  # the drivers' probe()
-            evs = self._buffers(rng, ids, cfg["probe_buffers"], node)
+        for driver, node in enumerate(nodes):  # the drivers' probe()
+            evs = self._buffers(rng, ids, cfg["probe_buffers"], node, cpus[driver])
             probed.extend(ev.id for ev in evs if ev.op == ALLOC)
             yield from evs
         started = 0
@@ -95,8 +102,8 @@ class DmaNokmap(Workload):
         while started < cfg["bursts"] or live:
             if start_next(rng, started, cfg["bursts"], len(live), cfg["concurrent"]):
                 started += 1
-                node = nodes[int(rng.integers(len(nodes)))]
-                evs = self._buffers(rng, ids, cfg["burst_buffers"], node)
+                driver = int(rng.integers(len(nodes)))
+                evs = self._buffers(rng, ids, cfg["burst_buffers"], nodes[driver], cpus[driver])
                 live.append([ev.id for ev in evs if ev.op == ALLOC])
                 yield from evs
             else:
@@ -111,14 +118,14 @@ class DmaNokmap(Workload):
         size = min(float(high), max(float(low), size))  # exp(log(x)) may miss x by an ulp
         return -(-math.ceil(size) // PAGE_SIZE) * PAGE_SIZE
 
-    def _buffers(self, rng: np.random.Generator, ids: Iterator[int], nr: int, node: int
-                 ) -> list[Event]:
-        """Allocate and DMA-fill ``nr`` buffers on ``node``."""
+    def _buffers(self, rng: np.random.Generator, ids: Iterator[int], nr: int, node: int,
+                 cpu: int) -> list[Event]:
+        """Allocate (on ``cpu``) and DMA-fill ``nr`` buffers on ``node``."""
         evs = []
         for _ in range(nr):
             aid = next(ids)
             size = self.buffer_size(rng)
             evs.append(Event(ALLOC, aid, Request("dma_nokmap", size, "UNMAPPED", False, node,
-                                                 "OWNER")))
+                                                 "OWNER", cpu)))
             evs.append(Event(WRITE, aid, None, size))
         return evs

@@ -10,6 +10,12 @@ time (``kvm_gmem_get_folio``), each folio is one ``guest`` request of ``chunk_ki
 (the guest fills it), and at teardown (``kvm_gmem_release`` / truncation) every folio of the
 VM is freed.
 
+CPUs: a folio is faulted in by the host CPU that takes the fault: the VMM's vCPU thread that
+touched the memory, or the VMM thread populating it. vCPU threads of a VM run on its node,
+so each fault runs on a CPU drawn uniformly over the VM's node (a VMM pins vCPUs to a node;
+which of its CPUs is an estimate [E]); the teardown frees on the CPUs that faulted (the
+engine's rule).
+
 Numbers: the sizes are parameters, not measurements. The defaults, two VMs of 256 MiB faulted
 in 2 MiB folios (a PMD-sized ``guest_memfd`` folio, the huge-page size a VMM asks for), keep
 the default suite fast; real confidential VMs are GiBs to hundreds of GiBs (raise
@@ -44,6 +50,7 @@ from framework.machine.spec import MachineSpec
 from framework.params import Param
 from framework.request import ALLOC, FREE, WRITE, Event, Request
 from framework.workload import Workload, sampled, start_next
+from framework.workloads.cpus import CpuChooser
 
 
 @attrs.define(slots=True)
@@ -90,6 +97,7 @@ class Guest(Workload):
 
     def _batches(self, rng: np.random.Generator) -> Iterator[list[Event]]:
         cfg = self.config
+        cpus = CpuChooser(rng, self.machine)
         started = 0
         alive: list[_Vm] = []
         next_id = 1
@@ -101,15 +109,15 @@ class Guest(Workload):
             i = int(rng.integers(len(alive)))
             vm = alive[i]
             if vm.left:
-                evs = self._fault(vm, next_id)
+                evs = self._fault(vm, next_id, cpus.on(vm.node))
                 next_id += 1
             else:
                 evs = [Event(FREE, aid) for aid in alive.pop(i).ids]  # kvm_gmem_release()
             yield evs
 
-    def _fault(self, vm: _Vm, aid: int) -> list[Event]:
-        """kvm_gmem_get_folio(): one folio of ``chunk_kib``, then the guest writes it."""
+    def _fault(self, vm: _Vm, aid: int, cpu: int) -> list[Event]:
+        """kvm_gmem_get_folio() on ``cpu``: one folio of ``chunk_kib``, the guest writes it."""
         vm.left -= 1
         vm.ids.append(aid)
-        req = Request("guest", self.chunk_bytes, "UNMAPPED", False, vm.node, "OWNER")
+        req = Request("guest", self.chunk_bytes, "UNMAPPED", False, vm.node, "OWNER", cpu)
         return [Event(ALLOC, aid, req), Event(WRITE, aid, None, self.chunk_bytes)]

@@ -8,6 +8,12 @@ status-quo path applies the STRICT_MODULE_RWX permissions), the init sections fr
 ``mod->init`` returns (``do_free_init``), then unload/reload churn of random loaded modules
 (livepatch and kprobe-style modules come and go).
 
+CPUs: at boot ``systemd-udevd``'s workers and ``systemd-modules-load`` run ``modprobe`` in
+parallel, so each boot-time load runs on a CPU drawn uniformly over the machine (on a
+uniformly drawn node, then one of its CPUs); the churn after boot is one administrator's or
+agent's ``modprobe``/``rmmod`` sequence, all on one CPU drawn once. ``module_alloc`` asks for
+``NUMA_NO_NODE``: its pages come from the loading CPU's node first.
+
 Numbers: section sizes come from real ``.ko`` files (see docs/module-data.md): the shipped
 ``debian`` data set by default, or ``--set modules.source=DIR|FILE.csv``. ``profile`` picks
 which modules load: ``server`` (a documented list of a typical server's modules), ``all``
@@ -25,6 +31,7 @@ from framework.machine.spec import MachineSpec
 from framework.params import Param
 from framework.request import ALLOC, FREE, SAMPLE, WRITE, Event, Request
 from framework.workload import Workload
+from framework.workloads.cpus import CpuChooser
 from framework.workloads.moddata import PROFILES, ModuleSections, load_source, select_profile
 
 CORE = (("text", "module_text", "ROX"), ("rodata", "module_rodata", "RO"),
@@ -57,28 +64,35 @@ class Modules(Workload):
         """Load the profile, churn, optionally unload all."""
         cfg = self.config
         chosen = select_profile(self.table, cfg["profile"], cfg["n"], rng)
+        cpus = CpuChooser(rng, self.machine)
         loaded: list[list[int]] = []
         ids = iter(range(1, 1 << 62))
         every = cfg["sample_every"]
         for count, mod in enumerate(chosen, start=1):
-            core, evs = self._load(mod, ids, rng)
+            core, evs = self._load(mod, ids, rng, cpus, None)
             loaded.append(core)
             yield from evs
             if every and count % every == 0:
                 yield Event(SAMPLE)
+        churn_cpu = cpus.any()  # one modprobe/rmmod caller after boot
         for _ in range(cfg["reloads"] if loaded else 0):
             i = int(rng.integers(len(loaded)))
             yield from (Event(FREE, aid) for aid in loaded[i])
-            core, evs = self._load(chosen[i], ids, rng)
+            core, evs = self._load(chosen[i], ids, rng, cpus, churn_cpu)
             loaded[i] = core
             yield from evs
         if cfg["unload_at_end"]:
             for core in loaded:
                 yield from (Event(FREE, aid) for aid in core)
 
-    def _load(self, mod: ModuleSections, ids: Iterator[int], rng: np.random.Generator
-              ) -> tuple[list[int], list[Event]]:
-        node = int(rng.integers(self.machine.nodes))
+    def _load(self, mod: ModuleSections, ids: Iterator[int], rng: np.random.Generator,
+              cpus: CpuChooser, cpu: int | None) -> tuple[list[int], list[Event]]:
+        """One load_module() on ``cpu`` (None: a boot-time load, on a drawn node's CPU)."""
+        node = int(rng.integers(self.machine.nodes))  # drawn always: the stream stays the same
+        if cpu is None:
+            cpu = cpus.on(node)
+        else:
+            node = cpu * self.machine.nodes // self.machine.cpus  # the caller's cpu_to_node()
         core: list[int] = []
         init: list[int] = []
         evs: list[Event] = []
@@ -89,7 +103,7 @@ class Modules(Workload):
                     continue
                 aid = next(ids)
                 out.append(aid)
-                evs.append(Event(ALLOC, aid, Request(site, size, perm, False, node, "OWNER")))
+                evs.append(Event(ALLOC, aid, Request(site, size, perm, False, node, "OWNER", cpu)))
         for aid in core + init:  # the loader copies every section, then formation seals
             evs.append(Event(WRITE, aid, None, 0))
         evs.extend(Event(FREE, aid) for aid in init)  # do_free_init()

@@ -19,6 +19,8 @@ maps 2 MiB of address space), a JVM or a database with tens of GiB mapped in 4 K
 hundreds to thousands, hence the default mean of 32 pages and the long tail up to
 ``max_pages`` 4096. Process lifetimes overlap: at most ``concurrent`` processes live at once,
 and each step either starts one (even odds while below the cap) or ends a random live one.
+Each process runs on one CPU of its node, drawn when it starts: its page-table pages are
+allocated by its own faults on that CPU (and freed there, by the engine's rule).
 A ``sample`` event is emitted every ``sample_every`` events (0: none). Every page is freed by
 the end. Deterministic for a seed.
 
@@ -45,6 +47,7 @@ from framework.machine.spec import MachineSpec
 from framework.params import Param
 from framework.request import ALLOC, FREE, WRITE, Event, Request
 from framework.workload import Workload, lognormal_with_mean, sampled, start_next
+from framework.workloads.cpus import CpuChooser
 
 PAGE_SIZE = 4096
 
@@ -83,6 +86,7 @@ class PksPagetables(Workload):
     def _batches(self, rng: np.random.Generator) -> Iterator[list[Event]]:
         cfg = self.config
         nodes = self.machine.nodes
+        cpus = CpuChooser(rng, self.machine)
         started = 0
         alive: list[list[int]] = []
         next_id = 1
@@ -90,7 +94,7 @@ class PksPagetables(Workload):
             if start_next(rng, started, cfg["processes"], len(alive), cfg["concurrent"]):
                 started += 1
                 node = int(rng.integers(nodes))
-                ids, evs = self._start(next_id, self.footprint(rng), node)
+                ids, evs = self._start(next_id, self.footprint(rng), node, cpus.on(node))
                 next_id += len(ids)
                 alive.append(ids)
             else:
@@ -104,8 +108,8 @@ class PksPagetables(Workload):
         return int(min(cfg["max_pages"], max(cfg["min_pages"], pages)))
 
     @staticmethod
-    def _start(next_id: int, pages: int, node: int) -> tuple[list[int], list[Event]]:
-        req = Request("pagetable", PAGE_SIZE, "PKS", True, node, "OWNER")
+    def _start(next_id: int, pages: int, node: int, cpu: int) -> tuple[list[int], list[Event]]:
+        req = Request("pagetable", PAGE_SIZE, "PKS", True, node, "OWNER", cpu)
         ids = list(range(next_id, next_id + pages))
         evs = []
         for pid in ids:

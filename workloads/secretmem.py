@@ -1,17 +1,29 @@
 """``secretmem``: processes faulting in and freeing memfd_secret(2) regions.
 
-Stands for: user space keeping secrets in ``memfd_secret`` memory (ssh-agent and key
-managers, VMMs keeping guest keys): each process maps a region, faults its pages in one at a
-time (``secretmem_fault``, one ``secretmem`` request of 4 KiB per page, ``perm=UNMAPPED``,
-``zero``), writes them, may punch a hole in the region (``fallocate(PUNCH_HOLE)``: those
-pages leave the page cache), and exits. Every page comes back through the page cache's
-generic free path (``freed_by=GENERIC``), which is what lets ``__GFP_UNMAPPED`` divert it.
+Stands for: user space keeping secrets in ``memfd_secret`` memory. The documented user is the
+``memsec`` library's ``memfd_secret`` allocator (crate ``memsec``, src/alloc/allocext/linux.rs,
+used by the Rosenpass key-exchange daemon's secret memory): every secret is its own
+``memfd_secret`` file of ``page_round(size + canary)`` pages, mapped ``MAP_LOCKED |
+MAP_POPULATE`` so that all its pages are faulted in at once (``secretmem_fault``, one
+``secretmem`` request of 4 KiB per page, ``perm=UNMAPPED``, ``zero``), written, and at free
+zeroed, unmapped and closed (the file's pages leave the page cache). A process's secrets are
+modelled as one region: it faults its pages in, writes them, may drop half of them
+(``punch_prob``: secrets freed or rotated before exit), and frees the rest at exit. Every page
+comes back through the page cache's generic free path (``freed_by=GENERIC``), which is what
+lets ``__GFP_UNMAPPED`` divert it. Each process runs on one CPU of its node, drawn when it
+starts (its faults and, by the engine's rule, its frees run there).
 
-Numbers: region sizes are log-normal around ``mean_pages`` (an estimate: no published
-distribution of secretmem region sizes exists; key material is a few pages, VMM regions are
-larger). Process lifetimes overlap: at most ``concurrent`` processes live at once, and each
-step either starts one or acts on a random live one. A ``sample`` event is emitted every
-``sample_every`` events (0: none). Deterministic for a seed.
+Numbers: secretmem pages count against ``RLIMIT_MEMLOCK`` (mm/secretmem.c
+``secretmem_mmap()``: ``mlock_future_ok()``), whose default is 8 MiB since v5.16
+(``MLOCK_LIMIT``), so a process holds at most ``max_pages`` = 2048 pages. Secret pages per
+process are log-normal around ``mean_pages`` (an estimate [E]: no published distribution
+exists; a key is one page with memsec's layout, a daemon such as Rosenpass holds its static
+key pair and a few per-peer keys, a VMM keeping guest keys more): 32 pages (128 KiB) by
+default. ``processes`` (512) and ``concurrent`` (64) are estimates [E] of a server's
+key-holding processes over a run (daemons, per-session agents, VMMs). Process lifetimes
+overlap: at most ``concurrent`` processes live at once, and each step either starts one or
+acts on a random live one. A ``sample`` event is emitted every ``sample_every`` events
+(0: none). Deterministic for a seed.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from framework.kernel.consts import PAGE_SIZE
 from framework.params import Param
 from framework.request import ALLOC, FREE, WRITE, Event, Request, make_events
 from framework.workload import Workload, lognormal_with_mean, sampled, start_next
+from framework.workloads.cpus import CpuChooser
 
 
 class Secretmem(Workload):
@@ -32,12 +45,15 @@ class Secretmem(Workload):
 
     name = "secretmem"
     summary = "memfd_secret regions faulted in, hole-punched and freed by many processes"
-    source = "mm/secretmem.c call pattern; region sizes an estimate (log-normal)"
+    source = ("mm/secretmem.c call pattern; memsec's per-secret memfd_secret regions; "
+              "RLIMIT_MEMLOCK 8 MiB cap; counts and sizes an estimate (log-normal)")
     params = (
-        Param("processes", int, 96, "processes started over the run", min=1, max=10**7),
-        Param("concurrent", int, 24, "processes alive at once at most", min=1, max=10**6),
-        Param("mean_pages", float, 48.0, "mean region size, 4 KiB pages", min=1, max=1 << 20),
+        Param("processes", int, 512, "processes started over the run", min=1, max=10**7),
+        Param("concurrent", int, 64, "processes alive at once at most", min=1, max=10**6),
+        Param("mean_pages", float, 32.0, "mean secret pages per process", min=1, max=1 << 20),
         Param("sigma", float, 1.0, "log-normal shape of region sizes", min=0, max=4),
+        Param("max_pages", int, 2048, "most secret pages of a process (RLIMIT_MEMLOCK 8 MiB)",
+              min=1, max=1 << 20),
         Param("punch_prob", float, 0.3, "chance a process punches out half its pages first",
               min=0, max=1),
         Param("sample_every", int, 0, "emit a sample event every N events (0: never)",
@@ -52,6 +68,7 @@ class Secretmem(Workload):
     def _batches(self, rng: np.random.Generator) -> Iterator[list[Event]]:
         cfg = self.config
         nodes = self.machine.nodes
+        cpus = CpuChooser(rng, self.machine)
         started = 0
         alive: list[list[int]] = []
         punched: list[bool] = []
@@ -59,7 +76,8 @@ class Secretmem(Workload):
         while started < cfg["processes"] or alive:
             if start_next(rng, started, cfg["processes"], len(alive), cfg["concurrent"]):
                 started += 1
-                ids, next_id, evs = self._start(rng, next_id, int(rng.integers(nodes)))
+                node = int(rng.integers(nodes))
+                ids, next_id, evs = self._start(rng, next_id, node, cpus.on(node))
                 alive.append(ids)
                 punched.append(False)
             else:
@@ -72,11 +90,11 @@ class Secretmem(Workload):
                     punched.pop(i)
             yield evs
 
-    def _start(self, rng: np.random.Generator, next_id: int, node: int
+    def _start(self, rng: np.random.Generator, next_id: int, node: int, cpu: int
                ) -> tuple[list[int], int, list[Event]]:
-        pages = max(1, lognormal_with_mean(rng, self.config["mean_pages"], self.config["sigma"]))
-        per_node = max(1, self.machine.cpus // self.machine.nodes)
-        cpu = node * per_node + next_id % per_node  # the process runs on one CPU of its node
+        cfg = self.config
+        pages = lognormal_with_mean(rng, cfg["mean_pages"], cfg["sigma"])
+        pages = min(cfg["max_pages"], max(1, pages))  # secretmem_mmap(): mlock_future_ok()
         req = Request("secretmem", PAGE_SIZE, "UNMAPPED", True, node, "GENERIC", cpu)
         ids = list(range(next_id, next_id + pages))
         faults = make_events(ALLOC, ids, req)  # alloc, write; alloc, write; ...

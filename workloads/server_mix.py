@@ -41,9 +41,9 @@ positive: the background's are negative). Deterministic for a seed.
 ``background`` defaults to 0.1 here (every other workload's default is 0, off): the day runs
 over a load whose free memory holds at most 10% in blocks of order >= 9. Set
 ``--set server-mix.background=0`` for a fresh machine. The load's fill touches all of RAM
-(about 86 000 events on ``default``, some 15 s of wall-clock time per plugin with the engine's
-per-page checks), so ``server-mix`` is not in the default suite; without the load it runs in
-a few seconds per plugin on ``default``.
+(about 160 000 events in all on ``default``, some 20 s of wall-clock time per plugin with the
+engine's per-page checks), so ``server-mix`` is not in the default suite (the whole default
+suite takes under 10 s); without the load it runs in about 2 s per plugin on ``default``.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class ServerMix(Workload):
     """Boot, then a day of BPF, tracing, secretmem, VMs and processes (module docstring)."""
 
     name = "server-mix"
-    default = False  # the background fill: ~15 s a plugin on default (module docstring)
+    default = False  # the background fill: ~20 s a plugin on default (module docstring)
     summary = "a server's day: boot-time modules, then BPF, trampolines, secretmem, VMs and " \
               "PKS page tables interleaved, over background load"
     source = "the built-in workloads' own figures; the day's mix an estimate [E]"

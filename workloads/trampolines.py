@@ -18,6 +18,10 @@ one ``write`` (the generated code) and one ``free``:
   (``bpf_trampoline_update()``) and frees the old one (``bpf_tramp_image_put()``); detaching
   the last program frees the image.
 
+CPU: one tracing agent (a bpftrace or perf-probe session, an fentry-based observability
+daemon) makes every attach and detach from one thread, so every request runs on one CPU
+drawn once per run (from its own stream: the attach stream does not change with it).
+
 The request size is the object the caller needs (16 B, ``ftrace_bytes``, 4096 B); the
 design decides how to place it. The v6.3 status-quo path packs kprobe slots (requests of at
 most 16 B) 256 to a ROX page as ``get_insn_slot`` does, and gives every other trampoline its
@@ -27,21 +31,25 @@ Numbers: 16 B and 4096 B are read from v6.3 (above). ``ftrace_bytes`` is an esti
 300 bytes of ``ftrace_regs_caller`` code (saving and restoring ``pt_regs``, the ops load, the
 call, the direct-call check) + 2 + 8, so 310 B by default. The mix of kinds (``kprobe_share``,
 ``ftrace_share``, ``bpf_share``, normalised) is an estimate too: a bpftrace or perf-probe
-session attaches many kprobes, BPF fentry tools attach to a few hot functions. Each step
-either attaches (even odds while fewer than ``concurrent`` attachments are live) or detaches a
-random live attachment; BPF programs attach to one of ``bpf_targets`` functions. A ``sample``
+session attaches many kprobes, BPF fentry tools attach to a few hot functions. The scale is
+a tracing agent's [E]: libbpf-tools and bpftrace scripts attach a few to dozens of
+fentry/kprobe programs each, an observability or security agent built on fentry hooks
+hundreds, so up to ``concurrent`` 256 attachments are live at once, BPF programs spread
+over ``bpf_targets`` 128 traced functions. Each step either attaches (even odds while fewer
+than ``concurrent`` attachments are live) or detaches a random live attachment; BPF programs
+attach to one of ``bpf_targets`` functions. A ``sample``
 event is emitted every ``sample_every`` events (0: none). Everything is detached by the end.
 Deterministic for a seed.
 
 Parameters (``--set trampolines.KEY=VALUE``):
 
 - ``attaches`` (count, default 3000): attach operations over the run.
-- ``concurrent`` (count, default 64): live attachments at most.
+- ``concurrent`` (count, default 256): live attachments at most.
 - ``kprobe_share`` / ``ftrace_share`` / ``bpf_share`` (weights, defaults 0.4 / 0.2 / 0.4).
 - ``kprobe_bytes`` (bytes, default 16): kprobe insn slot.
 - ``ftrace_bytes`` (bytes, default 310): ftrace ops trampoline.
 - ``bpf_tramp_bytes`` (bytes, default 4096): BPF trampoline image.
-- ``bpf_targets`` (functions, default 16): distinct functions BPF programs attach to.
+- ``bpf_targets`` (functions, default 128): distinct functions BPF programs attach to.
 - ``sample_every`` (events, default 0): emit a sample every N events.
 """
 
@@ -58,6 +66,7 @@ from framework.machine.spec import MachineSpec
 from framework.params import Param
 from framework.request import ALLOC, FREE, SAMPLE, WRITE, Event, Request
 from framework.workload import Workload, start_next
+from framework.workloads.cpus import CpuChooser
 
 KINDS: tuple[str, ...] = ("kprobe", "ftrace", "bpf")
 
@@ -70,6 +79,7 @@ class _State:
     live: list[tuple[str, int]] = attrs.Factory(list)  # (kind, allocation id or target)
     progs: list[int] = attrs.Factory(list)  # BPF programs attached per target
     image: list[int] = attrs.Factory(list)  # live image id per target (0: none)
+    cpu: int = 0  # the tracing agent's CPU
 
 
 class Trampolines(Workload):
@@ -81,7 +91,7 @@ class Trampolines(Workload):
               "ftrace size and the kind mix estimates")
     params = (
         Param("attaches", int, 3000, "attach operations over the run", min=1, max=10**7),
-        Param("concurrent", int, 64, "live attachments at most", min=1, max=10**6),
+        Param("concurrent", int, 256, "live attachments at most", min=1, max=10**6),
         Param("kprobe_share", float, 0.4, "weight of kprobe attaches", min=0, max=1),
         Param("ftrace_share", float, 0.2, "weight of ftrace ops attaches", min=0, max=1),
         Param("bpf_share", float, 0.4, "weight of BPF trampoline attaches", min=0, max=1),
@@ -91,7 +101,7 @@ class Trampolines(Workload):
               min=1, max=1 << 20),
         Param("bpf_tramp_bytes", int, 4096, "BPF trampoline image, bytes (v6.3: a page)",
               min=1, max=1 << 20),
-        Param("bpf_targets", int, 16, "functions BPF programs attach to", min=1, max=10**6),
+        Param("bpf_targets", int, 128, "functions BPF programs attach to", min=1, max=10**6),
         Param("sample_every", int, 0, "emit a sample event every N events (0: never)",
               min=0, max=10**9),
     )
@@ -111,7 +121,8 @@ class Trampolines(Workload):
         """Yield attach and detach events; everything is detached by the end."""
         cfg = self.config
         targets = cfg["bpf_targets"]
-        st = _State(progs=[0] * targets, image=[0] * targets)
+        agent = CpuChooser(rng, self.machine).any()  # the tracing agent's CPU
+        st = _State(progs=[0] * targets, image=[0] * targets, cpu=agent)
         attached = 0
         count = 0
         every = cfg["sample_every"]
@@ -132,7 +143,8 @@ class Trampolines(Workload):
         aid = st.next_id
         st.next_id += 1
         size = self.sizes[kind]
-        return aid, [Event(ALLOC, aid, Request("trampoline", size, "ROX", False, None, "OWNER")),
+        return aid, [Event(ALLOC, aid, Request("trampoline", size, "ROX", False, None, "OWNER",
+                                                   st.cpu)),
                      Event(WRITE, aid, None, size)]
 
     def _attach(self, rng: np.random.Generator, st: _State) -> list[Event]:

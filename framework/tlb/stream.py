@@ -22,9 +22,13 @@ fetches split by ``module_fetch_share``.
 **Where the kernel's data is** (:func:`direct_map_set`). Direct-map accesses go to allocated
 kernel memory with locality, not uniformly over RAM: ``kernel_ws_mib`` of it, capped at a
 quarter of RAM. A share ``slab_share`` (slab, network buffers, page tables) lies in the
-unmovable pageblocks, which on the modelled machine are the lowest memory of each node above
-the reserved range: the buddy serves ``MIGRATE_UNMOVABLE`` there first, so this is also where
-the designs' unmovable pages (secretmem, module and BPF backing pages) land. The rest (page
+unmovable pageblocks. On a fresh machine those are the lowest memory of each node above the
+reserved range: the buddy serves ``MIGRATE_UNMOVABLE`` there first, so this is also where
+the designs' unmovable pages (secretmem, module and BPF backing pages) land. On an aged or
+snapshot start they are the pageblocks the start state gives to unmovable and reclaimable
+pages, scattered over the node as the seed placed them: the slab part spreads evenly over
+them, and the designs' unmovable pages land in their free holes (the unmovable free lists and
+the per-cpu lists refilled from them). The rest (page
 cache) fills whole 2 MiB regions drawn by the seed over each node. The regions are a seeded
 draw, the same for every design; which of them a design's splits hit is the design's doing.
 """
@@ -80,12 +84,40 @@ def direct_map_set(spec: MachineSpec, kernel_ws_mib: float, slab_share: float,
     RAM with ``SeedSequence(seed, spawn_key=(2,))``.
     """
     return _direct_map_set(spec.mem_gib, spec.nodes, spec.reserved_mib, spec.hole_mib,
-                           float(kernel_ws_mib), float(slab_share), seed)
+                           float(kernel_ws_mib), float(slab_share), seed,
+                           kernel_regions(spec, seed))
+
+
+@functools.lru_cache(maxsize=16)
+def kernel_regions(spec: MachineSpec, seed: int) -> tuple[tuple[int, ...], ...] | None:
+    """Per node, the 2 MiB regions (pageblocks) of its GFP_KERNEL zone (the highest
+    populated) whose migratetype at the start is ``MIGRATE_UNMOVABLE`` or
+    ``MIGRATE_RECLAIMABLE``: where an aged or snapshot start keeps its slab. None for a fresh
+    start. The start state is the one the kernel model builds for the run (the same machine
+    and seed, framework/machine/startstate.py), design-independent."""
+    from framework.kernel.consts import MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE
+    from framework.machine.startstate import make_start_state
+
+    reserved = (spec.reserved_mib << 20) >> PAGE_SHIFT
+    layout = build_layout(spec.mem_gib << PUD_SHIFT, spec.nodes, spec.hole_mib << 8, reserved)
+    start = make_start_state(spec, layout, seed)
+    if start is None:
+        return None
+    kernel_mts = (MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE)
+    out = []
+    for node in range(spec.nodes):
+        table = start.table(layout.node_zones(node)[-1])
+        kinds = [[j for j, mt in enumerate(t.mts) if mt in kernel_mts] for t in table.templates]
+        heads = table.blocks
+        out.append(tuple((heads[i] >> PMD_SHIFT) + j
+                         for i, tid in enumerate(table.ids().tolist()) for j in kinds[tid]))
+    return tuple(out)
 
 
 @functools.lru_cache(maxsize=64)
 def _direct_map_set(mem_gib: int, nodes: int, reserved_mib: int, hole_mib: int, ws_mib: float,
-                    slab_share: float, seed: int) -> DirectMapSet:
+                    slab_share: float, seed: int,
+                    kernel: tuple[tuple[int, ...], ...] | None = None) -> DirectMapSet:
     reserved = reserved_mib << 8
     layout = build_layout(mem_gib << PUD_SHIFT, nodes, hole_mib << 8, reserved)
     ws_pages = int(min(ws_mib, mem_gib * 256.0) * MIB_PAGES) // nodes
@@ -100,11 +132,14 @@ def _direct_map_set(mem_gib: int, nodes: int, reserved_mib: int, hole_mib: int, 
         top = zones[-1]
         first = -(-max(top.start_pfn, reserved) // PMD_PAGES)
         end = top.end_pfn >> PMD_SHIFT
-        full, part = divmod(slab, PMD_PAGES)
-        low = list(range(first, min(end, first + full + (1 if part else 0))))
-        counts = [PMD_PAGES] * full + ([part] if part else [])
+        if kernel is not None and kernel[node]:
+            low, counts = _spread(kernel[node], slab)
+        else:
+            full, part = divmod(slab, PMD_PAGES)
+            low = list(range(first, min(end, first + full + (1 if part else 0))))
+            counts = ([PMD_PAGES] * full + ([part] if part else []))[:len(low)]
         pmds += low
-        pages += counts[:len(low)]
+        pages += counts
         ram = np.concatenate([np.arange(-(-max(z.start_pfn, reserved) // PMD_PAGES),
                                         z.end_pfn >> PMD_SHIFT, dtype=np.int64)
                               for z in zones])
@@ -116,6 +151,15 @@ def _direct_map_set(mem_gib: int, nodes: int, reserved_mib: int, hole_mib: int, 
             pages += [PMD_PAGES] * take
     order = np.argsort(pmds, kind="stable")
     return DirectMapSet(tuple(int(pmds[i]) for i in order), tuple(int(pages[i]) for i in order))
+
+
+def _spread(regions: tuple[int, ...], slab: int) -> tuple[list[int], list[int]]:
+    """``slab`` pages spread evenly over ``regions`` (the first ``slab % n`` get one more),
+    at most a region's 512 pages each; regions that get no page are left out."""
+    per, extra = divmod(min(slab, len(regions) * PMD_PAGES), len(regions))
+    counts = [per + (i < extra) for i in range(len(regions))]
+    keep = [i for i, c in enumerate(counts) if c]
+    return [regions[i] for i in keep], [counts[i] for i in keep]
 
 
 @attrs.frozen(slots=True)
