@@ -334,6 +334,8 @@ class Checker:
             if alloc.unmapped and self.kernel.directmap.is_present(p):
                 self.record(Rule.UNMAPPED_PRESENT, p, "unmapped allocation present in the "
                             "direct map")
+            if self.big_heads:  # a page inside a block owned whole: forget just this page
+                self._split_big(p, p + 1)
             self.owner.pop(p, None)
             return
         if alloc.unmapped:

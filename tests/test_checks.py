@@ -118,3 +118,23 @@ def test_block_ownership_judges_like_per_page_ownership(
         assert checker.counts["double_alloc"] == len(oracle.found)
         assert checker.pages() == oracle.owner
         assert checker.owned_pages() == len(oracle.owner)
+
+
+def test_freeing_a_page_inside_a_later_whole_block_forgets_only_that_page() -> None:
+    """The sequence hypothesis found: allocation 1 and 2 both take page 0 of the order-6
+    block (one double_alloc); freeing 1 forgets page 0 (frees forget their pages, whoever
+    owns them now); allocation 4 takes pages 0-1 as one whole block (nothing owned there);
+    freeing 2 (its single page 0) must forget page 0 only: page 1 stays owned by 4. Before
+    the fix the single-page free skipped the whole block and page 0 stayed owned."""
+    k = Kernel(small_spec(), resolve_costs({}))
+    base = k.alloc_pages(6, MIGRATE_UNMOVABLE)
+    c = Checker(k)
+    one, two = Allocation(((base, 0),), 0, 4096), Allocation(((base, 0),), 0, 4096)
+    c.on_alloc(1, one, REQ)
+    c.on_alloc(2, two, REQ)
+    c.on_free(one)
+    c.on_alloc(4, Allocation(((base, 1),), 0, 8192), REQ)
+    assert c.pages() == {base: 4, base + 1: 4}
+    c.on_free(two)
+    assert c.pages() == {base + 1: 4}
+    assert c.counts["double_alloc"] == 1
