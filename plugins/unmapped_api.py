@@ -68,6 +68,9 @@ class UnmappedApi(StatusQuo):
               "20230308094106.227365-1-rppt@kernel.org thread, 19 May 2023")
     covers = frozenset({SECRETMEM, GUEST, DMA_NOKMAP})
     params = (
+        Param("variant", str, "posted", "posted: v3's shrinker gives cached pages back "
+              "holding their last owner's data; fixed: it zeroes them first",
+              choices=("posted", "fixed")),
         Param("free_hook", bool, False, "keep the PB_unmapped generic free-path diversion "
               "(Babka); 0: secretmem frees explicitly"),
         Param("shrinker", bool, True, "register v3's shrinker (the snapshot has none)"),
@@ -93,11 +96,15 @@ class UnmappedApi(StatusQuo):
             kernel.register_free_hook(self.caches.pb_mask, self.free_pages_prepare)
         if self.shrinker:
             self.caches.register_shrinkers()
+        self.fixed = params["variant"] == "fixed"
+        if self.fixed:
+            self.caches.set_scrub(self._scrub)
         self.clean: set[int] = set()  # cached pages cleared by the refill, not handed out since
         self.handed: dict[int, int] = {}
         self.refills = 0
         self.stolen_pages = 0
         self.zeroed_at_handout = 0
+        self.scrubbed_at_release = 0
 
     # -- include/linux/unmapped-alloc.h --------------------------------------------------
     def unmapped_pages_alloc(self, order: int, zero: bool) -> int:
@@ -119,6 +126,18 @@ class UnmappedApi(StatusQuo):
 
     def _zero(self, pfn: int, nr: int) -> None:
         """Clear each run of pages not known clean, one temporary mapping per run."""
+        self.zeroed_at_handout += self._clear_dirty(pfn, nr)
+
+    def _scrub(self, pfn: int, order: int) -> None:
+        """``fixed``: the shrinker clears a block's pages not known clean before they go
+        back to the buddy (zeroing is per request at hand-out, so a freed page is cached
+        with its owner's data)."""
+        self.scrubbed_at_release += self._clear_dirty(pfn, 1 << order)
+
+    def _clear_dirty(self, pfn: int, nr: int) -> int:
+        """Clear each run of pages not known clean, one temporary mapping per run; the
+        pages cleared."""
+        cleared = 0
         clean = self.clean
         start = -1
         for p in range(pfn, pfn + nr + 1):
@@ -127,8 +146,9 @@ class UnmappedApi(StatusQuo):
                 start = p
             elif not dirty and start >= 0:
                 clear_unmapped(self.kernel, start, p - start)
-                self.zeroed_at_handout += p - start
+                cleared += p - start
                 start = -1
+        return cleared
 
     def refill(self, order: int, cache: UnmappedCache, node: int | None) -> int:
         """The miss path: GFP_KERNEL | __GFP_ZERO block, set_memory_np, into the cache."""
@@ -263,7 +283,8 @@ class UnmappedApi(StatusQuo):
     def stats(self) -> dict[str, Any]:
         """The debugfs table plus refills, stolen pages and hand-out clears."""
         return {**self.caches.stats(), "refills": self.refills,
-                "stolen_pages": self.stolen_pages, "zeroed_at_handout": self.zeroed_at_handout}
+                "stolen_pages": self.stolen_pages, "zeroed_at_handout": self.zeroed_at_handout,
+                **({"scrubbed_at_release": self.scrubbed_at_release} if self.fixed else {})}
 
 
 @hookimpl
