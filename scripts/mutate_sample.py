@@ -14,8 +14,9 @@ it. The operators (``KINDS``):
 
 Candidates are every such node on a line of the target files outside docstrings,
 annotations, f-strings, ``assert`` statements and ``__slots__``/``__repr__``; at most one
-mutant per line and group is drawn (``random.Random(seed)``, candidates in file and line
-order), so the sample is the same for the same source and seed. The rewritten line is the
+mutant per line and group is drawn: those whose hash of (seed, file, kind, old and new line)
+is lowest, so the sample is the same for the same source and seed, and an edit to one
+function changes the draws in that function only. The rewritten line is the
 node's own text replaced with ``ast.unparse`` of the mutated node; a mutant whose module
 parses to the same tree as the original is not a mutant and is never drawn.
 """
@@ -23,7 +24,7 @@ parses to the same tree as the original is not a mutant and is never drawn.
 from __future__ import annotations
 
 import ast
-import random
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -172,13 +173,19 @@ def candidates(root: Path, rel: str) -> list[Generated]:
     return out
 
 
+def _rank(seed: int, g: Generated) -> str:
+    """A candidate's place in the draw: a hash of the seed and its key, so an edit elsewhere
+    in the files (new lines, other candidates) leaves the other draws as they were."""
+    return hashlib.sha256(f"{seed}|{g.key}".encode()).hexdigest()
+
+
 def sample(root: Path, files: list[str], size: int, seed: int) -> list[Generated]:
-    """``size`` mutants of ``files``, at most one per line, drawn with ``seed``."""
+    """``size`` mutants of ``files``, at most one per line: the candidates of lowest
+    :func:`_rank` for ``seed``."""
     pool: list[Generated] = []
     for rel in sorted(files):
         pool.extend(candidates(root, rel))
-    rng = random.Random(seed)
-    rng.shuffle(pool)
+    pool.sort(key=lambda g: _rank(seed, g))
     seen: set[tuple[str, int]] = set()
     picked: list[Generated] = []
     for g in pool:
