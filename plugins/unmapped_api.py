@@ -11,7 +11,9 @@ temporary mapping, skipped for ``zero=False`` guest memory). Sites: ``secretmem`
 ``dma_nokmap``; not page tables (PKS page tables must stay mapped) nor module or BPF memory
 (without the GFP flag vmalloc cannot reach the cache).
 
-Parameters (``--set unmapped-api.KEY=VALUE``): ``free_hook`` (0: no generic free-path
+Parameters (``--set unmapped-api.KEY=VALUE``): ``variant`` (``posted``: v3's shrinker
+gives cached pages back holding their last owner's data, since zeroing is per request at
+hand-out; ``fixed``: the shrinker clears them first), ``free_hook`` (0: no generic free-path
 diversion, as the snapshot; 1: keep v3's), ``shrinker`` (1: v3's shrinker; 0: none, as the
 snapshot), ``refill_order`` (9), ``unmap`` (``block``, or ``request``: only ``1 << order``
 pages, as the snapshot literally does), ``per_node`` (0: one global cache, as the snapshot; 1:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -132,6 +133,9 @@ EXTRA_TESTS: dict[str, tuple[str, ...]] = {
     "framework/kernel/e820.py": ("tests/test_realistic_machine.py",),
 }
 TIMEOUT = 150.0
+#: Address space a mutant's tests may use: a mutant that makes the model huge fails with
+#: MemoryError (caught) instead of pushing the machine into swap.
+MEMORY_LIMIT = 4 << 30
 
 #: Survivors that change nothing observable, by Generated.key, and why.
 EQUIVALENT: dict[str, str] = {
@@ -191,13 +195,17 @@ def _copy_tree(dest: Path) -> None:
             shutil.copy2(src, dst)
 
 
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
 def _pytest(copy: Path, tests: tuple[str, ...], timeout: float) -> str:
     """Run the tests in the copy: 'caught', 'timeout' or 'survived'."""
     env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-x", "-q", "-p",
                              "no:cacheprovider", *tests], cwd=copy, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_limit_memory)
     try:
         code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:

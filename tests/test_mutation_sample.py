@@ -214,3 +214,26 @@ def test_boot_4k_maps_every_ram_pmd_with_ptes() -> None:
     kernel = _kernel(directmap="4k")
     info = kernel.directmap.meminfo()
     assert (info["DirectMap4k"], info["DirectMap2M"], info["DirectMap1G"]) == (4194304, 0, 0)
+
+
+def test_freeing_part_of_a_bigger_block() -> None:
+    """An order-2 block at pfn (4 pages). Freeing its upper half, order 1 at pfn + 2 (a
+    plugin that split the block, as split_page() allows), takes 2 pages out of ``allocated``
+    and keeps pfn as an order-1 allocation; freeing that too leaves nothing held and
+    nothing recorded."""
+    kernel = _kernel()
+    pfn = kernel.alloc_pages(2)
+    held = kernel.nr_allocated
+    kernel.free_pages(pfn + 2, 1)
+    assert kernel.nr_allocated == held - 2 and kernel.allocated.get(pfn) == 1
+    kernel.free_pages(pfn, 1)
+    assert kernel.nr_allocated == held - 4 and pfn not in kernel.allocated
+    assert kernel.violations == []
+
+
+def test_pcp_allowed_orders() -> None:
+    """v6.3 pcp_allowed_order(): orders 0 to PAGE_ALLOC_COSTLY_ORDER (3) and the THP order
+    (pageblock_order, 9) go through the per-CPU lists; 4 to 8 and 10 do not."""
+    from framework.kernel.pcp import pcp_allowed_order
+
+    assert [o for o in range(11) if pcp_allowed_order(o)] == [0, 1, 2, 3, 9]
