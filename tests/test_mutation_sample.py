@@ -237,3 +237,84 @@ def test_pcp_allowed_orders() -> None:
     from framework.kernel.pcp import pcp_allowed_order
 
     assert [o for o in range(11) if pcp_allowed_order(o)] == [0, 1, 2, 3, 9]
+
+
+def test_pcp_high_shares_the_low_watermark_among_the_node_cpus() -> None:
+    """zone_highsize(): a zone's low watermark divided among the CPUs of its node, at least
+    4 batches (batch 63 here: 252). The kit's zones have low watermarks in the thousands:
+    with 1 CPU the whole watermark, with 4 CPUs a quarter of it (rounded down)."""
+    from framework.kernel.watermark import WMARK_LOW
+
+    for cpus in (1, 4):
+        kernel = _kernel(cpus=cpus)
+        for zone in kernel.zones:
+            if zone.managed:
+                low = zone.wmark[WMARK_LOW]
+                assert low // cpus > 4 * zone.batch
+                assert zone.high == low // cpus, (cpus, zone.zone_type)
+
+
+def test_huge_area_alias_changed_per_2m_entry() -> None:
+    """A 2 MiB vmalloc area mapped with one PMD (page_order 9) over an order-9 block, on a
+    machine without 1 GiB entries (``directmap=2m``), every CPA split failing
+    (cpa_fail_rate=1). set_memory_ro() changes the alias one whole 2 MiB entry at a time
+    (cpa_process_alias() steps by the primary's page size): in place, no split, so it
+    cannot fail: 0, the alias still one 2 MiB entry, now read-only, no split counted."""
+    from framework.kernel.consts import _PAGE_RW
+    from framework.kernel.directmap import LEVEL_2M
+    from framework.kernel.faults import Faults
+
+    kernel = Kernel(small_machine(directmap="2m"), resolve_costs({}),
+                    Faults(seed=1, cpa_fail_rate=1.0))
+    pfn = kernel.alloc_pages(9)
+    area = kernel.vmap(list(range(pfn, pfn + 512)), 0, 512, 9)
+    assert area is not None
+    splits = kernel.ledger.direct_map_level2_splits
+    assert kernel.set_memory_ro(area.addr, 512) == 0
+    dm = kernel.directmap
+    assert dm.level(pfn) == LEVEL_2M and not dm.prot(pfn + 511) & _PAGE_RW
+    assert kernel.ledger.direct_map_level2_splits == splits
+
+
+def test_text_poke_flushes_its_poking_mapping() -> None:
+    """text_poke_copy() of 100 bytes at offset 0: one chunk, one page, one local flush of
+    the poking mm (no IPI)."""
+    kernel = _kernel()
+    pfn = kernel.alloc_pages(0)
+    area = kernel.vmap([pfn], 0)
+    assert area is not None
+    led = kernel.ledger
+    local, ipis = led.tlb_flush_local, led.tlb_ipis
+    kernel.text_poke(area.addr, 0, 100)
+    assert (led.tlb_flush_local, led.tlb_ipis) == (local + 1, ipis)
+
+
+# -- the checks (framework/checks.py) --------------------------------------------------------
+def test_handing_out_a_free_order_1_block_breaks_conservation() -> None:
+    """A design hands out an order-1 block at 0x20000 that nobody allocated: both pages are
+    free in the buddy (a fresh order-10 block): 2 conservation violations, one per page."""
+    from framework.checks import Checker
+    from framework.request import Allocation, Request
+
+    kernel = _kernel()
+    checker = Checker(kernel)
+    checker.on_alloc(1, Allocation(((0x20000, 1),), 0, 8192, False, None),
+                     Request("kernel", 8192, "RW"))
+    assert checker.counts["conservation"] == 2
+    assert [v.where for v in checker.kept] == [0x20000, 0x20001]
+
+
+def test_zero_is_checked_on_every_page_of_a_block() -> None:
+    """An order-1 block whose second page holds an earlier owner's data, handed out for a
+    request asking for zero: one not_zeroed, at pfn + 1."""
+    from framework.checks import Checker
+    from framework.request import Allocation, Request
+
+    kernel = _kernel()
+    pfn = kernel.alloc_pages(1)
+    kernel.dirty.add(pfn + 1)
+    checker = Checker(kernel)
+    checker.on_alloc(1, Allocation(((pfn, 1),), 0, 8192, False, None),
+                     Request("kernel", 8192, "RW", True))
+    assert checker.counts["not_zeroed"] == 1
+    assert [v.where for v in checker.kept] == [pfn + 1]
