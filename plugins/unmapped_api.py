@@ -11,9 +11,10 @@ temporary mapping, skipped for ``zero=False`` guest memory). Sites: ``secretmem`
 ``dma_nokmap``; not page tables (PKS page tables must stay mapped) nor module or BPF memory
 (without the GFP flag vmalloc cannot reach the cache).
 
-Parameters (``--set unmapped-api.KEY=VALUE``): ``variant`` (``posted``: v3's shrinker
-gives cached pages back holding their last owner's data, since zeroing is per request at
-hand-out; ``fixed``: the shrinker clears them first), ``free_hook`` (0: no generic free-path
+Parameters (``--set unmapped-api.KEY=VALUE``): ``variant`` (``posted``: zeroing is per
+request at hand-out, so a ``zero=0`` request, or v3's shrinker, gets a cached page still
+holding its last owner's data; ``fixed``: a page not known clean is cleared at every
+hand-out and before the shrinker gives it back), ``free_hook`` (0: no generic free-path
 diversion, as the snapshot; 1: keep v3's), ``shrinker`` (1: v3's shrinker; 0: none, as the
 snapshot), ``refill_order`` (9), ``unmap`` (``block``, or ``request``: only ``1 << order``
 pages, as the snapshot literally does), ``per_node`` (0: one global cache, as the snapshot; 1:
@@ -70,8 +71,9 @@ class UnmappedApi(StatusQuo):
               "20230308094106.227365-1-rppt@kernel.org thread, 19 May 2023")
     covers = frozenset({SECRETMEM, GUEST, DMA_NOKMAP})
     params = (
-        Param("variant", str, "posted", "posted: v3's shrinker gives cached pages back "
-              "holding their last owner's data; fixed: it zeroes them first",
+        Param("variant", str, "posted", "posted: zero=0 requests and v3's shrinker get "
+              "cached pages holding their last owner's data; fixed: such pages are cleared "
+              "first",
               choices=("posted", "fixed")),
         Param("free_hook", bool, False, "keep the PB_unmapped generic free-path diversion "
               "(Babka); 0: secretmem frees explicitly"),
@@ -120,7 +122,7 @@ class UnmappedApi(StatusQuo):
         self.handed[pfn] = order
         self.caches.handed_out(pfn, order)
         nr = 1 << order
-        if zero:
+        if zero or self.fixed:  # fixed: an earlier owner's data never reaches the next one
             self._zero(pfn, nr)
         if self.clean:
             self.clean.difference_update(range(pfn, pfn + nr))

@@ -101,14 +101,30 @@ def test_unmapped_api_shrinker_posted_returns_data_fixed_clears_it(tmp_path: Pat
     assert fixed["stats"]["scrubbed_at_release"] == 1
 
 
-@pytest.mark.parametrize("name", ["gfp-unmapped", "unmapped-api"])
-def test_check_plugin_fixed_variant_passes_under_cpa_faults(tmp_path: Path, name: str) -> None:
-    """The run docs/faults.md recommends, at the default effort, through the command."""
+def test_unmapped_api_zero_0_hand_out_posted_passes_data_fixed_clears_it(
+        tmp_path: Path) -> None:
+    """One dma_nokmap page (zero=0) written and freed, then one guest page (zero=0): the
+    cache hands the same page out again (its list head). posted: zeroing is only for
+    requests that ask, so the guest gets the DMA owner's data: 1 stale_data at the
+    hand-out. fixed: the page is not known clean, so it is cleared first: nothing, and
+    zeroed_at_handout 1 (the first hand-out was of a page the refill had cleared)."""
+    rows = ["alloc,1,dma_nokmap,4096,UNMAPPED,0,,OWNER", "write,1,,,,,,", "free,1,,,,,,",
+            "alloc,2,guest,4096,UNMAPPED,0,,OWNER", "sample,,,,,,,"]
+    assert _trace(tmp_path, "posted", rows)["violation_counts"] == {"stale_data": 1}
+    fixed = _trace(tmp_path, "fixed", rows)
+    assert fixed["violation_counts"] == {}
+    assert fixed["stats"]["zeroed_at_handout"] == 1
+
+
+def test_check_plugin_gfp_unmapped_fixed_passes_under_cpa_faults(tmp_path: Path) -> None:
+    """The run docs/faults.md recommends, at the default effort, through the command.
+    (unmapped-api's run takes several minutes here, too long for the suite; its result is
+    in docs/checks.md.)"""
     exe = Path(sys.executable).parent / "framework"
     env = {**os.environ, "FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD": "1",
            "XDG_CACHE_HOME": str(tmp_path)}
-    proc = subprocess.run([str(exe), "check-plugin", name, "--set", f"{name}.variant=fixed",
-                           "--set", "faults.cpa_fail_rate=0.2"], capture_output=True,
-                          text=True, env=env, timeout=600, check=False)
+    proc = subprocess.run([str(exe), "check-plugin", "gfp-unmapped", "--set",
+                           "gfp-unmapped.variant=fixed", "--set", "faults.cpa_fail_rate=0.2"],
+                          capture_output=True, text=True, env=env, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.splitlines()[-1].endswith(" 0 fail, 0 skip"), proc.stdout
+    assert proc.stdout.splitlines()[-1] == "gfp-unmapped: 21 pass, 0 fail, 0 skip", proc.stdout
