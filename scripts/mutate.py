@@ -217,6 +217,10 @@ def _pytest(copy: Path, tests: tuple[str, ...], timeout: float) -> str:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         return "timeout"
+    except BaseException:  # Ctrl-C or SIGTERM: stop the tests too
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
     return "survived" if code == 0 else "caught"
 
 

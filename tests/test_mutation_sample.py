@@ -318,3 +318,40 @@ def test_zero_is_checked_on_every_page_of_a_block() -> None:
                      Request("kernel", 8192, "RW", True))
     assert checker.counts["not_zeroed"] == 1
     assert [v.where for v in checker.kept] == [pfn + 1]
+
+
+# -- the summary table (framework/summary.py) -------------------------------------------------
+def test_plain_summary_rows_workload_then_wrapped_designs() -> None:
+    """The 80-column table: the header and rule, then per workload its name on a line of
+    its own, then each row of designs. Three designs sharing a row wrap at 15 columns:
+    "gfp-unmapped," then "unmapped-api," then "migratetype", each indented two spaces, the
+    cells on the first line only."""
+    from framework.summary import HEADERS, Group, Line, render_summary
+
+    cells = ("1", "0", "2", "3", "0.1", "0")
+    group = Group("secretmem", ("secretmem",),
+                  (Line(("gfp-unmapped", "unmapped-api", "migratetype"), cells),))
+    table = render_summary([group], "simple", 1).split("\n\n", 1)[1].splitlines()
+    assert len(HEADERS) == len(cells)
+    assert table[2] == "secretmem"
+    assert table[3].startswith("  gfp-unmapped, ") and table[3].endswith(" 0")
+    assert table[4:] == ["  unmapped-api,", "  migratetype"]
+
+
+# -- the TLB model (framework/tlb) ------------------------------------------------------------
+def test_tlb_array_share() -> None:
+    """64 entries, 4 ways: 16 sets of 4. With share 0.5 each set gives the modelled
+    translations 2 entries; share 0 leaves none: no array."""
+    from framework.tlb.reach import tlb_array
+
+    half = tlb_array("stlb", 64, 4, ("4k",), share=0.5)
+    assert half is not None and (half.sets, half.per_set) == (16, 2.0)
+    assert tlb_array("stlb", 64, 4, ("4k",), share=0.0) is None
+
+
+def test_fmt_pct_keeps_two_significant_digits() -> None:
+    """Two significant digits below 10, trailing zero kept: 1.0 %, 2.5 %, 0.5 %; from 10
+    up, whole numbers: 27 %."""
+    from framework.summary import fmt_pct
+
+    assert [fmt_pct(v) for v in (1.0, 2.5, 0.5, 27.2)] == ["1.0", "2.5", "0.5", "27"]
