@@ -142,20 +142,20 @@ def candidates(root: Path, rel: str) -> list[Generated]:
     original = ast.dump(tree)
     out: list[Generated] = []
     for node in ast.walk(tree):
-        if id(node) in skip or not hasattr(node, "lineno"):
+        if id(node) in skip or not isinstance(node, ast.expr | ast.stmt):
             continue
         muts: list[tuple[str, int, int, str]] = []
         if isinstance(node, ast.If | ast.While):
             test = node.test
             if test.lineno == test.end_lineno:
-                for kind, new in _variants(node):
+                for kind, changed in _variants(node):
                     muts.append((kind, test.col_offset, test.end_col_offset or 0,
-                                 ast.unparse(new)))
+                                 ast.unparse(changed)))
         elif node.lineno == node.end_lineno:
-            for kind, new in _variants(node):
+            for kind, changed in _variants(node):
                 muts.append((kind, node.col_offset, node.end_col_offset or 0,
-                             "(" + ast.unparse(new) + ")" if kind != "const"
-                             else ast.unparse(new)))
+                             "(" + ast.unparse(changed) + ")" if kind != "const"
+                             else ast.unparse(changed)))
             if isinstance(node, ast.stmt) and _is_effect(node):
                 muts.append(("drop", node.col_offset, node.end_col_offset or 0, "pass"))
         lineno = node.test.lineno if isinstance(node, ast.If | ast.While) else node.lineno
