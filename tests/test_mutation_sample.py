@@ -355,3 +355,28 @@ def test_fmt_pct_keeps_two_significant_digits() -> None:
     from framework.summary import fmt_pct
 
     assert [fmt_pct(v) for v in (1.0, 2.5, 0.5, 27.2)] == ["1.0", "2.5", "0.5", "27"]
+
+
+def test_alloc_nofragment_prefers_the_next_zone_to_a_small_steal() -> None:
+    """ALLOC_NOFRAGMENT (one node with ZONE_DMA32 and ZONE_NORMAL): on the first walk a
+    zone may only steal whole pageblocks from another migratetype (min_order
+    pageblock_order); a smaller steal waits for the walk without it.
+
+    ZONE_NORMAL (1 GiB above the hole, 256 free order-10 MOVABLE blocks) is emptied, then
+    two non-buddy order-8 blocks of each of 16 of its order-10 blocks are freed back:
+    8192 free pages, above its low watermark, all MOVABLE and below pageblock order.
+    An UNMOVABLE order-4 request (above the per-CPU orders): ZONE_NORMAL has nothing
+    unmovable and nothing to steal whole, so the first walk goes on to ZONE_DMA32, which
+    steals from a free order-10 MOVABLE block: the page comes from ZONE_DMA32."""
+    from framework.kernel.e820 import ZoneType
+
+    kernel = _kernel()
+    normal = next(z for z in kernel.zones if z.zone_type == ZoneType.ZONE_NORMAL)
+    taken = [normal.rmqueue_smallest(10, MIGRATE_MOVABLE) for _ in range(256)]
+    assert normal.nr_free_pages == 0 and -1 not in taken
+    for head in taken[:16]:
+        normal.free_one_page(head, 8, MIGRATE_MOVABLE)
+        normal.free_one_page(head + 512, 8, MIGRATE_MOVABLE)
+    assert normal.nr_free_pages == 8192
+    pfn = kernel.alloc_pages(4, MIGRATE_UNMOVABLE)
+    assert kernel.zone_of(pfn).zone_type == ZoneType.ZONE_DMA32
