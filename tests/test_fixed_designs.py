@@ -8,8 +8,10 @@
 - unmapped-api as posted gives cached pages back to the buddy with their last owner's data
   (zeroing is per request at hand-out and v3's shrinker clears nothing); ``variant=fixed``
   clears them first.
+- unmapped-api as posted also hands a cached page holding its last owner's data to a
+  ``zero=0`` request; ``variant=fixed`` clears a page not known clean at every hand-out.
 - ``framework check-plugin`` at its default effort under ``faults.cpa_fail_rate=0.2``
-  passes for the fixed variants (baseline's run is in tests/test_kit_promises.py).
+  passes for gfp-unmapped fixed (baseline's run is in tests/test_kit_promises.py).
 """
 
 from __future__ import annotations
@@ -52,10 +54,9 @@ def test_a_cpa_that_changes_nothing_on_a_large_entry_cannot_fail() -> None:
 def test_a_failed_restore_keeps_the_block_cached(name: str) -> None:
     """cpa_fail_rate=1, no 1 GiB entries (``machine.directmap=2m``, nogbpages: RAM above
     the first GiB is mapped with 2 MiB entries, so unmapping a whole one splits nothing).
-    One secretmem
-    page: the refill takes an order-9 block and unmaps the whole 2 MiB entry in place (no
-    split: succeeds); the page handed out is the block's
-    first, its 511 buddies stay cached in blocks of order 0 to 8. Pressure for one page:
+    One secretmem page: the refill takes an order-9 block and unmaps the whole 2 MiB entry
+    in place (no split: succeeds); the page handed out is the block's first, its 511
+    buddies stay cached in blocks of order 0 to 8. Pressure for one page:
     the shrinker takes the order-0 block first; making one page of the not-present 2 MiB
     entry present needs a split, which fails: the block stays cached, not present, and
     nothing is freed: 0 pages, 511 still cached, every cached page not present."""
