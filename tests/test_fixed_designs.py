@@ -129,3 +129,19 @@ def test_check_plugin_gfp_unmapped_fixed_passes_under_cpa_faults(tmp_path: Path)
                           capture_output=True, text=True, env=env, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.splitlines()[-1] == "gfp-unmapped: 21 pass, 0 fail, 0 skip", proc.stdout
+
+
+def test_v63_bpf_pack_path_ignores_a_failed_set_memory_ro(tmp_path: Path) -> None:
+    """v6.3 bpf_prog_pack_alloc() for a program over 2 MiB: module_alloc(), then
+    set_memory_ro() and set_memory_x() with their results ignored. With every split failing
+    (cpa_fail_rate=1) set_memory_ro() cannot change the direct-map alias (a page of a large
+    entry) and fails before changing anything; set_memory_x() still makes the area
+    executable: all 513 pages of a 2 MiB + 1 byte program are RW+X in the module area, 513
+    wx_mapping. This is v6.3's behaviour, kept on purpose (docs/faults.md)."""
+    trace = tmp_path / "t.csv"
+    trace.write_text(f"{HEADER}\nalloc,1,bpf_prog,2097153,ROX,0,,OWNER\n", encoding="utf-8")
+    sets = {"machine": {"mem_gib": "2"}, "trace": {"path": str(trace)},
+            "faults": {"cpa_fail_rate": "1"}}
+    reg = build_registry(plugin_manager())
+    run = run_cell(Cell("baseline", "trace", "default", 1, freeze_sets(sets)), reg)
+    assert run["violation_counts"] == {"wx_mapping": 513}
