@@ -119,6 +119,7 @@ class UnmappedCache:
         self.pb_mask = kernel.register_pageblock_flag("PB_unmapped", PB_UNMAPPED)
         self.lock_round_trips = 0
         self.on_release: Callable[[int, int], None] | None = None  # told of each released block
+        self.scrub: Callable[[int, int], None] | None = None  # clears a block before release
         self.c_op = kernel.costs["buddy_op"]
         self.c_step = kernel.costs["buddy_step"]
 
@@ -231,21 +232,33 @@ class UnmappedCache:
         while freed < nr_to_scan and area.free_list:
             pfn = next(reversed(area.free_list))
             self.del_page_from_free_list(pfn, order)
+            if not self.release(pfn, order):
+                self.add_to_free_list(pfn, order)  # kept unmapped; stop scanning this order
+                break
             area.nr_released += 1
-            self.release(pfn, order)
             freed += 1 << order
             self._lock()  # re-taken after cond_resched()
         return freed
 
-    def release(self, pfn: int, order: int) -> None:
-        """Give one block back: restore the direct map, PB_unmapped, __free_unmapped_page()."""
+    def release(self, pfn: int, order: int) -> bool:
+        """Give one block back: scrub, restore the direct map, PB_unmapped,
+        __free_unmapped_page(). False (``fixed_release`` only): the direct map could not be
+        restored (a split of a large entry that failed, -ENOMEM), the block stays cached.
+
+        v3 ignores the restore's result and frees the pages whatever it was; a page back in
+        the buddy with its direct-map entry not present faults at its next user's first
+        touch (``buddy_prot``), so the fixed release checks it.
+        """
         kernel = self.kernel
         nr = 1 << order
+        if self.scrub is not None:
+            self.scrub(pfn, order)
         if self.fixed_release:
+            if kernel.set_direct_map_default_noflush(pfn, nr):
+                return False
             if order >= PAGEBLOCK_ORDER:
                 for block in range(pfn, pfn + nr, 1 << PAGEBLOCK_ORDER):
                     self.set_pageblock_unmapped(block, False)
-            kernel.set_direct_map_default_noflush(pfn, nr)
         else:
             if order == PAGEBLOCK_ORDER:  # scan_free_area(): only this order clears the bit
                 self.set_pageblock_unmapped(pfn, False)
@@ -254,6 +267,7 @@ class UnmappedCache:
         kernel.free_pages_ok(pfn, order, to_tail=True)  # FPI_UNMAPPED | FPI_TO_TAIL
         if self.on_release is not None:
             self.on_release(pfn, order)
+        return True
 
     # -- debugfs (patches 2-3) -----------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -324,6 +338,11 @@ class CacheSet:
         """Tell every cache's shrinker to report each released block to ``hook``."""
         for cache in self.caches:
             cache.on_release = hook
+
+    def set_scrub(self, scrub: Callable[[int, int], None]) -> None:
+        """Have every cache's shrinker clear each block with ``scrub`` before it goes back."""
+        for cache in self.caches:
+            cache.scrub = scrub
 
     def register_shrinkers(self) -> None:
         """register_shrinker() for each cache (a NUMA-aware shrinker, one list per node)."""

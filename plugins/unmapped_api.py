@@ -11,7 +11,10 @@ temporary mapping, skipped for ``zero=False`` guest memory). Sites: ``secretmem`
 ``dma_nokmap``; not page tables (PKS page tables must stay mapped) nor module or BPF memory
 (without the GFP flag vmalloc cannot reach the cache).
 
-Parameters (``--set unmapped-api.KEY=VALUE``): ``free_hook`` (0: no generic free-path
+Parameters (``--set unmapped-api.KEY=VALUE``): ``variant`` (``posted``: zeroing is per
+request at hand-out, so a ``zero=0`` request, or v3's shrinker, gets a cached page still
+holding its last owner's data; ``fixed``: a page not known clean is cleared at every
+hand-out and before the shrinker gives it back), ``free_hook`` (0: no generic free-path
 diversion, as the snapshot; 1: keep v3's), ``shrinker`` (1: v3's shrinker; 0: none, as the
 snapshot), ``refill_order`` (9), ``unmap`` (``block``, or ``request``: only ``1 << order``
 pages, as the snapshot literally does), ``per_node`` (0: one global cache, as the snapshot; 1:
@@ -68,6 +71,10 @@ class UnmappedApi(StatusQuo):
               "20230308094106.227365-1-rppt@kernel.org thread, 19 May 2023")
     covers = frozenset({SECRETMEM, GUEST, DMA_NOKMAP})
     params = (
+        Param("variant", str, "posted", "posted: zero=0 requests and v3's shrinker get "
+              "cached pages holding their last owner's data; fixed: such pages are cleared "
+              "first",
+              choices=("posted", "fixed")),
         Param("free_hook", bool, False, "keep the PB_unmapped generic free-path diversion "
               "(Babka); 0: secretmem frees explicitly"),
         Param("shrinker", bool, True, "register v3's shrinker (the snapshot has none)"),
@@ -93,11 +100,15 @@ class UnmappedApi(StatusQuo):
             kernel.register_free_hook(self.caches.pb_mask, self.free_pages_prepare)
         if self.shrinker:
             self.caches.register_shrinkers()
+        self.fixed = params["variant"] == "fixed"
+        if self.fixed:
+            self.caches.set_scrub(self._scrub)
         self.clean: set[int] = set()  # cached pages cleared by the refill, not handed out since
         self.handed: dict[int, int] = {}
         self.refills = 0
         self.stolen_pages = 0
         self.zeroed_at_handout = 0
+        self.scrubbed_at_release = 0
 
     # -- include/linux/unmapped-alloc.h --------------------------------------------------
     def unmapped_pages_alloc(self, order: int, zero: bool) -> int:
@@ -111,7 +122,7 @@ class UnmappedApi(StatusQuo):
         self.handed[pfn] = order
         self.caches.handed_out(pfn, order)
         nr = 1 << order
-        if zero:
+        if zero or self.fixed:  # fixed: an earlier owner's data never reaches the next one
             self._zero(pfn, nr)
         if self.clean:
             self.clean.difference_update(range(pfn, pfn + nr))
@@ -119,6 +130,18 @@ class UnmappedApi(StatusQuo):
 
     def _zero(self, pfn: int, nr: int) -> None:
         """Clear each run of pages not known clean, one temporary mapping per run."""
+        self.zeroed_at_handout += self._clear_dirty(pfn, nr)
+
+    def _scrub(self, pfn: int, order: int) -> None:
+        """``fixed``: the shrinker clears a block's pages not known clean before they go
+        back to the buddy (zeroing is per request at hand-out, so a freed page is cached
+        with its owner's data)."""
+        self.scrubbed_at_release += self._clear_dirty(pfn, 1 << order)
+
+    def _clear_dirty(self, pfn: int, nr: int) -> int:
+        """Clear each run of pages not known clean, one temporary mapping per run; the
+        pages cleared."""
+        cleared = 0
         clean = self.clean
         start = -1
         for p in range(pfn, pfn + nr + 1):
@@ -127,8 +150,9 @@ class UnmappedApi(StatusQuo):
                 start = p
             elif not dirty and start >= 0:
                 clear_unmapped(self.kernel, start, p - start)
-                self.zeroed_at_handout += p - start
+                cleared += p - start
                 start = -1
+        return cleared
 
     def refill(self, order: int, cache: UnmappedCache, node: int | None) -> int:
         """The miss path: GFP_KERNEL | __GFP_ZERO block, set_memory_np, into the cache."""
@@ -263,7 +287,8 @@ class UnmappedApi(StatusQuo):
     def stats(self) -> dict[str, Any]:
         """The debugfs table plus refills, stolen pages and hand-out clears."""
         return {**self.caches.stats(), "refills": self.refills,
-                "stolen_pages": self.stolen_pages, "zeroed_at_handout": self.zeroed_at_handout}
+                "stolen_pages": self.stolen_pages, "zeroed_at_handout": self.zeroed_at_handout,
+                **({"scrubbed_at_release": self.scrubbed_at_release} if self.fixed else {})}
 
 
 @hookimpl

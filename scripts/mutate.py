@@ -1,30 +1,47 @@
-"""A small mutation run: does the test suite notice a wrong model, check or reader?
+"""Mutation runs: does the test suite notice a wrong model, check, metric or reader?
 
-Each mutant is one line of the code changed the way a plausible bug would change it (a
-ceiling off by one, a merge condition inverted, a rule's page range cut to one page, a
-metric's direction flipped). The script applies one mutant at a time in place, runs the
-tests that should catch it (``pytest -x``), restores the file, and prints which mutants were
-caught (a test failed) and which survived. Survivors are the gaps to close: either a test is
-missing, or the mutant is equivalent (changes nothing observable), which the table says.
+Each mutant is one line of the code changed the way a plausible bug would change it. Two
+sets:
 
-    python scripts/mutate.py            # every mutant
-    python scripts/mutate.py 3 7        # mutants 3 and 7 only
-    python scripts/mutate.py --list     # the table, nothing run
+- the seeded sample (default): ``SAMPLE_SIZE`` mutants drawn by scripts/mutate_sample.py
+  from the model (framework/kernel), the checks, the metrics and the TLB model, in the
+  quotas of ``GROUPS``; each runs the small test subset its group maps to;
+- ``--hand``: the hand-picked ``MUTANTS`` below (readers, output files, the kit too).
 
-It refuses to run when a file it mutates has uncommitted changes, and it always restores
-the original text (even on Ctrl-C). A mutant runs real code with a real bug: its tests must
-not touch anything outside their temporary directories (the ``--output`` tests use a
-private device node, not ``/dev/null``) nor ask for unbounded work. See docs/testing.md.
+The script copies the repository's files (tracked and untracked, not ignored) to a
+temporary directory once, applies one mutant at a time there, runs its tests (``pytest
+-x``, with the copy first on ``PYTHONPATH`` so the installed ``framework`` command runs the
+mutant too), restores the file, and prints ``caught``, ``timeout`` (counted as caught: the
+bug made the tests hang), ``equiv`` (a survivor ``EQUIVALENT`` explains) or ``SURVIVED``.
+The working tree is never touched. ``--report FILE`` writes the table in Markdown.
+
+    python scripts/mutate.py --list             # the sample, nothing run
+    python scripts/mutate.py --report out.md    # run the sample (tens of minutes)
+    python scripts/mutate.py --only 3 7         # sample mutants 3 and 7
+    python scripts/mutate.py --hand             # the hand-picked mutants
+
+A mutant runs real code with a real bug: its tests must not touch anything outside their
+temporary directories (the ``--output`` tests use a private device node, not
+``/dev/null``) nor ask for unbounded work. See docs/testing.md.
 """
 
 # ruff: noqa: E501  (each mutant quotes its source line verbatim, whatever its length)
 from __future__ import annotations
 
+import argparse
+import os
+import resource
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import NamedTuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mutate_sample import Generated, sample
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,48 +107,200 @@ MUTANTS: tuple[Mutant, ...] = (
 )
 
 
-def _dirty(paths: set[str]) -> list[str]:
-    out = subprocess.run(["git", "status", "--porcelain", "--", *sorted(paths)], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
-    return [line for line in out.splitlines() if line.strip()]
+#: The seed and size of the sample the figure in docs/testing.md is for.
+SEED = 14
+#: (name, files, how many mutants, tests run against each). The tests are the files written
+#: for that part (seconds each; ``-k`` leaves out the kit's subprocess runs of minutes).
+GROUPS: tuple[tuple[str, tuple[str, ...], int, tuple[str, ...]], ...] = (
+    ("model", ("framework/kernel/*.py",), 26,
+     ("tests/test_kernel_scenarios.py", "tests/test_buddy_properties.py",
+      "tests/test_checks.py", "tests/test_ledger.py", "tests/test_mutation_gaps.py",
+      "tests/test_mutation_sample.py", "tests/test_kit_promises.py",
+      "-k", "not check_plugin")),
+    ("checks", ("framework/checks.py",), 12,
+     ("tests/test_checks.py", "tests/test_mutation_gaps.py", "tests/test_mutation_sample.py",
+      "tests/test_kit_promises.py", "-k", "not check_plugin")),
+    ("metrics", ("framework/metrics.py", "framework/metric_defs.py", "framework/summary.py"),
+     12, ("tests/test_mutation_gaps.py", "tests/test_mutation_sample.py",
+          "tests/test_summary.py", "tests/test_report.py")),
+    ("tlb", ("framework/tlb/*.py",), 14,
+     ("tests/test_tlb.py", "tests/test_mutation_sample.py", "tests/test_tlb_cost.py")),
+)
+SAMPLE_SIZE = sum(g[2] for g in GROUPS)
+#: Files whose tests live elsewhere too: added to their group's tests.
+EXTRA_TESTS: dict[str, tuple[str, ...]] = {
+    "framework/kernel/initial.py": ("tests/test_startstate.py",),
+    "framework/kernel/e820.py": ("tests/test_realistic_machine.py",),
+}
+TIMEOUT = 150.0
+#: Address space a mutant's tests may use: a mutant that makes the model huge fails with
+#: MemoryError (caught) instead of pushing the machine into swap.
+MEMORY_LIMIT = 4 << 30
+
+#: Survivors that change nothing observable, by Generated.key, and why.
+EQUIVALENT: dict[str, str] = {
+    "framework/kernel/buddy.py|const|return len(self.free_area[0]) - 1|"
+    "return len(self.free_area[1]) - 1":
+        "Zone.add_migratetype()'s result is discarded by its only caller, "
+        "PageAlloc.add_migratetype(), which numbers the new type itself; every order has "
+        "the same number of lists, so index 1 gives the same value anyway.",
+    "framework/kernel/faults.py|cmp|return self.alloc_fail_rate > 0 and rng.random() < "
+    "self.alloc_fail_rate|return self.alloc_fail_rate > 0 and (rng.random() <= "
+    "self.alloc_fail_rate)":
+        "random() returns one of 2^53 evenly spaced floats in [0, 1): it equals the rate "
+        "with probability 2^-53 per draw, and rate 1.0 fails every draw either way.",
+    "framework/kernel/directmap.py|const|self.changes.append((LEVEL_2M, m, -1))|"
+    "self.changes.append((LEVEL_2M, m, -2))":
+        "the change log's third field is read only for its sign (framework/tlb/sampler.py "
+        "replay(): sign > 0 is a split, anything else a collapse); -2 is a collapse too.",
+    "framework/tlb/reach.py|const|return {n: float(h) for n, h in zip(names, hits, "
+    "strict=True)}|return {n: float(h) for n, h in zip(names, hits, strict=False)}":
+        "hits has one probability per entry of lines, which has one per name (both built "
+        "from the same list of live classes): the lengths are always equal, and strict= "
+        "only matters when they are not.",
+}
 
 
-def run_one(m: Mutant) -> tuple[bool, float]:
-    """Apply ``m``, run its tests, restore. (caught, seconds)."""
-    path = ROOT / m.path
-    original = path.read_text(encoding="utf-8")
-    if original.count(m.old) != 1:
-        raise SystemExit(f"{m.path}: the text to mutate is not there exactly once: {m.old!r}")
-    start = time.monotonic()
+def draw(root: Path = ROOT) -> list[tuple[Generated, tuple[str, ...]]]:
+    """The seeded sample: each group's quota from its files, with the group's tests."""
+    out: list[tuple[Generated, tuple[str, ...]]] = []
+    for _name, patterns, size, tests in GROUPS:
+        files = sorted(str(p.relative_to(root)) for pat in patterns for p in root.glob(pat)
+                       if p.name != "__init__.py")
+        out.extend((g, _with_extra(tests, g.path)) for g in sample(root, files, size, SEED))
+    return out
+
+
+def _with_extra(tests: tuple[str, ...], path: str) -> tuple[str, ...]:
+    """``tests`` plus the file's EXTRA_TESTS, before any ``-k`` option."""
+    extra = EXTRA_TESTS.get(path, ())
+    if "-k" in tests:
+        k = tests.index("-k")
+        return (*tests[:k], *extra, *tests[k:])
+    return (*tests, *extra)
+
+
+def _hand() -> list[tuple[Generated, tuple[str, ...]]]:
+    """The hand-picked mutants as (possibly multi-line) text replacements."""
+    return [(Generated(m.path, 0, m.what, m.old, m.new), m.tests) for m in MUTANTS]
+
+
+def _copy_tree(dest: Path) -> None:
+    """The repository's files (tracked and untracked, not ignored) under dest."""
+    names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, names):
+        src, dst = ROOT / name, dest / name
+        if not src.exists() and not src.is_symlink():
+            continue  # deleted in the working tree
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            dst.symlink_to(os.readlink(src))
+        else:
+            shutil.copy2(src, dst)
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def _pytest(copy: Path, tests: tuple[str, ...], timeout: float) -> str:
+    """Run the tests in the copy: 'caught', 'timeout' or 'survived'."""
+    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-x", "-q", "-p",
+                             "no:cacheprovider", *tests], cwd=copy, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, preexec_fn=_limit_memory)
     try:
-        path.write_text(original.replace(m.old, m.new), encoding="utf-8")
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p",
-                               "no:cacheprovider", *m.tests], cwd=ROOT, capture_output=True,
-                              text=True, check=False, timeout=900)
+        code = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return "timeout"
+    except BaseException:  # Ctrl-C or SIGTERM: stop the tests too
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    return "survived" if code == 0 else "caught"
+
+
+def run_one(copy: Path, g: Generated, tests: tuple[str, ...], timeout: float) -> str:
+    """Apply g in the copy, run its tests, restore."""
+    path = copy / g.path
+    original = path.read_text(encoding="utf-8")
+    if g.line:
+        lines = original.splitlines(keepends=True)
+        if lines[g.line - 1].rstrip("\n") != g.old:
+            raise SystemExit(f"{g.path}:{g.line} is not {g.old!r}")
+        ending = lines[g.line - 1][len(g.old):]
+        lines[g.line - 1] = g.new + ending
+        mutated = "".join(lines)
+    elif original.count(g.old) == 1:
+        mutated = original.replace(g.old, g.new)
+    else:
+        raise SystemExit(f"{g.path}: the text to mutate is not there exactly once: {g.old!r}")
+    try:
+        path.write_text(mutated, encoding="utf-8")
+        return _pytest(copy, tests, timeout)
     finally:
         path.write_text(original, encoding="utf-8")
-    return proc.returncode != 0, time.monotonic() - start
+
+
+def _head() -> str:
+    out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
+                         capture_output=True, text=True, check=False).stdout.strip()
+    return out or "unknown"
+
+
+def _row(i: int, g: Generated, status: str, seconds: float) -> str:
+    return (f"| {i} | {status} | {seconds:.0f} | `{g.path}:{g.line}` {g.kind} | "
+            f"`{g.old.strip()}` → `{g.new.strip()}` |")
 
 
 def main(argv: list[str]) -> int:
-    if "--list" in argv:
-        for i, m in enumerate(MUTANTS, 1):
-            print(f"{i:2} {m.path}: {m.what}")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--hand", action="store_true", help="the hand-picked mutants")
+    ap.add_argument("--list", action="store_true", help="print the mutants, run nothing")
+    ap.add_argument("--only", type=int, nargs="+", help="these mutant numbers only")
+    ap.add_argument("--report", type=Path, help="write the Markdown table here")
+    ap.add_argument("--timeout", type=float, default=TIMEOUT, help="seconds per mutant")
+    args = ap.parse_args(argv)
+    # SIGTERM (a killed background run) unwinds like Ctrl-C: the copy is removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    mutants = _hand() if args.hand else draw()
+    if args.list:
+        for i, (g, _tests) in enumerate(mutants, 1):
+            print(f"{i:2} {g.path}:{g.line} {g.kind}: {g.old.strip()} -> {g.new.strip()}")
         return 0
-    chosen = [int(a) for a in argv] or list(range(1, len(MUTANTS) + 1))
-    picked = [MUTANTS[i - 1] for i in chosen]
-    dirty = _dirty({m.path for m in picked})
-    if dirty:
-        print("mutate: commit or stash these first:\n" + "\n".join(dirty), file=sys.stderr)
-        return 2
-    caught = 0
-    for i, m in zip(chosen, picked, strict=True):
-        hit, seconds = run_one(m)
-        caught += hit
-        print(f"{i:2} {'caught  ' if hit else 'SURVIVED'} {seconds:5.1f} s  {m.path}: {m.what}",
-              flush=True)
-    print(f"{caught} of {len(picked)} mutants caught ({100 * caught // max(1, len(picked))}%)")
-    return 0 if caught == len(picked) else 1
+    chosen = args.only or list(range(1, len(mutants) + 1))
+    rows, tally = [], {"caught": 0, "timeout": 0, "equiv": 0, "SURVIVED": 0}
+    with tempfile.TemporaryDirectory(prefix="mutate-") as tmp:
+        copy = Path(tmp)
+        _copy_tree(copy)
+        for i in chosen:
+            g, tests = mutants[i - 1]
+            start = time.monotonic()
+            status = run_one(copy, g, tests, args.timeout)
+            if status == "survived":
+                status = "equiv" if g.key in EQUIVALENT else "SURVIVED"
+            tally[status] += 1
+            seconds = time.monotonic() - start
+            print(f"{i:2} {status:8} {seconds:5.1f} s  {g.path}:{g.line} {g.kind}: "
+                  f"{g.old.strip()} -> {g.new.strip()}", flush=True)
+            rows.append(_row(i, g, status, seconds))
+    real = len(chosen) - tally["equiv"]
+    hit = tally["caught"] + tally["timeout"]
+    summary = (f"{hit} of {real} non-equivalent mutants caught ({100 * hit / max(1, real):.1f}%)"
+               f"; {tally['equiv']} equivalent; {tally['timeout']} of the caught by timeout")
+    print(summary)
+    if args.report:
+        ran = {mutants[i - 1][0].key for i in chosen}
+        notes = [f"- `{k}`: {why}" for k, why in sorted(EQUIVALENT.items()) if k in ran]
+        args.report.write_text("\n".join([
+            f"# Mutation run ({'hand-picked' if args.hand else f'seed {SEED}'}, {_head()})", "",
+            summary, "", "| # | result | s | where | mutation |", "|---|---|---|---|---|",
+            *rows, "", "## Equivalent mutants", "", *notes, ""]), encoding="utf-8")
+    return 0 if tally["SURVIVED"] == 0 else 1
 
 
 if __name__ == "__main__":

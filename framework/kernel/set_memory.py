@@ -73,7 +73,7 @@ class SetMemory:
         ``nr > 1`` is ``set_direct_map_valid_noflush(page, nr, false)`` (later kernels).
         Returns 0 or -ENOMEM.
         """
-        if self.cpa_faults and self._splits(pfn, nr) and self._cpa_fails():
+        if self.cpa_faults and self._splits(pfn, nr, 0, _PRESENT_RW) and self._cpa_fails():
             return ENOMEM
         return self.directmap.cpa(pfn, nr, 0, _PRESENT_RW)[1]
 
@@ -85,39 +85,42 @@ class SetMemory:
         secretmem_free_folio() and vm_reset_perms()) needs no split, so an injected CPA
         fault does not hit it: v6.3 ignores this call's result there, and it cannot fail.
         """
-        if self.cpa_faults and self._splits(pfn, nr) and self._cpa_fails():
+        if self.cpa_faults and self._splits(pfn, nr, _PRESENT_RW, 0) and self._cpa_fails():
             return ENOMEM
         return self.directmap.cpa(pfn, nr, _PRESENT_RW, 0)[1]
 
-    def _splits(self, pfn: int, nr: int) -> bool:
+    def _splits(self, pfn: int, nr: int, set_mask: int, clr_mask: int) -> bool:
         """Would a change of ``[pfn, pfn + nr)`` split a 2 MiB or 1 GiB entry (one the range
         does not cover whole: try_preserve_large_page() keeps a fully covered one)?
 
         ``--set faults.cpa_fail_rate`` hits only such calls: CPA's only -ENOMEM is the page
         table of a split (split_large_page()'s alloc_pages()); a change of 4 KiB entries
-        cannot fail.
+        cannot fail, nor can one that leaves a large entry's protection as it is
+        (__should_split_large_page(): "If there are no changes, return", no split).
         """
-        level = self.directmap.level
+        dm = self.directmap
         p, end = pfn, pfn + nr
         while p < end:
-            lvl = level(p)
+            lvl = dm.level(p)
             if lvl == LEVEL_4K:
                 p += 1
                 continue
             size = PUD_PAGES if lvl == LEVEL_1G else PMD_PAGES
             head = p & ~(size - 1)
-            if head < pfn or head + size > end:
+            old = dm.prot(p)
+            if (head < pfn or head + size > end) and new_prot(old, set_mask, clr_mask) != old:
                 return True
             p = head + size
         return False
 
-    def _alias_splits(self, area: VmStruct, first: int, nr: int) -> bool:
+    def _alias_splits(self, area: VmStruct, first: int, nr: int, set_mask: int,
+                      clr_mask: int) -> bool:
         """:meth:`_splits` over the direct-map alias, stepping as :meth:`_process_alias`."""
         i, end = first, first + nr
         while i < end:
             whole = area.page_order and i % PMD_PAGES == 0 and end - i >= PMD_PAGES
             step = PMD_PAGES if whole else 1
-            if self._splits(area.pages[i], step):
+            if self._splits(area.pages[i], step, set_mask, clr_mask):
                 return True
             i += step
         return False
@@ -133,7 +136,7 @@ class SetMemory:
     def _set_memory_direct(self, pfn: int, nr: int, set_mask: int, clr_mask: int) -> int:
         """change_page_attr_set_clr() on direct-map addresses (no alias to process)."""
         self.vm_unmap_aliases()
-        if self.cpa_faults and self._splits(pfn, nr) and self._cpa_fails():
+        if self.cpa_faults and self._splits(pfn, nr, set_mask, clr_mask) and self._cpa_fails():
             return ENOMEM
         changed, err = self.directmap.cpa(pfn, nr, set_mask, clr_mask)
         if changed:
@@ -188,7 +191,8 @@ class SetMemory:
         checkalias = (set_mask | clr_mask) != _PAGE_NX
         # The module area's own entries are 4 KiB: only the alias can need a split, the one
         # place this can fail with -ENOMEM in v6.3 (see _splits)
-        if (self.cpa_faults and checkalias and self._alias_splits(area, first, nr)
+        if (self.cpa_faults and checkalias
+                and self._alias_splits(area, first, nr, set_mask & ~_PAGE_NX, clr_mask & ~_PAGE_NX)
                 and self.faults.fail_cpa(self.rng)):
             return ENOMEM
         changed, made_exec = self._change_area(area, first, nr, set_mask, clr_mask)
