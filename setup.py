@@ -15,6 +15,7 @@ The install still succeeds, with the plain modules only, when:
 
 from __future__ import annotations
 
+import importlib.machinery
 import os
 import runpy
 import shlex
@@ -25,6 +26,7 @@ from typing import Any
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORE = runpy.run_path(os.path.join(HERE, "framework", "_purepython.py"))["CORE_MODULES"]
@@ -48,6 +50,24 @@ def _why_not_compile() -> str | None:
     if shutil.which(shlex.split(cc)[0]) is None:
         return f"no C compiler ({cc!r} not found)"
     return None
+
+
+class CleanBuildPy(build_py):
+    """build_py that first removes extension modules left in the build folder.
+
+    pip builds in the source tree's ``build/``, and the wheel takes everything there: an
+    extension module from an earlier compiled build would otherwise ship beside newer
+    sources (and shadow them) when this build does not compile, or fails to.
+    """
+
+    def run(self) -> None:
+        package = os.path.join(self.build_lib, "framework")
+        suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+        for folder, _, files in os.walk(package):
+            for name in files:
+                if name.endswith(suffixes):
+                    os.remove(os.path.join(folder, name))
+        super().run()
 
 
 class OptionalBuildExt(build_ext):
@@ -92,4 +112,5 @@ def _extensions() -> list[Any]:
         return []
 
 
-setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})
+setup(ext_modules=_extensions(),
+      cmdclass={"build_py": CleanBuildPy, "build_ext": OptionalBuildExt})
