@@ -329,14 +329,8 @@ class Checker:
         if self.secret_allocs and id(alloc) in self.secret_allocs:
             self.secret_allocs.discard(id(alloc))
             self._remember_secret(blocks)
-        if len(blocks) == 1 and blocks[0][1] == 0:  # the single-page case, inline
-            p = blocks[0][0]
-            if alloc.unmapped and self.kernel.directmap.is_present(p):
-                self.record(Rule.UNMAPPED_PRESENT, p, "unmapped allocation present in the "
-                            "direct map")
-            if self.big_heads:  # a page inside a block owned whole: forget just this page
-                self._split_big(p, p + 1)
-            self.owner.pop(p, None)
+        if len(blocks) == 1 and blocks[0][1] == 0:  # the single-page case
+            self._free_page(blocks[0][0], alloc.unmapped)
             return
         if alloc.unmapped:
             self.check_unmapped(alloc)
@@ -356,6 +350,15 @@ class Checker:
             if i < len(self.range_starts) and self.range_starts[i] == alloc.vaddr:
                 del self.range_starts[i]
                 del self.range_ends[alloc.vaddr]
+
+    def _free_page(self, p: int, unmapped: bool) -> None:
+        """:meth:`on_free` for one order-0 block, the hot path."""
+        if unmapped and self.kernel.directmap.is_present(p):
+            self.record(Rule.UNMAPPED_PRESENT, p, "unmapped allocation present in the "
+                        "direct map")
+        if self.big_heads:  # a page inside a block owned whole: forget just this page
+            self._split_big(p, p + 1)
+        self.owner.pop(p, None)
 
     def _remember_secret(self, blocks: tuple[tuple[int, int], ...]) -> None:
         """The blocks of an UNMAPPED allocation served unmapped are being freed: their

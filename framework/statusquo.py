@@ -172,6 +172,8 @@ class StatusQuo(Allocator):
         super().__init__(kernel, dict(params or {}))
         self.packs: list[BpfPack] = []
         self.insn_pages: list[InsnPage] = []
+        #: v6.9's "bpf: Check return from set_memory_rox()" (off: v6.3 ignores the return)
+        self.bpf_check_rox = False
         self._by_site = _SiteTable(self.pages_alloc)
         for site, method in SITE_METHODS.items():
             self._by_site[site] = getattr(self, method)
@@ -377,13 +379,10 @@ class StatusQuo(Allocator):
 
     def alloc_new_pack(self) -> BpfPack | None:
         """alloc_new_pack(): module_alloc, fill with INT3, set_memory_ro then set_memory_x."""
-        kernel = self.kernel
         nr = self.pack_pages()
         area = self.module_alloc(nr << PAGE_SHIFT)
-        if area is None:
+        if area is None or not self._bpf_seal(area):
             return None
-        kernel.set_memory_ro(area.addr, nr)
-        kernel.set_memory_x(area.addr, nr)
         chunks = (nr << PAGE_SHIFT) >> BPF_PROG_CHUNK_SHIFT
         pack = BpfPack(area, chunks, bytearray(chunks))
         self.packs.append(pack)
@@ -391,15 +390,31 @@ class StatusQuo(Allocator):
 
     def _bpf_big_alloc(self, request: Request, size: int) -> Allocation | None:
         """bpf_prog_pack_alloc() above a pack's size: its own module_alloc(), then RO and X."""
-        kernel = self.kernel
         area = self.module_alloc(size)
-        if area is None:
+        if area is None or not self._bpf_seal(area):
             return None
-        kernel.set_memory_ro(area.addr, area.nr_pages)
-        kernel.set_memory_x(area.addr, area.nr_pages)
         blocks = tuple((pfn, 0) for pfn in area.pages)
         return Allocation(blocks, area.addr << PAGE_SHIFT, request.size, False,
                           BpfProg(size, None, 0, area))
+
+    def _bpf_seal(self, area: VmStruct) -> bool:
+        """Make a new pack or big image RO and X; False when the load must fail.
+
+        v6.3 ``alloc_new_pack()`` / ``bpf_prog_pack_alloc()`` call ``set_memory_ro()`` then
+        ``set_memory_x()`` and ignore both returns, so a failed RO change leaves the pages
+        writable and executable. With ``bpf_check_rox`` (v6.9, "bpf: Check return from
+        set_memory_rox()") one ``set_memory_rox()`` is made and, if it fails, the area is
+        freed (``VM_FLUSH_RESET_PERMS`` restores its alias) and the allocation fails.
+        """
+        kernel = self.kernel
+        if not self.bpf_check_rox:
+            kernel.set_memory_ro(area.addr, area.nr_pages)  # v6.3 alloc_new_pack: return ignored
+            kernel.set_memory_x(area.addr, area.nr_pages)
+            return True
+        if kernel.set_memory_rox(area.addr, area.nr_pages):  # v6.9 alloc_new_pack: out_free
+            self.vfree(area)
+            return False
+        return True
 
     def bpf_text_poke(self, allocation: Allocation, length: int) -> None:
         """bpf_arch_text_copy() = text_poke_copy() of the JIT image into the pack."""

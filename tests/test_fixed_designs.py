@@ -145,3 +145,18 @@ def test_v63_bpf_pack_path_ignores_a_failed_set_memory_ro(tmp_path: Path) -> Non
     reg = build_registry(plugin_manager())
     run = run_cell(Cell("baseline", "trace", "default", 1, freeze_sets(sets)), reg)
     assert run["violation_counts"] == {"wx_mapping": 513}
+
+
+def test_v69_bpf_check_rox_frees_the_image_and_fails_the_load(tmp_path: Path) -> None:
+    """The same program with ``baseline.bpf_check_rox=1`` (v6.9, "bpf: Check return from
+    set_memory_rox()"): one set_memory_rox() over the 513 pages fails on the first split, so
+    the area is vfree()d and bpf_prog_pack_alloc() returns NULL: no page is ever executable
+    and writable (no violation) and the load is one allocation failure."""
+    trace = tmp_path / "t.csv"
+    trace.write_text(f"{HEADER}\nalloc,1,bpf_prog,2097153,ROX,0,,OWNER\n", encoding="utf-8")
+    sets = {"machine": {"mem_gib": "2"}, "trace": {"path": str(trace)},
+            "faults": {"cpa_fail_rate": "1"}, "baseline": {"bpf_check_rox": "1"}}
+    reg = build_registry(plugin_manager())
+    run = run_cell(Cell("baseline", "trace", "default", 1, freeze_sets(sets)), reg)
+    assert run["violation_counts"] == {}
+    assert run["metrics"]["alloc_failures"] == 1
