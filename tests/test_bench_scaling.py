@@ -31,9 +31,9 @@ def test_every_default_workload_has_a_count_parameter_that_exists() -> None:
 
 
 def test_scale_multiplies_the_default() -> None:
-    """secretmem starts 96 processes by default (``framework list``): 10x is 960, 100x
-    9600; 1x sets nothing, so the cell is the default suite's own."""
+    """secretmem starts 512 processes by default (``framework list``): 10x is 5120;
+    1x sets nothing, so the cell is the default suite's own."""
     bench = _load()
     assert bench.workload_sets("secretmem", 1) == {}
-    assert bench.workload_sets("secretmem", 10) == {"secretmem": {"processes": "960"}}
+    assert bench.workload_sets("secretmem", 10) == {"secretmem": {"processes": "5120"}}
     assert bench.workload_sets("guest", 100) == {"guest": {"vms": "200"}}
