@@ -12,7 +12,10 @@ false)`` plus ``flush_tlb_kernel_range()`` over the folio (an aligned 2 MiB foli
 splits its 2 MiB entry). ``kvm_gmem_free_folio()`` restores the entry with
 ``set_direct_map_valid_noflush(folio, nr, true)`` and no flush, then frees the folio.
 
-Serves ``guest``; every other site stays on the status-quo path. No parameters, no cache.
+Serves ``guest``; every other site stays on the status-quo path. No cache. As posted, a
+freed folio goes back to the buddy (and its direct-map entry comes back) still holding the
+guest's data, which the ``stale_data`` rule reports; ``clear_on_free=1`` clears it there,
+as ``init_on_free=1`` would (``free_pages_prepare()`` -> ``kernel_init_pages()``).
 Stats: folios zapped and restored, pages out of the direct map now.
 
 docs/designs.md, "guest-memfd", has the sources and every modelled detail and
@@ -28,6 +31,7 @@ from framework.allocator import Allocator
 from framework.hookspecs import hookimpl
 from framework.kernel.consts import MIGRATE_MOVABLE
 from framework.kernel.kernel import Kernel
+from framework.params import Param
 from framework.request import Allocation, Request, Site
 from framework.statusquo import StatusQuo
 
@@ -43,9 +47,14 @@ class GuestMemfd(StatusQuo):
     source = ("20241030134912.515725-3-roypat (RFC) to 20260114134510.1835-1-kalyazin (v12), "
               "GUEST_MEMFD_FLAG_NO_DIRECT_MAP")
     covers = frozenset({Site.GUEST})
+    params = (
+        Param("clear_on_free", bool, False, "1: clear each freed folio before it leaves "
+              "(init_on_free=1); 0: as posted, the guest's data stays in the freed pages"),
+    )
 
     def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:
         super().__init__(kernel, params)
+        self.clear_on_free = bool(self.config.get("clear_on_free", False))
         self.zapped = 0
         self.restored = 0
         self.unmapped_pages = 0
@@ -91,6 +100,8 @@ class GuestMemfd(StatusQuo):
             return
         for pfn, order in allocation.blocks:
             self.folio_restore_direct_map(pfn, 1 << order)
+            if self.clear_on_free:  # free_pages_prepare(): kernel_init_pages() (init_on_free)
+                self.kernel.clear_pages(pfn, 1 << order)
             self.kernel.free_pages(pfn, order, movable=True)
 
     def free_generic(self, allocation: Allocation) -> None:

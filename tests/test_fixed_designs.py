@@ -160,3 +160,22 @@ def test_v69_bpf_check_rox_frees_the_image_and_fails_the_load(tmp_path: Path) ->
     run = run_cell(Cell("baseline", "trace", "default", 1, freeze_sets(sets)), reg)
     assert run["violation_counts"] == {}
     assert run["metrics"]["alloc_failures"] == 1
+
+
+@pytest.mark.parametrize(("clear", "expected"), [("0", {"stale_data": 1}), ("1", {})])
+def test_guest_memfd_freed_folio_keeps_the_guests_data_unless_cleared(
+        tmp_path: Path, clear: str, expected: dict[str, int]) -> None:
+    """One guest page (UNMAPPED, zeroed at allocation), written by the guest, then freed:
+    kvm_gmem_free_folio() restores its direct-map entry and the folio goes back to the
+    buddy. As posted nothing clears it, so at the end of the run the page is in the buddy,
+    present in the direct map and still holds the guest's data: one stale_data (the page).
+    With clear_on_free=1 (what init_on_free=1 does in free_pages_prepare()) it is cleared
+    before it reaches the buddy: no violation."""
+    trace = tmp_path / "t.csv"
+    trace.write_text(f"{HEADER}\nalloc,1,guest,1,UNMAPPED,1,,OWNER\nwrite,1,,,,,,\n"
+                     "free,1,,,,,,\n", encoding="utf-8")
+    sets = {"machine": {"mem_gib": "2"}, "trace": {"path": str(trace)},
+            "guest-memfd": {"clear_on_free": clear}}
+    reg = build_registry(plugin_manager())
+    run = run_cell(Cell("guest-memfd", "trace", "default", 1, freeze_sets(sets)), reg)
+    assert run["violation_counts"] == expected
