@@ -60,7 +60,13 @@ from framework.kernel.consts import (
 )
 from framework.kernel.kernel import Kernel
 from framework.kernel.vmalloc import VmStruct
+from framework.params import Param
 from framework.request import Allocation, Perm, Request, Site
+
+#: The parameter of every design that keeps the status quo's BPF path (docs/faults.md).
+BPF_CHECK_ROX = Param("bpf_check_rox", bool, False, "1: v6.9 'bpf: Check return from "
+                      "set_memory_rox()' (a pack whose set_memory_rox fails is freed, the "
+                      "load fails); 0: v6.3 ignores the returns of set_memory_ro/x")
 
 _new_tuple = tuple.__new__
 
@@ -173,7 +179,7 @@ class StatusQuo(Allocator):
         self.packs: list[BpfPack] = []
         self.insn_pages: list[InsnPage] = []
         #: v6.9's "bpf: Check return from set_memory_rox()" (off: v6.3 ignores the return)
-        self.bpf_check_rox = False
+        self.bpf_check_rox = bool(self.config.get("bpf_check_rox", False))
         self._by_site = _SiteTable(self.pages_alloc)
         for site, method in SITE_METHODS.items():
             self._by_site[site] = getattr(self, method)

@@ -32,7 +32,7 @@ from framework.kernel.consts import PAGE_SHIFT
 from framework.kernel.kernel import Kernel
 from framework.params import Param
 from framework.request import Allocation, Request
-from framework.statusquo import ModuleMem, StatusQuo
+from framework.statusquo import BPF_CHECK_ROX, ModuleMem, StatusQuo
 
 # kernel/bpf/core.c v5.17 bpf_jit_binary_alloc(): a hole of at least 128 bytes where the
 # pack's bpf_jit_binary_pack_alloc() keeps 16 (the workload's request includes those 16)
@@ -49,15 +49,12 @@ class Baseline(StatusQuo):
     params = (
         Param("bpf_prog_pack", bool, True, "1: bpf_prog_pack (v5.18+); 0: v5.17, each BPF "
               "program its own module_alloc pages, set_memory_ro + set_memory_x"),
-        Param("bpf_check_rox", bool, False, "1: v6.9 'bpf: Check return from "
-              "set_memory_rox()' (a pack whose set_memory_rox fails is freed, the load "
-              "fails); 0: v6.3 ignores the returns of set_memory_ro/set_memory_x"),
+        BPF_CHECK_ROX,
     )
 
     def __init__(self, kernel: Kernel, params: Mapping[str, Any] | None = None) -> None:
         super().__init__(kernel, params)
         self.prog_pack = bool(self.config.get("bpf_prog_pack", True))
-        self.bpf_check_rox = bool(self.config.get("bpf_check_rox", False))
 
     def bpf_prog_alloc(self, request: Request) -> Allocation | None:
         """bpf_prog_pack (v6.3), or v5.17's bpf_jit_binary_alloc() with ``bpf_prog_pack=0``.

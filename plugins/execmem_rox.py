@@ -48,7 +48,7 @@ from framework.kernel.kernel import Kernel
 from framework.kernel.vmalloc import VM_ALLOW_HUGE_VMAP, VmStruct
 from framework.params import Param
 from framework.request import Allocation, Request, Site
-from framework.statusquo import ModuleMem, StatusQuo
+from framework.statusquo import BPF_CHECK_ROX, ModuleMem, StatusQuo
 
 PMD_PAGES = 1 << PMD_ORDER
 PMD_SIZE = PMD_PAGES << PAGE_SHIFT
@@ -80,6 +80,7 @@ class ExecmemRox(StatusQuo):
               "writable copy)", choices=("temp_rw", "text_poke")),
         Param("collapse", bool, True, "CPA collapse after set_memory_rox as the kernel with "
               "this cache does (41d88484c71c), whatever machine.collapse says"),
+        BPF_CHECK_ROX,
     )
 
     def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:

@@ -34,7 +34,7 @@ from framework.kernel.consts import MIGRATE_UNMOVABLE, PMD_ORDER
 from framework.kernel.kernel import Kernel
 from framework.params import Param
 from framework.request import Allocation, Perm, Request
-from framework.statusquo import StatusQuo
+from framework.statusquo import BPF_CHECK_ROX, StatusQuo
 
 GROUPED = "grouped-pages"  # the handle of a page the cache handed out
 LIST_LRU_NODE_BYTES = 64  # struct list_lru_node (lock, list_lru_one, nr_items), one per node
@@ -62,6 +62,7 @@ class GroupedPages(StatusQuo):
     params = (
         Param("refill_order", int, PMD_ORDER, "order of the block a refill takes first "
               "(order 0 when none is free)", min=0, max=PMD_ORDER),
+        BPF_CHECK_ROX,
     )
 
     def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ from framework.kernel.consts import MIGRATE_MOVABLE
 from framework.kernel.kernel import Kernel
 from framework.params import Param
 from framework.request import Allocation, Request, Site
-from framework.statusquo import StatusQuo
+from framework.statusquo import BPF_CHECK_ROX, StatusQuo
 
 GMEM = "guest-memfd"  # the handle of guest memory this design handed out
 
@@ -50,6 +50,7 @@ class GuestMemfd(StatusQuo):
     params = (
         Param("clear_on_free", bool, False, "1: clear each freed folio before it leaves "
               "(init_on_free=1); 0: as posted, the guest's data stays in the freed pages"),
+        BPF_CHECK_ROX,
     )
 
     def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:

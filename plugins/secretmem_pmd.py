@@ -35,7 +35,7 @@ from framework.kernel.consts import MIGRATE_MOVABLE, PAGE_SIZE, PMD_ORDER
 from framework.kernel.kernel import Kernel
 from framework.params import Param
 from framework.request import Allocation, Request, Site
-from framework.statusquo import StatusQuo
+from framework.statusquo import BPF_CHECK_ROX, StatusQuo
 
 PMD_PAGES = 1 << PMD_ORDER
 SECRETMEM_PMD = "secretmem-pmd"  # the handle of pages the pool handed out
@@ -53,6 +53,7 @@ class SecretmemPmd(StatusQuo):
     params = (
         Param("release", str, "evict", "evict: chunks go back when no page is in use (inode "
               "eviction); never: the pool keeps them", choices=("evict", "never")),
+        BPF_CHECK_ROX,
     )
 
     def __init__(self, kernel: Kernel, params: dict[str, Any]) -> None:

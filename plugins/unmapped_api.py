@@ -53,7 +53,7 @@ from framework.kernel.consts import (
 from framework.kernel.kernel import Kernel
 from framework.params import Param
 from framework.request import Allocation, Request, Site
-from framework.statusquo import StatusQuo
+from framework.statusquo import BPF_CHECK_ROX, StatusQuo
 
 SECRETMEM, GUEST, DMA_NOKMAP = Site.SECRETMEM, Site.GUEST, Site.DMA_NOKMAP
 
@@ -84,6 +84,7 @@ class UnmappedApi(StatusQuo):
               "1 << order pages as the snapshot literally does", choices=("block", "request")),
         Param("per_node", bool, False, "one cache per NUMA node (the thread's request); 0: "
               "one global cache, as the snapshot"),
+        BPF_CHECK_ROX,
     )
     source_unmapped = True  # framework/compose.py PageSource: its pages leave the direct map
 
