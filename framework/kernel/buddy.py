@@ -76,6 +76,28 @@ def block_bits(block: Block) -> tuple[tuple[int, int, int], ...]:
     return out
 
 
+#: A block's free blocks grouped by free list: (order, migratetype, buddy code, offsets).
+FreeGroups = tuple[tuple[int, int, int, tuple[int, ...]], ...]
+#: id(block) -> (block, its free blocks grouped by free list).
+_FREE: dict[int, tuple[Block, FreeGroups]] = {}
+
+
+def block_free(block: Block) -> FreeGroups:
+    """``block.free`` grouped by free list: per (order, migratetype), in order of first
+    appearance, the buddy code (``order | mt << BUDDY_ORDER_BITS``) and the blocks'
+    offsets ascending (their order in ``block.free``). Worked out once per block."""
+    found = _FREE.get(id(block))
+    if found is not None and found[0] is block:
+        return found[1]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for off, order in block.free:
+        groups.setdefault((order, block.mts[off >> PAGEBLOCK_ORDER]), []).append(off)
+    plan = tuple((order, mt, order | (mt << BUDDY_ORDER_BITS), tuple(offs))
+                 for (order, mt), offs in groups.items())
+    _FREE[id(block)] = (block, plan)
+    return plan
+
+
 class Zone:
     """One zone (one per node in the model): free lists, pageblock bits, stealing.
 
@@ -274,12 +296,18 @@ class Zone:
         self.start_done.add(head)
         for i, mt in enumerate(block.mts):
             self.set_pageblock_migratetype(head + (i << PAGEBLOCK_ORDER), mt)
-        for off, order in block.free:
-            mt = block.mts[off >> PAGEBLOCK_ORDER]
-            self.unmat[order][mt] -= 1
-            self.unmat_total[order] -= 1
-            self.nr_free_pages -= 1 << order  # _add() counts it again
-            self._add(head + off, order, mt)
+        unmat, unmat_total = self.unmat, self.unmat_total
+        area, nr_free, buddy = self.free_area, self.nr_free, self.buddy
+        # _add() at the head of each list, inlined: a list receives its blocks in pfn order
+        # as one call per block would (lists are independent; NR_FREE_PAGES counted them)
+        for order, mt, code, offs in block_free(block):
+            n = len(offs)
+            unmat[order][mt] -= n
+            unmat_total[order] -= n
+            nr_free[order] += n
+            pfns = dict.fromkeys([head + off for off in offs])
+            area[order][mt].update(pfns)
+            buddy.update(dict.fromkeys(pfns, code))
         first = head >> PAGEBLOCK_ORDER
         for half, (cache, anon, pinned) in enumerate(block_bits(block)):
             if cache:
@@ -621,6 +649,60 @@ class Zone:
             info = buddy.get((pfn & ~((2 << order) - 1)) ^ (2 << order))
             to_tail = info is not None and info & BUDDY_ORDER_MASK == order + 1
         self._add(pfn, order, mt, to_tail)
+
+    def free_pages_order0(self, pfns: list[int], mt: int) -> None:
+        """``free_one_page(pfn, 0, mt)`` for each of ``pfns`` in turn (reclaim's
+        free_unref_page_list() of a shrink batch, compaction's putback and
+        release_freepages()): the same merges, list positions and counters as one call per
+        page, with the per-page work inlined (``__free_one_page``, ``__find_buddy_pfn``,
+        ``page_is_buddy``, ``buddy_merge_likely``, ``add_to_free_list[_tail]``)."""
+        buddy = self.buddy
+        area = self.free_area
+        nr_free = self.nr_free
+        c_op, c_step = self.c_op, self.c_step
+        led = self.ledger
+        bcyc, tcyc = led.buddy_cycles, led.total_cycles  # the same additions, in order
+        free_pages = self.nr_free_pages
+        for pfn in pfns:
+            bcyc += c_op
+            tcyc += c_op
+            order = 0
+            while order < TOP:
+                buddy_pfn = pfn ^ (1 << order)
+                info = buddy.get(buddy_pfn)
+                if info is None or info & BUDDY_ORDER_MASK != order:
+                    break
+                del buddy[buddy_pfn]  # del_page_from_free_list(), as _del()
+                lst = area[order][info >> BUDDY_ORDER_BITS]
+                if buddy_pfn in lst:
+                    del lst[buddy_pfn]
+                else:
+                    del self.after_pristine[buddy_pfn]
+                nr_free[order] -= 1
+                free_pages -= 1 << order
+                pfn &= buddy_pfn
+                order += 1
+            if order:
+                bcyc += c_step * order
+                tcyc += c_step * order
+            to_tail = False
+            if order < MAX_ORDER - 2:  # buddy_merge_likely()
+                info = buddy.get((pfn & ~((2 << order) - 1)) ^ (2 << order))
+                to_tail = info is not None and info & BUDDY_ORDER_MASK == order + 1
+            if order == TOP:  # the pristine tail case lives in _add()
+                self.nr_free_pages = free_pages
+                self._add(pfn, order, mt)
+                free_pages = self.nr_free_pages
+                continue
+            lst = area[order][mt]
+            lst[pfn] = None
+            if to_tail:
+                lst.move_to_end(pfn, last=False)
+            nr_free[order] += 1
+            free_pages += 1 << order
+            buddy[pfn] = order | (mt << BUDDY_ORDER_BITS)
+        self.nr_free_pages = free_pages
+        led.buddy_cycles, led.total_cycles = bcyc, tcyc
 
     def block_is_free(self, pfn: int) -> bool:
         """Is ``pfn`` inside a free block (PageBuddy on its head at some order)?"""

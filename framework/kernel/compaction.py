@@ -236,8 +236,9 @@ class Compaction:
             # suitable_migration_source(): only pageblocks of the request's type; the start
             # state's are all kernel or slab, so only pageblocks the run converted qualify
             cache, anon = zone.cache_bits, zone.anon_bits
-            blocks = sorted(b for b, t in zone.pageblock_mt.items()
-                            if t == mt and (b in cache or b in anon))
+            blocks = [b for b, t in zone.pageblock_mt.items()
+                      if t == mt and (b in cache or b in anon)]
+            blocks.sort()
         else:
             blocks = self.sources(zone)
         i = bisect_left(blocks, st.cached_migrate[sync] >> PAGEBLOCK_ORDER)
@@ -397,17 +398,25 @@ class _Run:
 
     def free_sources(self) -> None:
         """putback of migrated folios' old pages: freed to the buddy, where they merge."""
-        zone = self.zone
-        for pfn in self.put_back:
-            mt = zone.pageblock_mt.get(pfn >> PAGEBLOCK_ORDER, MIGRATE_MOVABLE)
-            zone.free_one_page(pfn, 0, mt)
+        _free_runs(self.zone, self.put_back)
         self.put_back.clear()
 
     def release(self) -> None:
         """release_freepages(): isolated free pages not used go back to the buddy."""
         self.free_sources()
-        zone = self.zone
-        for pfn in self.freepages:
-            mt = zone.pageblock_mt.get(pfn >> PAGEBLOCK_ORDER, MIGRATE_MOVABLE)
-            zone.free_one_page(pfn, 0, mt)
+        _free_runs(self.zone, self.freepages)
         self.freepages.clear()
+
+
+def _free_runs(zone: Zone, pfns: list[int]) -> None:
+    """free_one_page(pfn, 0, its pageblock's migratetype) for each of ``pfns`` in order,
+    a run of pages of one pageblock at a time (Zone.free_pages_order0())."""
+    types = zone.pageblock_mt
+    i, n = 0, len(pfns)
+    while i < n:
+        block = pfns[i] >> PAGEBLOCK_ORDER
+        j = i + 1
+        while j < n and pfns[j] >> PAGEBLOCK_ORDER == block:
+            j += 1
+        zone.free_pages_order0(pfns[i:j], types.get(block, MIGRATE_MOVABLE))
+        i = j
