@@ -654,54 +654,37 @@ class Zone:
         """``free_one_page(pfn, 0, mt)`` for each of ``pfns`` in turn (reclaim's
         free_unref_page_list() of a shrink batch, compaction's putback and
         release_freepages()): the same merges, list positions and counters as one call per
-        page, with the per-page work inlined (``__free_one_page``, ``__find_buddy_pfn``,
-        ``page_is_buddy``, ``buddy_merge_likely``, ``add_to_free_list[_tail]``)."""
+        page. A page whose buddy is not free (the common case) is listed inline
+        (``__free_one_page`` without a merge, ``buddy_merge_likely``,
+        ``add_to_free_list[_tail]``); one that merges goes through :meth:`free_one_page`."""
         buddy = self.buddy
-        area = self.free_area
         nr_free = self.nr_free
-        c_op, c_step = self.c_op, self.c_step
+        c_op = self.c_op
         led = self.ledger
         bcyc, tcyc = led.buddy_cycles, led.total_cycles  # the same additions, in order
-        free_pages = self.nr_free_pages
+        list0 = self.free_area[0][mt]
+        code0 = mt << BUDDY_ORDER_BITS
+        singles = 0  # order-0 blocks listed inline, counted at the end
         for pfn in pfns:
+            info = buddy.get(pfn ^ 1)  # __find_buddy_pfn(), page_is_buddy() at order 0
+            if info is not None and not info & BUDDY_ORDER_MASK:  # it merges
+                nr_free[0] += singles
+                self.nr_free_pages += singles
+                singles = 0
+                led.buddy_cycles, led.total_cycles = bcyc, tcyc
+                self.free_one_page(pfn, 0, mt)
+                bcyc, tcyc = led.buddy_cycles, led.total_cycles
+                continue
             bcyc += c_op
             tcyc += c_op
-            order = 0
-            while order < TOP:
-                buddy_pfn = pfn ^ (1 << order)
-                info = buddy.get(buddy_pfn)
-                if info is None or info & BUDDY_ORDER_MASK != order:
-                    break
-                del buddy[buddy_pfn]  # del_page_from_free_list(), as _del()
-                lst = area[order][info >> BUDDY_ORDER_BITS]
-                if buddy_pfn in lst:
-                    del lst[buddy_pfn]
-                else:
-                    del self.after_pristine[buddy_pfn]
-                nr_free[order] -= 1
-                free_pages -= 1 << order
-                pfn &= buddy_pfn
-                order += 1
-            if order:
-                bcyc += c_step * order
-                tcyc += c_step * order
-            to_tail = False
-            if order < MAX_ORDER - 2:  # buddy_merge_likely()
-                info = buddy.get((pfn & ~((2 << order) - 1)) ^ (2 << order))
-                to_tail = info is not None and info & BUDDY_ORDER_MASK == order + 1
-            if order == TOP:  # the pristine tail case lives in _add()
-                self.nr_free_pages = free_pages
-                self._add(pfn, order, mt)
-                free_pages = self.nr_free_pages
-                continue
-            lst = area[order][mt]
-            lst[pfn] = None
-            if to_tail:
-                lst.move_to_end(pfn, last=False)
-            nr_free[order] += 1
-            free_pages += 1 << order
-            buddy[pfn] = order | (mt << BUDDY_ORDER_BITS)
-        self.nr_free_pages = free_pages
+            info = buddy.get((pfn & ~1) ^ 2)  # buddy_merge_likely(): the order-1 buddy
+            list0[pfn] = None
+            if info is not None and info & BUDDY_ORDER_MASK == 1:
+                list0.move_to_end(pfn, last=False)
+            buddy[pfn] = code0
+            singles += 1
+        nr_free[0] += singles
+        self.nr_free_pages += singles
         led.buddy_cycles, led.total_cycles = bcyc, tcyc
 
     def block_is_free(self, pfn: int) -> bool:
