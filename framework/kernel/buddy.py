@@ -690,7 +690,9 @@ class Zone:
     def block_is_free(self, pfn: int) -> bool:
         """Is ``pfn`` inside a free block (PageBuddy on its head at some order)?"""
         if self.start is not None:
-            self.materialise(pfn)
+            head = pfn >> TOP << TOP
+            if head not in self.start_done:  # materialise(), its cheap test inlined
+                self.materialise(pfn)
         buddy = self.buddy
         for order in range(MAX_ORDER):
             info = buddy.get(pfn >> order << order)

@@ -43,7 +43,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from framework.kernel.buddy import BUDDY_ORDER_MASK, NO_PAGE, Zone
+from framework.kernel.buddy import BUDDY_ORDER_MASK, Zone
 from framework.kernel.consts import (
     MAX_ORDER,
     MIGRATE_MOVABLE,
@@ -280,20 +280,22 @@ class Compaction:
             return True  # skip_on_failure: the pageblock cannot become free
         base = block << PAGEBLOCK_ORDER
         lru = self.lru_of(zone) if cache else None
+        freepages, put_back = run.freepages, run.put_back
         for bits, table in ((cache, zone.cache_bits), (anon, zone.anon_bits)):
+            joins = lru if lru is not None and table is zone.cache_bits else None
             while bits:
-                page = (bits & -bits).bit_length() - 1
-                target = run.target(block)
-                if target == NO_PAGE:
+                low = bits & -bits
+                if not freepages and not run.isolate(block):  # compaction_alloc()
                     _store(table, block, bits)
                     return False
-                bits &= bits - 1
+                target = freepages.pop()
+                bits ^= low
                 tblock = target >> PAGEBLOCK_ORDER
                 table[tblock] = table.get(tblock, 0) | 1 << (target & _PB_MASK)
-                if lru is not None and table is zone.cache_bits:
-                    lru.add(tblock)
+                if joins is not None and tblock not in joins.members:
+                    joins.add(tblock)
                 run.migrated += 1
-                run.put_back.append(base + page)
+                put_back.append(base + low.bit_length() - 1)
             _store(table, block, bits)
         run.free_sources()
         return True
@@ -353,13 +355,7 @@ class _Run:
         self.scanned = 0
         self.put_back: list[int] = []
 
-    def target(self, source_block: int) -> int:
-        """compaction_alloc(): an isolated free page, isolating more when none is left."""
-        if not self.freepages and not self._isolate(source_block):
-            return NO_PAGE
-        return self.freepages.pop()
-
-    def _isolate(self, source_block: int) -> bool:
+    def isolate(self, source_block: int) -> bool:
         """fast_isolate_freepages(): the first suitable block in the first
         FREELIST_SCAN_LIMIT entries of the MOVABLE lists, order - 1 down to 0, split into
         order-0 pages (split_map_pages()). The lists' explicit part first (blocks already

@@ -162,7 +162,7 @@ class Reclaim:
                 high = bits >> at
                 page = at + (high & -high).bit_length() - 1 if high else \
                     (bits & -bits).bit_length() - 1
-                bits &= ~(1 << page)
+                bits ^= 1 << page  # a set bit: clear it
                 batch.append(base + page)
             free_pages_order0(batch, mt)  # free_unref_page_list() of the batch
             done += len(batch)
