@@ -37,6 +37,7 @@ CORE_MODULES: tuple[str, ...] = (
     "framework.engine",
     "framework.statusquo",
     "framework.kernel.buddy",
+    "framework.kernel.compaction",
     "framework.kernel.consts",
     "framework.kernel.directmap",
     "framework.kernel.e820",
@@ -51,6 +52,7 @@ CORE_MODULES: tuple[str, ...] = (
     "framework.kernel.text_poke",
     "framework.kernel.tlbflush",
     "framework.kernel.vmalloc",
+    "framework.kernel.vmscan",
     "framework.kernel.watermark",
 )
 

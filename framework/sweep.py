@@ -8,6 +8,7 @@ on the user's input or on a plugin's fault is reported and the other cells still
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -132,6 +133,11 @@ def _run_safe(cell: Cell, timeout: float = 0.0) -> Outcome:
     except CellTimeout:
         return Outcome(cell, None, f"plugin {cell.plugin} did not finish within {timeout:g} s "
                        "(--cell-timeout)")
+    finally:
+        # A cell's machine (kernel, zones, design) is held by reference cycles, which only
+        # a full collection frees; without one here a worker carries every finished cell's
+        # machine until the collector's rare full pass (peak memory grew with each cell).
+        gc.collect()
 
 
 def run_cells(cells: Sequence[Cell], jobs: int = 1, executor: Executor | None = None,

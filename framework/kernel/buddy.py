@@ -76,6 +76,28 @@ def block_bits(block: Block) -> tuple[tuple[int, int, int], ...]:
     return out
 
 
+#: A block's free blocks grouped by free list: (order, migratetype, buddy code, offsets).
+FreeGroups = tuple[tuple[int, int, int, tuple[int, ...]], ...]
+#: id(block) -> (block, its free blocks grouped by free list).
+_FREE: dict[int, tuple[Block, FreeGroups]] = {}
+
+
+def block_free(block: Block) -> FreeGroups:
+    """``block.free`` grouped by free list: per (order, migratetype), in order of first
+    appearance, the buddy code (``order | mt << BUDDY_ORDER_BITS``) and the blocks'
+    offsets ascending (their order in ``block.free``). Worked out once per block."""
+    found = _FREE.get(id(block))
+    if found is not None and found[0] is block:
+        return found[1]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for off, order in block.free:
+        groups.setdefault((order, block.mts[off >> PAGEBLOCK_ORDER]), []).append(off)
+    plan = tuple((order, mt, order | (mt << BUDDY_ORDER_BITS), tuple(offs))
+                 for (order, mt), offs in groups.items())
+    _FREE[id(block)] = (block, plan)
+    return plan
+
+
 class Zone:
     """One zone (one per node in the model): free lists, pageblock bits, stealing.
 
@@ -274,12 +296,18 @@ class Zone:
         self.start_done.add(head)
         for i, mt in enumerate(block.mts):
             self.set_pageblock_migratetype(head + (i << PAGEBLOCK_ORDER), mt)
-        for off, order in block.free:
-            mt = block.mts[off >> PAGEBLOCK_ORDER]
-            self.unmat[order][mt] -= 1
-            self.unmat_total[order] -= 1
-            self.nr_free_pages -= 1 << order  # _add() counts it again
-            self._add(head + off, order, mt)
+        unmat, unmat_total = self.unmat, self.unmat_total
+        area, nr_free, buddy = self.free_area, self.nr_free, self.buddy
+        # _add() at the head of each list, inlined: a list receives its blocks in pfn order
+        # as one call per block would (lists are independent; NR_FREE_PAGES counted them)
+        for order, mt, code, offs in block_free(block):
+            n = len(offs)
+            unmat[order][mt] -= n
+            unmat_total[order] -= n
+            nr_free[order] += n
+            pfns = dict.fromkeys([head + off for off in offs])
+            area[order][mt].update(pfns)
+            buddy.update(dict.fromkeys(pfns, code))
         first = head >> PAGEBLOCK_ORDER
         for half, (cache, anon, pinned) in enumerate(block_bits(block)):
             if cache:
@@ -622,10 +650,49 @@ class Zone:
             to_tail = info is not None and info & BUDDY_ORDER_MASK == order + 1
         self._add(pfn, order, mt, to_tail)
 
+    def free_pages_order0(self, pfns: list[int], mt: int) -> None:
+        """``free_one_page(pfn, 0, mt)`` for each of ``pfns`` in turn (reclaim's
+        free_unref_page_list() of a shrink batch, compaction's putback and
+        release_freepages()): the same merges, list positions and counters as one call per
+        page. A page whose buddy is not free (the common case) is listed inline
+        (``__free_one_page`` without a merge, ``buddy_merge_likely``,
+        ``add_to_free_list[_tail]``); one that merges goes through :meth:`free_one_page`."""
+        buddy = self.buddy
+        nr_free = self.nr_free
+        c_op = self.c_op
+        led = self.ledger
+        bcyc, tcyc = led.buddy_cycles, led.total_cycles  # the same additions, in order
+        list0 = self.free_area[0][mt]
+        code0 = mt << BUDDY_ORDER_BITS
+        singles = 0  # order-0 blocks listed inline, counted at the end
+        for pfn in pfns:
+            info = buddy.get(pfn ^ 1)  # __find_buddy_pfn(), page_is_buddy() at order 0
+            if info is not None and not info & BUDDY_ORDER_MASK:  # it merges
+                nr_free[0] += singles
+                self.nr_free_pages += singles
+                singles = 0
+                led.buddy_cycles, led.total_cycles = bcyc, tcyc
+                self.free_one_page(pfn, 0, mt)
+                bcyc, tcyc = led.buddy_cycles, led.total_cycles
+                continue
+            bcyc += c_op
+            tcyc += c_op
+            info = buddy.get((pfn & ~1) ^ 2)  # buddy_merge_likely(): the order-1 buddy
+            list0[pfn] = None
+            if info is not None and info & BUDDY_ORDER_MASK == 1:
+                list0.move_to_end(pfn, last=False)
+            buddy[pfn] = code0
+            singles += 1
+        nr_free[0] += singles
+        self.nr_free_pages += singles
+        led.buddy_cycles, led.total_cycles = bcyc, tcyc
+
     def block_is_free(self, pfn: int) -> bool:
         """Is ``pfn`` inside a free block (PageBuddy on its head at some order)?"""
         if self.start is not None:
-            self.materialise(pfn)
+            head = pfn >> TOP << TOP
+            if head not in self.start_done:  # materialise(), its cheap test inlined
+                self.materialise(pfn)
         buddy = self.buddy
         for order in range(MAX_ORDER):
             info = buddy.get(pfn >> order << order)

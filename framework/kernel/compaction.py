@@ -43,7 +43,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from framework.kernel.buddy import BUDDY_ORDER_MASK, NO_PAGE, Zone
+from framework.kernel.buddy import BUDDY_ORDER_MASK, Zone
 from framework.kernel.consts import (
     MAX_ORDER,
     MIGRATE_MOVABLE,
@@ -236,8 +236,9 @@ class Compaction:
             # suitable_migration_source(): only pageblocks of the request's type; the start
             # state's are all kernel or slab, so only pageblocks the run converted qualify
             cache, anon = zone.cache_bits, zone.anon_bits
-            blocks = sorted(b for b, t in zone.pageblock_mt.items()
-                            if t == mt and (b in cache or b in anon))
+            blocks = [b for b, t in zone.pageblock_mt.items()
+                      if t == mt and (b in cache or b in anon)]
+            blocks.sort()
         else:
             blocks = self.sources(zone)
         i = bisect_left(blocks, st.cached_migrate[sync] >> PAGEBLOCK_ORDER)
@@ -279,20 +280,22 @@ class Compaction:
             return True  # skip_on_failure: the pageblock cannot become free
         base = block << PAGEBLOCK_ORDER
         lru = self.lru_of(zone) if cache else None
+        freepages, put_back = run.freepages, run.put_back
         for bits, table in ((cache, zone.cache_bits), (anon, zone.anon_bits)):
+            joins = lru if lru is not None and table is zone.cache_bits else None
             while bits:
-                page = (bits & -bits).bit_length() - 1
-                target = run.target(block)
-                if target == NO_PAGE:
+                low = bits & -bits
+                if not freepages and not run.isolate(block):  # compaction_alloc()
                     _store(table, block, bits)
                     return False
-                bits &= bits - 1
+                target = freepages.pop()
+                bits ^= low
                 tblock = target >> PAGEBLOCK_ORDER
                 table[tblock] = table.get(tblock, 0) | 1 << (target & _PB_MASK)
-                if lru is not None and table is zone.cache_bits:
-                    lru.add(tblock)
+                if joins is not None and tblock not in joins.members:
+                    joins.add(tblock)
                 run.migrated += 1
-                run.put_back.append(base + page)
+                put_back.append(base + low.bit_length() - 1)
             _store(table, block, bits)
         run.free_sources()
         return True
@@ -352,13 +355,7 @@ class _Run:
         self.scanned = 0
         self.put_back: list[int] = []
 
-    def target(self, source_block: int) -> int:
-        """compaction_alloc(): an isolated free page, isolating more when none is left."""
-        if not self.freepages and not self._isolate(source_block):
-            return NO_PAGE
-        return self.freepages.pop()
-
-    def _isolate(self, source_block: int) -> bool:
+    def isolate(self, source_block: int) -> bool:
         """fast_isolate_freepages(): the first suitable block in the first
         FREELIST_SCAN_LIMIT entries of the MOVABLE lists, order - 1 down to 0, split into
         order-0 pages (split_map_pages()). The lists' explicit part first (blocks already
@@ -397,17 +394,25 @@ class _Run:
 
     def free_sources(self) -> None:
         """putback of migrated folios' old pages: freed to the buddy, where they merge."""
-        zone = self.zone
-        for pfn in self.put_back:
-            mt = zone.pageblock_mt.get(pfn >> PAGEBLOCK_ORDER, MIGRATE_MOVABLE)
-            zone.free_one_page(pfn, 0, mt)
+        _free_runs(self.zone, self.put_back)
         self.put_back.clear()
 
     def release(self) -> None:
         """release_freepages(): isolated free pages not used go back to the buddy."""
         self.free_sources()
-        zone = self.zone
-        for pfn in self.freepages:
-            mt = zone.pageblock_mt.get(pfn >> PAGEBLOCK_ORDER, MIGRATE_MOVABLE)
-            zone.free_one_page(pfn, 0, mt)
+        _free_runs(self.zone, self.freepages)
         self.freepages.clear()
+
+
+def _free_runs(zone: Zone, pfns: list[int]) -> None:
+    """free_one_page(pfn, 0, its pageblock's migratetype) for each of ``pfns`` in order,
+    a run of pages of one pageblock at a time (Zone.free_pages_order0())."""
+    types = zone.pageblock_mt
+    i, n = 0, len(pfns)
+    while i < n:
+        block = pfns[i] >> PAGEBLOCK_ORDER
+        j = i + 1
+        while j < n and pfns[j] >> PAGEBLOCK_ORDER == block:
+            j += 1
+        zone.free_pages_order0(pfns[i:j], types.get(block, MIGRATE_MOVABLE))
+        i = j

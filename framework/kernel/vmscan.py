@@ -133,7 +133,7 @@ class Reclaim:
         order = lru.order
         cache_bits = zone.cache_bits
         done_blocks = zone.start_done
-        free_one_page = zone.free_one_page
+        free_pages_order0 = zone.free_pages_order0
         types = zone.pageblock_mt
         done = empty = 0
         pos = lru.pos
@@ -154,13 +154,18 @@ class Reclaim:
             base = block << PAGEBLOCK_ORDER
             mt = types.get(block, MIGRATE_MOVABLE)
             take = min(SWAP_CLUSTER_MAX, nr_to_scan - done, zone.start_cache_pages - done)
+            batch: list[int] = []
             for j in range(take):  # a batch spread over the pageblock, 16 pages apart
                 if not bits:
                     break
-                page = pick_bit(bits, (start + j * _STRIDE) & _PB_MASK)
-                bits &= ~(1 << page)
-                free_one_page(base + page, 0, mt)
-                done += 1
+                at = (start + j * _STRIDE) & _PB_MASK  # pick_bit(bits, at), inlined
+                high = bits >> at
+                page = at + (high & -high).bit_length() - 1 if high else \
+                    (bits & -bits).bit_length() - 1
+                bits ^= 1 << page  # a set bit: clear it
+                batch.append(base + page)
+            free_pages_order0(batch, mt)  # free_unref_page_list() of the batch
+            done += len(batch)
             if bits:
                 cache_bits[block] = bits
             else:
