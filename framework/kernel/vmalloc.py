@@ -250,7 +250,9 @@ class Vmalloc:
         self.directmap = directmap
         self.violation = violation
         self.alloc_pages = page_alloc.alloc_pages
+        self.alloc_pages_bulk = page_alloc.alloc_pages_bulk
         self.free_pages = page_alloc.free_pages
+        self.free_pages_bulk = page_alloc.free_pages_bulk
         self.split_page = page_alloc.split_page
         self.flush_tlb_all = tlb.flush_tlb_all
         self.flush_tlb_kernel_range = tlb.flush_tlb_kernel_range
@@ -339,16 +341,14 @@ class Vmalloc:
         return True
 
     def _pages_from_buddy(self, area: VmStruct, node: int | None) -> bool:
-        """vm_area_alloc_pages() of 4 KiB pages from the buddy (:meth:`_pages_from` with
-        the buddy's ``alloc_pages(0)`` called directly: the same pages in the same order)."""
-        alloc_pages = self.alloc_pages
-        pages = area.pages
-        for _ in range(area.nr_pages):
-            pfn = alloc_pages(0, MIGRATE_UNMOVABLE, node)
-            if pfn == NO_PAGE:
-                self._undo_reserve(area)
-                return False
-            pages.append(pfn)
+        """vm_area_alloc_pages() of 4 KiB pages from the buddy: the bulk allocator
+        (PageAlloc.alloc_pages_bulk: the pages, state and cycles of one ``alloc_pages(0)``
+        per page, as :meth:`_pages_from` would call it)."""
+        pages = self.alloc_pages_bulk(area.nr_pages, MIGRATE_UNMOVABLE, node)
+        area.pages.extend(pages)
+        if len(pages) < area.nr_pages:
+            self._undo_reserve(area)
+            return False
         return True
 
     def _undo_reserve(self, area: VmStruct) -> None:
@@ -382,9 +382,9 @@ class Vmalloc:
             mapped[pfn] = mapped.get(pfn, 0) + 1
 
     def _free_area_pages(self, area: VmStruct) -> None:
-        """vfree()'s page loop: __free_pages() of every backing page."""
-        for pfn in area.pages:
-            self.free_pages(pfn, 0)
+        """vfree()'s page loop: __free_pages() of every backing page, in order
+        (PageAlloc.free_pages_bulk: what one free_pages(pfn, 0) per page does)."""
+        self.free_pages_bulk(area.pages)
         area.pages = []
 
     def module_alloc(self, size: int, vm_flags: int = 0) -> VmStruct | None:
