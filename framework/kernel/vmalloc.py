@@ -20,6 +20,8 @@ import attr
 from framework.kernel.buddy import NO_PAGE
 from framework.kernel.consts import (
     _PAGE_NX,
+    _PAGE_PRESENT,
+    _PAGE_RW,
     MIGRATE_UNMOVABLE,
     MODULES_LEN_PAGES,
     PAGE_KERNEL,
@@ -38,6 +40,7 @@ VM_NO_GUARD = 0x40
 MODULES_VADDR = 0xFFFFFFFFC0000000  # __START_KERNEL_map + KERNEL_IMAGE_SIZE (1 GiB, KASLR)
 MODULES_VPAGE = MODULES_VADDR >> PAGE_SHIFT
 PMD_PAGES = 1 << PMD_ORDER
+_PRESENT_RW = _PAGE_PRESENT | _PAGE_RW
 #: ``set_direct_map_*_noflush(pfn, nr)`` as arch/x86/mm/pat/set_memory.c provides it.
 DirectMapChange = Callable[..., int]
 
@@ -240,6 +243,8 @@ class Vmalloc:
     #: set_memory.c's direct-map changes, wired in once it exists (it needs this object too)
     set_direct_map_invalid_noflush: DirectMapChange
     set_direct_map_default_noflush: DirectMapChange
+    #: SetMemory.set_direct_map_pages: one of the two above per page of a list, in turn
+    set_direct_map_pages: Callable[[list[int], int, int], None]
 
     def __init__(self, spec: MachineSpec, costs: dict[str, float], ledger: Ledger,
                  page_alloc: PageAlloc, tlb: TlbFlush, directmap: DirectMap,
@@ -439,9 +444,10 @@ class Vmalloc:
         self.lazy.append((area.addr, area.addr + area.span))  # free_vmap_area_noflush()
         self.lazy_nr += area.span
         # (strict=False: a design's vmalloc_from() order may back more pages than it maps)
-        for pfn, prot in zip(area.pages, area.prot, strict=False):
-            if not prot & _PAGE_NX:  # its executable mappings go with the area
-                self.directmap.exec_lost(pfn)
+        lost = [pfn for pfn, prot in zip(area.pages, area.prot, strict=False)
+                if not prot & _PAGE_NX]  # its executable mappings go with the area
+        if lost:
+            self.directmap.exec_lost_pages(lost)
         if area.flags & VM_FLUSH_RESET_PERMS:
             self._vm_reset_perms(area)
         elif self.lazy_nr > self.lazy_max:
@@ -469,17 +475,16 @@ class Vmalloc:
                 mapped[pfn] = left
 
     def _vm_reset_perms(self, area: VmStruct) -> None:
-        """vm_reset_perms(): every page invalid, one flush over it all, every page default."""
-        for pfn in area.pages:  # set_area_direct_map(area, set_direct_map_invalid_noflush)
-            self.set_direct_map_invalid_noflush(pfn)
+        """vm_reset_perms(): every page invalid, one flush over it all, every page default
+        (set_area_direct_map(): one set_direct_map_*_noflush() per page, in turn)."""
+        self.set_direct_map_pages(area.pages, 0, _PRESENT_RW)
         if area.pages:  # _vm_unmap_aliases(start, end, flush_dmap=1): purge + one flush
             self.lazy.clear()
             self.lazy_nr = 0
             self.flush_tlb_all()  # the span covers direct map and vmalloc space: > ceiling
         else:
             self.vm_unmap_aliases()
-        for pfn in area.pages:
-            self.set_direct_map_default_noflush(pfn)
+        self.set_direct_map_pages(area.pages, _PRESENT_RW, 0)
 
     def vm_unmap_aliases(self) -> None:
         """vm_unmap_aliases(): purge lazily freed areas with one range flush, if any."""
