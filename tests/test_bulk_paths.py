@@ -1,5 +1,10 @@
 """The kernel model's bulk paths against the page-by-page calls they stand for (hypothesis).
 
+The direct map's range loops likewise: ``DirectMap.cpa_pages`` against one ``cpa(pfn, 1)``
+per page and ``change_pages`` against one ``change(pfn, 1)`` per page, and a vmalloc area's
+life (module_alloc, set_memory_ro, set_memory_x, vfree) with every bulk path against one
+wired to the per-page calls.
+
 ``PageAlloc.alloc_pages_bulk(n)`` must be ``n`` calls of ``alloc_pages(0)`` and
 ``PageAlloc.free_pages_bulk(pfns)`` one ``free_pages(pfn, 0)`` per page, in order: two kernels
 built alike run a random sequence, one through the bulk entry points and one page by page,
@@ -19,11 +24,13 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from framework.kernel.consts import _PAGE_PKEY, _PAGE_PRESENT, _PAGE_RW
 from framework.kernel.faults import Faults
 from framework.kernel.kernel import Kernel
 from framework.kernel.pcp import PerCpuPages
 from framework.machine.costs import resolve_costs
 from framework.machine.spec import MachineSpec
+from tests.conftest import small_spec
 
 #: Zone slots that are references or caches, not allocator state.
 _ZONE_SKIP = frozenset({"ledger", "fallbacks", "steal_policy", "start", "start_span"})
@@ -192,3 +199,110 @@ def test_the_machines_reach_what_the_bulk_paths_must_reproduce() -> None:
     many = k2.page_alloc.alloc_pages_bulk(200_000, 0)
     assert len(many) == 50_510
     assert k2.page_alloc.check_conservation() == 0 and k2.violations == []
+
+
+# -- CPA over a list of pages ---------------------------------------------------------------
+
+_DM_SKIP = frozenset({"alloc_pt_page", "free_pt_page", "flush_tlb_all", "ledger", "on_wx"})
+_MASKS = [(0, _PAGE_PRESENT | _PAGE_RW), (_PAGE_PRESENT | _PAGE_RW, 0), (0, _PAGE_RW),
+          (_PAGE_RW, 0), (_PAGE_PKEY, 0)]
+
+
+def dm_snapshot(k: Kernel) -> dict[str, Any]:
+    """The direct map's state with the allocator's and the ledger's (splits take pages)."""
+    dm = k.directmap
+    out = {name: freeze(getattr(dm, name)) for name in type(dm).__slots__
+           if name not in _DM_SKIP}
+    out.update(snapshot(k))
+    return out
+
+
+def cpa_kernel(cpa_pte: float, pt_fail_rate: float, splits: list[int],
+               execs: list[int]) -> Kernel:
+    """A 4 GiB gbpages machine with the pages of ``splits`` made read-only one by one (each
+    splits its 1 GiB and 2 MiB entries) and ``execs`` executable in some module mapping."""
+    k = Kernel(small_spec(), resolve_costs({"cpa_pte": cpa_pte}),
+               Faults(seed=3, pt_fail_rate=pt_fail_rate))
+    for pfn in splits:
+        k.directmap.cpa(pfn, 1, 0, _PAGE_RW)
+    for pfn in execs:
+        k.directmap.exec_gained(pfn)
+    return k
+
+
+PFN = st.integers(16_384, 16_384 + 3 * 512 - 1)  # three 2 MiB regions above the reserved start
+
+
+@settings(max_examples=80, deadline=None)
+@given(cpa_pte=st.sampled_from([150.0, 150.0, 150.5]),
+       pt_fail_rate=st.sampled_from([0.0, 0.0, 0.5]),
+       splits=st.lists(PFN, max_size=3), execs=st.lists(PFN, max_size=4),
+       pfns=st.lists(PFN, max_size=40), mask=st.sampled_from(_MASKS))
+def test_cpa_over_pages_matches_one_call_per_page(cpa_pte: float, pt_fail_rate: float,
+                                                  splits: list[int], execs: list[int],
+                                                  pfns: list[int],
+                                                  mask: tuple[int, int]) -> None:
+    """DirectMap.cpa_pages == one cpa(pfn, 1) per page; change_pages == one change(pfn, 1)
+    per page up to the first -ENOMEM: same entries, splits, page tables, W^X reports,
+    counters, cycles and random stream."""
+    set_mask, clr_mask = mask
+    for bulk_call, one_call in (("cpa_pages", "cpa"), ("change_pages", "change")):
+        bulk_k = cpa_kernel(cpa_pte, pt_fail_rate, splits, execs)
+        page_k = cpa_kernel(cpa_pte, pt_fail_rate, splits, execs)
+        got = getattr(bulk_k.directmap, bulk_call)(list(pfns), set_mask, clr_mask)
+        want = None if bulk_call == "cpa_pages" else 0
+        for pfn in pfns:
+            _, err = getattr(page_k.directmap, one_call)(pfn, 1, set_mask, clr_mask)
+            if err and bulk_call == "change_pages":
+                want = err
+                break
+        assert got == want
+        assert dm_snapshot(bulk_k) == dm_snapshot(page_k), bulk_call
+
+
+def _page_by_page(k: Kernel) -> None:
+    """Wire ``k``'s vmalloc to the per-page calls its bulk paths stand for."""
+    pa, vm, sm = k.page_alloc, k.vmalloc, k.set_memory
+
+    def alloc_bulk(nr: int, mt: int, node: int | None) -> list[int]:
+        return _alloc(k, nr, node, mt, False)
+
+    def free_bulk(pfns: list[int]) -> None:
+        for pfn in pfns:
+            pa.free_pages(pfn, 0)
+
+    def set_pages(pfns: list[int], set_mask: int, clr_mask: int) -> None:
+        for pfn in pfns:
+            if set_mask:
+                sm.set_direct_map_default_noflush(pfn)
+            else:
+                sm.set_direct_map_invalid_noflush(pfn)
+
+    vm.alloc_pages_bulk = alloc_bulk
+    vm.free_pages_bulk = free_bulk
+    vm.set_direct_map_pages = set_pages
+
+
+@settings(max_examples=25, deadline=None)
+@given(sizes=st.lists(st.integers(1, 1100), min_size=1, max_size=6),
+       frees=st.lists(st.integers(0, 5), max_size=6), nodes=st.sampled_from([1, 2]))
+def test_vmalloc_pack_life_matches_page_by_page(sizes: list[int], frees: list[int],
+                                                nodes: int) -> None:
+    """module_alloc, set_memory_ro, set_memory_x and vfree (vm_reset_perms) of areas as a BPF
+    pack goes through them, with the bulk paths and with per-page calls: the same pages and
+    the same state."""
+    kernels = [make_kernel(nodes, 2, 0, 120.0, 0.0) for _ in range(2)]
+    _page_by_page(kernels[1])
+    areas: list[list[Any]] = [[], []]
+    for k, held in zip(kernels, areas, strict=True):
+        for size in sizes:
+            area = k.module_alloc(size << 12)
+            assert area is not None
+            k.set_memory_ro(area.addr, area.nr_pages)
+            k.set_memory_x(area.addr, area.nr_pages)
+            held.append(area)
+        for i in frees:
+            if held:
+                k.vfree(held.pop(i % len(held)))
+    assert [a.pages for a in areas[0]] == [a.pages for a in areas[1]]
+    assert dm_snapshot(kernels[0]) == dm_snapshot(kernels[1])
