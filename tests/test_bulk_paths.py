@@ -1,10 +1,5 @@
 """The kernel model's bulk paths against the page-by-page calls they stand for (hypothesis).
 
-The direct map's range loops likewise: ``DirectMap.cpa_pages`` against one ``cpa(pfn, 1)``
-per page and ``change_pages`` against one ``change(pfn, 1)`` per page, and a vmalloc area's
-life (module_alloc, set_memory_ro, set_memory_x, vfree) with every bulk path against one
-wired to the per-page calls.
-
 ``PageAlloc.alloc_pages_bulk(n)`` must be ``n`` calls of ``alloc_pages(0)`` and
 ``PageAlloc.free_pages_bulk(pfns)`` one ``free_pages(pfn, 0)`` per page, in order: two kernels
 built alike run a random sequence, one through the bulk entry points and one page by page,
@@ -14,6 +9,11 @@ the same random stream. The machines are small and their watermarks high, so tha
 per-cpu refills, ``free_pcppages_bulk()`` triggers, the fallback to another zone or node,
 the slow path and failures; fractional costs (no bulk charge is then exact), injected
 allocation faults and pages freed twice or still mapped take the page-by-page fallbacks.
+
+The direct map's range loops likewise: ``DirectMap.cpa_pages`` against one ``cpa(pfn, 1)``
+per page and ``change_pages`` against one ``change(pfn, 1)`` per page (with splits that may
+fail); and a vmalloc area's life (module_alloc, set_memory_ro, set_memory_x, vfree) with
+every bulk path against one wired to the per-page calls.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from framework.kernel.faults import Faults
 from framework.kernel.ledger import Ledger
 from framework.kernel.page_alloc import Violation
 from framework.kernel.tlbflush import TlbFlush
-from framework.kernel.vmalloc import Vmalloc, VmStruct
+from framework.kernel.vmalloc import BULK_PAGES, Vmalloc, VmStruct
 from framework.machine.spec import MachineSpec
 
 PMD_PAGES = 1 << PMD_ORDER
@@ -258,7 +258,7 @@ class SetMemory:
                        clr_mask: int) -> int:
         """cpa_process_alias(): the same change on the direct map, per primary step."""
         dm = self.directmap
-        if not area.page_order:  # one alias page per primary page: the range loop
+        if not area.page_order and nr >= BULK_PAGES:  # one alias page per primary page
             return dm.change_pages(area.pages[first:first + nr], set_mask, clr_mask)
         i, end = first, first + nr
         while i < end:

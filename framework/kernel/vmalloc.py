@@ -74,8 +74,9 @@ EXACT_SIZES = 64
 #: :class:`VmapSpace` indexes its free ranges by size once it has more than this many, and
 #: drops the index below a quarter of it: a scan of a few ranges is cheaper than an index.
 INDEX_FROM = 32
-#: Areas of at least this many pages update :attr:`Vmalloc.vm_mapped` in one go (smaller
-#: ones page by page: cheaper for a few pages).
+#: Areas of at least this many pages update :attr:`Vmalloc.vm_mapped` in one go, and take,
+#: change and free their pages through the bulk paths (smaller ones page by page: cheaper
+#: for a few pages).
 BULK_PAGES = 16
 _POW2_BASE = EXACT_SIZES - EXACT_SIZES.bit_length()  # size class of the first power of two
 
@@ -349,6 +350,15 @@ class Vmalloc:
         """vm_area_alloc_pages() of 4 KiB pages from the buddy: the bulk allocator
         (PageAlloc.alloc_pages_bulk: the pages, state and cycles of one ``alloc_pages(0)``
         per page, as :meth:`_pages_from` would call it)."""
+        if area.nr_pages < BULK_PAGES:
+            alloc_pages = self.alloc_pages
+            for _ in range(area.nr_pages):
+                pfn = alloc_pages(0, MIGRATE_UNMOVABLE, node)
+                if pfn == NO_PAGE:
+                    self._undo_reserve(area)
+                    return False
+                area.pages.append(pfn)
+            return True
         pages = self.alloc_pages_bulk(area.nr_pages, MIGRATE_UNMOVABLE, node)
         area.pages.extend(pages)
         if len(pages) < area.nr_pages:
@@ -389,7 +399,11 @@ class Vmalloc:
     def _free_area_pages(self, area: VmStruct) -> None:
         """vfree()'s page loop: __free_pages() of every backing page, in order
         (PageAlloc.free_pages_bulk: what one free_pages(pfn, 0) per page does)."""
-        self.free_pages_bulk(area.pages)
+        if len(area.pages) < BULK_PAGES:
+            for pfn in area.pages:
+                self.free_pages(pfn, 0)
+        else:
+            self.free_pages_bulk(area.pages)
         area.pages = []
 
     def module_alloc(self, size: int, vm_flags: int = 0) -> VmStruct | None:
@@ -477,14 +491,23 @@ class Vmalloc:
     def _vm_reset_perms(self, area: VmStruct) -> None:
         """vm_reset_perms(): every page invalid, one flush over it all, every page default
         (set_area_direct_map(): one set_direct_map_*_noflush() per page, in turn)."""
-        self.set_direct_map_pages(area.pages, 0, _PRESENT_RW)
+        few = len(area.pages) < BULK_PAGES
+        if few:
+            for pfn in area.pages:
+                self.set_direct_map_invalid_noflush(pfn)
+        else:
+            self.set_direct_map_pages(area.pages, 0, _PRESENT_RW)
         if area.pages:  # _vm_unmap_aliases(start, end, flush_dmap=1): purge + one flush
             self.lazy.clear()
             self.lazy_nr = 0
             self.flush_tlb_all()  # the span covers direct map and vmalloc space: > ceiling
         else:
             self.vm_unmap_aliases()
-        self.set_direct_map_pages(area.pages, _PRESENT_RW, 0)
+        if few:
+            for pfn in area.pages:
+                self.set_direct_map_default_noflush(pfn)
+        else:
+            self.set_direct_map_pages(area.pages, _PRESENT_RW, 0)
 
     def vm_unmap_aliases(self) -> None:
         """vm_unmap_aliases(): purge lazily freed areas with one range flush, if any."""
