@@ -26,7 +26,7 @@ from framework.kernel.consts import (
     PTRS_PER_TABLE,
     PUD_ORDER,
 )
-from framework.kernel.ledger import Ledger
+from framework.kernel.ledger import Ledger, repeat_is_exact
 
 _NOT_GLOBAL = ~_PAGE_GLOBAL
 
@@ -257,6 +257,79 @@ class DirectMap:
             self._wx(pfn, 1)
         return 1
 
+    # -- the same calls over many pages (vm_reset_perms, cpa_process_alias) --------------
+    def cpa_pages(self, pfns: list[int], set_mask: int, clr_mask: int) -> None:
+        """``cpa(pfn, 1, set_mask, clr_mask)`` of each page in turn (vm_reset_perms()' one
+        ``set_direct_map_*_noflush()`` call per page), with the same state, counters, cycles
+        and W^X reports after: :meth:`_pte_run` over the 4 KiB entries, :meth:`cpa` for
+        the others."""
+        i, n = 0, len(pfns)
+        while i < n:
+            j = self._pte_run(pfns, i, set_mask, clr_mask, True)
+            if j == i:
+                self.cpa(pfns[i], 1, set_mask, clr_mask)
+                j += 1
+            i = j
+
+    def change_pages(self, pfns: list[int], set_mask: int, clr_mask: int) -> int:
+        """``change(pfn, 1, set_mask, clr_mask)`` of each page in turn until one fails
+        (cpa_process_alias() of a 4 KiB-mapped area: one alias page per primary page).
+        Returns 0 or ENOMEM, as the first failing call would; pages after it are untouched."""
+        i, n = 0, len(pfns)
+        while i < n:
+            j = self._pte_run(pfns, i, set_mask, clr_mask, False)
+            if j == i:
+                _, err = self.change(pfns[i], 1, set_mask, clr_mask)
+                if err:
+                    return err
+                j += 1
+            i = j
+        return 0
+
+    def _pte_run(self, pfns: list[int], i: int, set_mask: int, clr_mask: int,
+                 call: bool) -> int:
+        """change_pte() (and with ``call`` the cost of one CPA call each) for ``pfns[i:j]``,
+        the pages from ``i`` on mapped by 4 KiB entries; returns ``j``. Nothing when the
+        cycles of the run would not add up bit for bit as separate charges (``j == i``)."""
+        c_call = self.c_call if call else 0.0
+        c_pte = self.c_pte
+        led = self.ledger
+        most = len(pfns) - i
+        if not (float(c_call).is_integer()
+                and repeat_is_exact(led.cpa_cycles, c_call + c_pte, most)
+                and repeat_is_exact(led.total_cycles, c_call + c_pte, most)):
+            return i
+        split_pmd = self.split_pmd
+        pte_prot = self.pte_prot
+        exec_pfns = self.exec_pfns
+        j, n, changed = i, len(pfns), 0
+        while j < n:
+            pfn = pfns[j]
+            if (pfn >> PMD_ORDER) not in split_pmd:
+                break
+            j += 1
+            old = pte_prot.get(pfn, PAGE_KERNEL)  # change_pte(), inlined
+            new = (old & ~clr_mask) | set_mask
+            if not new & _PAGE_PRESENT:
+                new &= _NOT_GLOBAL
+            if new == old:
+                continue
+            if new == PAGE_KERNEL:
+                del pte_prot[pfn]
+            else:
+                pte_prot[pfn] = new
+            changed += 1
+            if exec_pfns and new & _PAGE_RW and new & _PAGE_PRESENT and pfn in exec_pfns:
+                self._wx(pfn, 1)
+        calls = (j - i) if call else 0
+        if calls:
+            led.cpa_calls += calls
+        cost = c_call * calls + c_pte * changed
+        if cost:
+            led.cpa_cycles += cost
+            led.total_cycles += cost
+        return j
+
     def _change_large(self, pfn: int, end: int, set_mask: int, clr_mask: int, order: int) -> int:
         """__should_split_large_page(): in place when fully covered, skip when same, else split.
 
@@ -293,6 +366,16 @@ class DirectMap:
             self.exec_pfns[pfn] = left
         else:
             self.exec_pfns.pop(pfn, None)
+
+    def exec_lost_pages(self, pfns: list[int]) -> None:
+        """:meth:`exec_lost` of each page in turn (an executable area unmapped)."""
+        exec_pfns = self.exec_pfns
+        for pfn in pfns:
+            left = exec_pfns.get(pfn, 0) - 1
+            if left > 0:
+                exec_pfns[pfn] = left
+            else:
+                exec_pfns.pop(pfn, None)
 
     def _wx(self, pfn: int, numpages: int) -> None:
         """The W^X rule as CONFIG_DEBUG_WX's ptdump_check_wx() would report it, per page."""

@@ -71,6 +71,7 @@ class Kernel:
                                          self.violation)
         vm.set_direct_map_invalid_noflush = sm.set_direct_map_invalid_noflush
         vm.set_direct_map_default_noflush = sm.set_direct_map_default_noflush
+        vm.set_direct_map_pages = sm.set_direct_map_pages
         self.shrinker = Shrinkers()
         self._expose(pa, tlb, vm, sm, TextPoke(costs, ledger, tlb.flush_local, vm.find_area,
                                                self.dirty))

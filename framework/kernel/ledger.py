@@ -155,3 +155,19 @@ class Ledger:
     def counters(self) -> dict[str, int]:
         """A snapshot of the counters."""
         return {name: getattr(self, name) for name in COUNTERS}
+
+
+#: Below this, a float holds every integer exactly (2 ** 53).
+EXACT_INT = float(1 << 53)
+
+
+def repeat_is_exact(total: float, cost: float, times: int) -> bool:
+    """Is ``total + cost * times`` exactly what ``times`` additions of ``cost`` give?
+
+    True when both are integers and the sum stays below 2 ** 53: every partial sum is then an
+    integer a float holds exactly, whatever the order. The kernel model's bulk paths
+    (``alloc_pages_bulk``, ``free_pages_bulk``, the CPA range loops) charge a run of pages
+    at once only then, so that their cycles are bit for bit the page-by-page ones.
+    """
+    return (float(total).is_integer() and float(cost).is_integer()
+            and abs(total) + abs(cost) * times < EXACT_INT)

@@ -34,7 +34,7 @@ from framework.kernel.consts import (
 from framework.kernel.e820 import ZoneType, build_layout
 from framework.kernel.faults import Faults
 from framework.kernel.initial import StartState
-from framework.kernel.ledger import Ledger
+from framework.kernel.ledger import Ledger, repeat_is_exact
 from framework.kernel.pcp import PAGE_ALLOC_COSTLY_ORDER, zone_batchsize, zone_highsize
 from framework.kernel.vmscan import MAX_RECLAIM_RETRIES, Reclaim
 from framework.kernel.watermark import (
@@ -520,6 +520,150 @@ class PageAlloc:
         zone = self.zone_of(pfn)
         mt = zone.pageblock_mt.get(pfn >> PAGEBLOCK_ORDER, MIGRATE_MOVABLE)  # inlined getter
         zone.free_one_page(pfn, order, mt, to_tail)
+
+    # -- bulk order-0 allocation and free (vmalloc's page loops) ------------------------
+    def alloc_pages_bulk(self, nr: int, mt: int = MIGRATE_UNMOVABLE,
+                         node: int | None = None) -> list[int]:
+        """``nr`` order-0 pages: exactly what ``nr`` calls of ``alloc_pages(0, mt, node)`` in
+        a row give, with the same state, counters and cycles after; shorter when one fails
+        (the pages before it are kept, as the calls would leave them).
+
+        v6.3 ``vm_area_alloc_pages()`` takes its 4 KiB pages this way
+        (``alloc_pages_bulk_array_mempolicy()`` -> ``__alloc_pages_bulk()``: the per-cpu list
+        emptied in a loop under one lock, ``rmqueue_bulk()`` refilling it). Each run of pages
+        the next calls would take from one per-cpu list without a refill is taken at once
+        (:meth:`_pcp_hit_zone`, :meth:`_take_pcp_run`); a refill, a fallback, a failure or an
+        injected fault goes through :meth:`alloc_pages` itself, one page.
+        """
+        out: list[int] = []
+        bulk = self.pcp_enabled and not self.alloc_faults
+        preferred = self.current_node if node is None or node < 0 else node
+        while len(out) < nr:
+            if bulk:
+                zone = self._pcp_hit_zone(preferred, mt)
+                if zone is not None and self._take_pcp_run(zone, mt, preferred,
+                                                            nr - len(out), out):
+                    continue
+            pfn = self.alloc_pages(0, mt, node)
+            if pfn == NO_PAGE:
+                break
+            out.append(pfn)
+        return out
+
+    def _pcp_hit_zone(self, preferred: int, mt: int) -> Zone | None:
+        """The zone whose per-cpu list the next ``alloc_pages(0, mt)`` takes its page from
+        without touching anything else, or None when that call would refill, fall back or
+        fail (or the list does not exist yet).
+
+        get_page_from_freelist() at the low watermark tries first the first zone of the
+        zonelist (ALLOC_NOFRAGMENT's pass walks a prefix of the same list) whose type GFP_KERNEL
+        allows and whose watermark is met; both tests read nothing a per-cpu hit changes
+        (NR_FREE_PAGES moves only when the buddy does), so the zones before it stay skipped
+        for a whole run of hits.
+        """
+        highest = ZoneType.ZONE_NORMAL
+        for zone in self.zonelists[preferred]:
+            if zone.zone_type > highest:
+                continue
+            if not zone.watermark_ok(0, zone.wmark[WMARK_LOW], highest):
+                continue
+            pcp = zone.pcp.get(self.current_cpu)
+            if pcp is None:
+                return None
+            lst = pcp.lists.get((0, mt))
+            return zone if lst else None
+        return None
+
+    def _take_pcp_run(self, zone: Zone, mt: int, preferred: int, want: int,
+                      out: list[int]) -> bool:
+        """Up to ``want`` per-cpu hits on ``zone``'s ``(0, mt)`` list, as rmqueue_pcplist()
+        and alloc_pages() would take them one by one (appended to ``out``). False, taking
+        nothing, when the cycles of a run would not add up bit for bit as separate charges."""
+        pcp = zone.pcp[self.current_cpu]
+        lst = pcp.lists[(0, mt)]
+        k = min(want, len(lst))
+        led = self.ledger
+        c_op = zone.c_op
+        if not (repeat_is_exact(led.buddy_cycles, c_op, k)
+                and repeat_is_exact(led.total_cycles, c_op, k)):
+            return False
+        alloc = self.allocated
+        movable = mt == MIGRATE_MOVABLE
+        for _ in range(k):
+            pfn = lst.popleft()[0]
+            out.append(pfn)
+            alloc[pfn] = 0
+            if movable:
+                self._count_movable(pfn, 1)
+        led.buddy_cycles += c_op * k  # a pcp hit: one list operation each
+        led.total_cycles += c_op * k
+        pcp.free_factor >>= k
+        pcp.count -= k
+        self.nr_allocated += k
+        if zone.node != preferred:  # zone_statistics()
+            led.numa_miss += k
+            led.numa_foreign += k
+        return True
+
+    def free_pages_bulk(self, pfns: list[int]) -> None:
+        """``free_pages(pfn, 0)`` of each page in turn (v6.3 ``__vunmap()``'s loop of
+        ``__free_pages()``), with the same state, violations, counters and cycles after.
+
+        Each page goes to the head of its per-cpu list (free_unref_page_commit()); a run of
+        pages of one zone that leaves the CPU below ``high`` is listed at once, and the page
+        that reaches ``high`` (free_pcppages_bulk() then runs), a page not allocated or
+        still mapped (``bad_free``), a hooked pageblock and a zone without per-cpu lists go
+        through :meth:`free_pages` itself.
+        """
+        if not self.pcp_enabled or self.free_hook_mask:
+            for pfn in pfns:
+                self.free_pages(pfn, 0)
+            return
+        i, n = 0, len(pfns)
+        while i < n:
+            j = self._free_pcp_run(pfns, i)
+            if j == i:
+                self.free_pages(pfns[i], 0)
+                j += 1
+            i = j
+
+    def _free_pcp_run(self, pfns: list[int], i: int) -> int:
+        """List ``pfns[i:j]`` on the per-cpu lists of ``pfns[i]``'s zone as free_pages() would,
+        stopping before a page that needs more than that; returns ``j`` (``i``: none)."""
+        zone = self.zone_of(pfns[i])
+        pcp = zone.pcp.get(self.current_cpu)
+        if pcp is None:
+            return i
+        room = min(pcp.high - 1 - pcp.count, len(pfns) - i)  # frees below the trigger
+        led = self.ledger
+        c_op = zone.c_op
+        if room <= 0 or not (repeat_is_exact(led.buddy_cycles, c_op, room)
+                             and repeat_is_exact(led.total_cycles, c_op, room)):
+            return i
+        alloc = self.allocated
+        mapped = self.vm_mapped
+        lists = pcp.lists
+        pageblock_mt = zone.pageblock_mt
+        lo, hi = zone.start_pfn, zone.end_pfn
+        j, end = i, i + room
+        while j < end:
+            pfn = pfns[j]
+            if not lo <= pfn < hi or alloc.get(pfn) != 0 or (mapped and pfn in mapped):
+                break
+            mt = pageblock_mt.get(pfn >> PAGEBLOCK_ORDER, MIGRATE_MOVABLE)
+            lst = lists.get((0, mt))
+            if lst is None:
+                break
+            del alloc[pfn]
+            lst.appendleft((pfn, mt))  # free_unref_page_commit(): list_add()
+            j += 1
+        k = j - i
+        if k:
+            self.nr_allocated -= k
+            pcp.count += k
+            led.buddy_cycles += c_op * k
+            led.total_cycles += c_op * k
+        return j
 
     def _alloc_pt_page(self) -> int:
         """split_large_page(): alloc_pages(GFP_KERNEL, 0) for the new page table."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 
 from framework.kernel.consts import (
+    _PAGE_GLOBAL,
     _PAGE_NX,
     _PAGE_PKEY,
     _PAGE_PRESENT,
@@ -30,11 +31,12 @@ from framework.kernel.faults import Faults
 from framework.kernel.ledger import Ledger
 from framework.kernel.page_alloc import Violation
 from framework.kernel.tlbflush import TlbFlush
-from framework.kernel.vmalloc import Vmalloc, VmStruct
+from framework.kernel.vmalloc import BULK_PAGES, Vmalloc, VmStruct
 from framework.machine.spec import MachineSpec
 
 PMD_PAGES = 1 << PMD_ORDER
 _PRESENT_RW = _PAGE_PRESENT | _PAGE_RW
+_NOT_GLOBAL = ~_PAGE_GLOBAL
 
 
 class SetMemory:
@@ -88,6 +90,19 @@ class SetMemory:
         if self.cpa_faults and self._splits(pfn, nr, _PRESENT_RW, 0) and self._cpa_fails():
             return ENOMEM
         return self.directmap.cpa(pfn, nr, _PRESENT_RW, 0)[1]
+
+    def set_direct_map_pages(self, pfns: list[int], set_mask: int, clr_mask: int) -> None:
+        """One ``set_direct_map_invalid_noflush(pfn)`` (``clr_mask`` PRESENT|RW) or
+        ``set_direct_map_default_noflush(pfn)`` (``set_mask`` PRESENT|RW) per page, in turn
+        (vm_reset_perms()' set_area_direct_map()): DirectMap.cpa_pages, the calls' own loop,
+        unless CPA faults are injected (each call then draws on its own)."""
+        if self.cpa_faults:
+            change = (self.set_direct_map_default_noflush if set_mask
+                      else self.set_direct_map_invalid_noflush)
+            for pfn in pfns:
+                change(pfn)
+            return
+        self.directmap.cpa_pages(pfns, set_mask, clr_mask)
 
     def _splits(self, pfn: int, nr: int, set_mask: int, clr_mask: int) -> bool:
         """Would a change of ``[pfn, pfn + nr)`` split a 2 MiB or 1 GiB entry (one the range
@@ -217,7 +232,9 @@ class SetMemory:
         dm = self.directmap
         for i in range(first, first + nr):
             old = prots[i]
-            new = new_prot(old, set_mask, clr_mask)
+            new = (old & ~clr_mask) | set_mask  # new_prot(), inlined: a loop over the range
+            if not new & _PAGE_PRESENT:
+                new &= _NOT_GLOBAL
             if new == old:
                 continue
             prots[i] = new
@@ -241,6 +258,8 @@ class SetMemory:
                        clr_mask: int) -> int:
         """cpa_process_alias(): the same change on the direct map, per primary step."""
         dm = self.directmap
+        if not area.page_order and nr >= BULK_PAGES:  # one alias page per primary page
+            return dm.change_pages(area.pages[first:first + nr], set_mask, clr_mask)
         i, end = first, first + nr
         while i < end:
             whole = area.page_order and i % PMD_PAGES == 0 and end - i >= PMD_PAGES

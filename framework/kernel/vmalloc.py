@@ -20,6 +20,8 @@ import attr
 from framework.kernel.buddy import NO_PAGE
 from framework.kernel.consts import (
     _PAGE_NX,
+    _PAGE_PRESENT,
+    _PAGE_RW,
     MIGRATE_UNMOVABLE,
     MODULES_LEN_PAGES,
     PAGE_KERNEL,
@@ -38,6 +40,7 @@ VM_NO_GUARD = 0x40
 MODULES_VADDR = 0xFFFFFFFFC0000000  # __START_KERNEL_map + KERNEL_IMAGE_SIZE (1 GiB, KASLR)
 MODULES_VPAGE = MODULES_VADDR >> PAGE_SHIFT
 PMD_PAGES = 1 << PMD_ORDER
+_PRESENT_RW = _PAGE_PRESENT | _PAGE_RW
 #: ``set_direct_map_*_noflush(pfn, nr)`` as arch/x86/mm/pat/set_memory.c provides it.
 DirectMapChange = Callable[..., int]
 
@@ -71,8 +74,9 @@ EXACT_SIZES = 64
 #: :class:`VmapSpace` indexes its free ranges by size once it has more than this many, and
 #: drops the index below a quarter of it: a scan of a few ranges is cheaper than an index.
 INDEX_FROM = 32
-#: Areas of at least this many pages update :attr:`Vmalloc.vm_mapped` in one go (smaller
-#: ones page by page: cheaper for a few pages).
+#: Areas of at least this many pages update :attr:`Vmalloc.vm_mapped` in one go, and take,
+#: change and free their pages through the bulk paths (smaller ones page by page: cheaper
+#: for a few pages).
 BULK_PAGES = 16
 _POW2_BASE = EXACT_SIZES - EXACT_SIZES.bit_length()  # size class of the first power of two
 
@@ -240,6 +244,8 @@ class Vmalloc:
     #: set_memory.c's direct-map changes, wired in once it exists (it needs this object too)
     set_direct_map_invalid_noflush: DirectMapChange
     set_direct_map_default_noflush: DirectMapChange
+    #: SetMemory.set_direct_map_pages: one of the two above per page of a list, in turn
+    set_direct_map_pages: Callable[[list[int], int, int], None]
 
     def __init__(self, spec: MachineSpec, costs: dict[str, float], ledger: Ledger,
                  page_alloc: PageAlloc, tlb: TlbFlush, directmap: DirectMap,
@@ -250,7 +256,9 @@ class Vmalloc:
         self.directmap = directmap
         self.violation = violation
         self.alloc_pages = page_alloc.alloc_pages
+        self.alloc_pages_bulk = page_alloc.alloc_pages_bulk
         self.free_pages = page_alloc.free_pages
+        self.free_pages_bulk = page_alloc.free_pages_bulk
         self.split_page = page_alloc.split_page
         self.flush_tlb_all = tlb.flush_tlb_all
         self.flush_tlb_kernel_range = tlb.flush_tlb_kernel_range
@@ -339,16 +347,23 @@ class Vmalloc:
         return True
 
     def _pages_from_buddy(self, area: VmStruct, node: int | None) -> bool:
-        """vm_area_alloc_pages() of 4 KiB pages from the buddy (:meth:`_pages_from` with
-        the buddy's ``alloc_pages(0)`` called directly: the same pages in the same order)."""
-        alloc_pages = self.alloc_pages
-        pages = area.pages
-        for _ in range(area.nr_pages):
-            pfn = alloc_pages(0, MIGRATE_UNMOVABLE, node)
-            if pfn == NO_PAGE:
-                self._undo_reserve(area)
-                return False
-            pages.append(pfn)
+        """vm_area_alloc_pages() of 4 KiB pages from the buddy: the bulk allocator
+        (PageAlloc.alloc_pages_bulk: the pages, state and cycles of one ``alloc_pages(0)``
+        per page, as :meth:`_pages_from` would call it)."""
+        if area.nr_pages < BULK_PAGES:
+            alloc_pages = self.alloc_pages
+            for _ in range(area.nr_pages):
+                pfn = alloc_pages(0, MIGRATE_UNMOVABLE, node)
+                if pfn == NO_PAGE:
+                    self._undo_reserve(area)
+                    return False
+                area.pages.append(pfn)
+            return True
+        pages = self.alloc_pages_bulk(area.nr_pages, MIGRATE_UNMOVABLE, node)
+        area.pages.extend(pages)
+        if len(pages) < area.nr_pages:
+            self._undo_reserve(area)
+            return False
         return True
 
     def _undo_reserve(self, area: VmStruct) -> None:
@@ -382,9 +397,13 @@ class Vmalloc:
             mapped[pfn] = mapped.get(pfn, 0) + 1
 
     def _free_area_pages(self, area: VmStruct) -> None:
-        """vfree()'s page loop: __free_pages() of every backing page."""
-        for pfn in area.pages:
-            self.free_pages(pfn, 0)
+        """vfree()'s page loop: __free_pages() of every backing page, in order
+        (PageAlloc.free_pages_bulk: what one free_pages(pfn, 0) per page does)."""
+        if len(area.pages) < BULK_PAGES:
+            for pfn in area.pages:
+                self.free_pages(pfn, 0)
+        else:
+            self.free_pages_bulk(area.pages)
         area.pages = []
 
     def module_alloc(self, size: int, vm_flags: int = 0) -> VmStruct | None:
@@ -439,9 +458,10 @@ class Vmalloc:
         self.lazy.append((area.addr, area.addr + area.span))  # free_vmap_area_noflush()
         self.lazy_nr += area.span
         # (strict=False: a design's vmalloc_from() order may back more pages than it maps)
-        for pfn, prot in zip(area.pages, area.prot, strict=False):
-            if not prot & _PAGE_NX:  # its executable mappings go with the area
-                self.directmap.exec_lost(pfn)
+        lost = [pfn for pfn, prot in zip(area.pages, area.prot, strict=False)
+                if not prot & _PAGE_NX]  # its executable mappings go with the area
+        if lost:
+            self.directmap.exec_lost_pages(lost)
         if area.flags & VM_FLUSH_RESET_PERMS:
             self._vm_reset_perms(area)
         elif self.lazy_nr > self.lazy_max:
@@ -469,17 +489,25 @@ class Vmalloc:
                 mapped[pfn] = left
 
     def _vm_reset_perms(self, area: VmStruct) -> None:
-        """vm_reset_perms(): every page invalid, one flush over it all, every page default."""
-        for pfn in area.pages:  # set_area_direct_map(area, set_direct_map_invalid_noflush)
-            self.set_direct_map_invalid_noflush(pfn)
+        """vm_reset_perms(): every page invalid, one flush over it all, every page default
+        (set_area_direct_map(): one set_direct_map_*_noflush() per page, in turn)."""
+        few = len(area.pages) < BULK_PAGES
+        if few:
+            for pfn in area.pages:
+                self.set_direct_map_invalid_noflush(pfn)
+        else:
+            self.set_direct_map_pages(area.pages, 0, _PRESENT_RW)
         if area.pages:  # _vm_unmap_aliases(start, end, flush_dmap=1): purge + one flush
             self.lazy.clear()
             self.lazy_nr = 0
             self.flush_tlb_all()  # the span covers direct map and vmalloc space: > ceiling
         else:
             self.vm_unmap_aliases()
-        for pfn in area.pages:
-            self.set_direct_map_default_noflush(pfn)
+        if few:
+            for pfn in area.pages:
+                self.set_direct_map_default_noflush(pfn)
+        else:
+            self.set_direct_map_pages(area.pages, _PRESENT_RW, 0)
 
     def vm_unmap_aliases(self) -> None:
         """vm_unmap_aliases(): purge lazily freed areas with one range flush, if any."""
