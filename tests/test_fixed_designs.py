@@ -117,18 +117,25 @@ def test_unmapped_api_zero_0_hand_out_posted_passes_data_fixed_clears_it(
     assert fixed["stats"]["zeroed_at_handout"] == 1
 
 
-def test_check_plugin_gfp_unmapped_fixed_passes_under_cpa_faults(tmp_path: Path) -> None:
-    """The run docs/faults.md recommends, at the default effort, through the command.
-    (unmapped-api's run takes several minutes here, too long for the suite; its result is
-    in docs/checks.md.)"""
+@pytest.mark.parametrize(("design", "sets"), [
+    ("gfp-unmapped", ("gfp-unmapped.variant=fixed",)),
+    ("unmapped-api", ("unmapped-api.variant=fixed", "unmapped-api.bpf_check_rox=1")),
+])
+def test_check_plugin_fixed_passes_under_cpa_faults(
+        tmp_path: Path, design: str, sets: tuple[str, ...]) -> None:
+    """The run docs/faults.md recommends, at the default effort, through the command, for
+    each fixed unmapped cache. unmapped-api leaves BPF to the status quo, whose v6.3 path
+    has a weakness of its own under faults (test_v63_bpf_pack_path_ignores_a_failed_set_memory_ro
+    below), so its run takes v6.9's fix of that path, as baseline's does."""
     exe = Path(sys.executable).parent / "framework"
     env = {**os.environ, "FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD": "1",
            "XDG_CACHE_HOME": str(tmp_path)}
-    proc = subprocess.run([str(exe), "check-plugin", "gfp-unmapped", "--set",
-                           "gfp-unmapped.variant=fixed", "--set", "faults.cpa_fail_rate=0.2"],
+    args = [a for s in sets for a in ("--set", s)]
+    proc = subprocess.run([str(exe), "check-plugin", design, *args, "--set",
+                           "faults.cpa_fail_rate=0.2"],
                           capture_output=True, text=True, env=env, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.splitlines()[-1] == "gfp-unmapped: 21 pass, 0 fail, 0 skip", proc.stdout
+    assert proc.stdout.splitlines()[-1] == f"{design}: 21 pass, 0 fail, 0 skip", proc.stdout
 
 
 def test_v63_bpf_pack_path_ignores_a_failed_set_memory_ro(tmp_path: Path) -> None:
