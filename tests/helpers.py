@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from framework.engine import Cell, freeze_sets, run_cell
@@ -68,3 +72,17 @@ def cell_result(plugin: str, workload: str, sets: dict[str, dict[str, str]]) -> 
     mem = SMALL_MEM_GIB.get(workload, "4")
     cell = Cell(plugin, workload, "default", 1, freeze_sets({**sets, "machine": {"mem_gib": mem}}))
     return run_cell(cell, get_registry())
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def load_broken_allocators() -> ModuleType:
+    """tests/fixtures/broken_allocators.py as a module (once per process)."""
+    spec = importlib.util.spec_from_file_location("broken_allocators",
+                                                  FIXTURES / "broken_allocators.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("broken_allocators", module)
+    spec.loader.exec_module(module)
+    return module

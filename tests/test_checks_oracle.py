@@ -12,9 +12,6 @@ on every workload, so a block-level shortcut that misses pages changes a count h
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,19 +20,14 @@ from framework.checks import Checker
 from framework.engine import Cell, Runner, freeze_sets, prepare
 from framework.plugins import Registry, build_registry, plugin_manager
 from framework.testing.perpage_checks import PerPageChecker
+from tests.helpers import load_broken_allocators
 
-FIXTURES = Path(__file__).parent / "fixtures"
 #: fixtures whose runs stop with a PluginError (or never end) before any verdict
 NO_VERDICT = {"broken-raises", "broken-garbage", "broken-loops", "broken-init", "broken-stats"}
 
 
 def _registry() -> Registry:
-    spec = importlib.util.spec_from_file_location("broken_allocators",
-                                                  FIXTURES / "broken_allocators.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("broken_allocators", module)
-    spec.loader.exec_module(module)
+    module = load_broken_allocators()
     pm = plugin_manager()
     pm.register(module, "broken_allocators_oracle")
     return build_registry(pm)

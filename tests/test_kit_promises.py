@@ -9,12 +9,10 @@ cases run the conformance kit; the three designs of the issue's "done when" go t
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -24,23 +22,14 @@ from framework.machine.costs import resolve_costs
 from framework.plugins import build_registry, plugin_manager
 from framework.testing import Effort, KitConfig, Target, factory_for, run_all, small_machine
 from framework.testing.checks import CHECK_BY_NAME, run_check
+from tests.helpers import load_broken_allocators
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HEADER = "op,id,site,size,perm,zero,node,freed_by"
 SECRET = "secretmem,4096,UNMAPPED,1,,GENERIC"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("broken_allocators",
-                                                  FIXTURES / "broken_allocators.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("broken_allocators", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-B = _load()
+B = load_broken_allocators()
 
 
 @pytest.fixture(scope="module")
