@@ -53,9 +53,10 @@ from framework.kernel.consts import (
 from framework.kernel.e820 import ZoneSpan
 from framework.kernel.initial import StartState, Use
 from framework.kernel.ledger import Ledger
+from framework.kernel.pcp import PAGE_ALLOC_COSTLY_ORDER
 from framework.kernel.vmscan import Lru, compact_gap
+from framework.kernel.watermark import WMARK_HIGH, WMARK_LOW, WMARK_MIN
 
-PAGE_ALLOC_COSTLY_ORDER = 3
 COMPACT_MAX_DEFER_SHIFT = 6  # mm/compaction.c
 SYSCTL_EXTFRAG_THRESHOLD = 500  # vm.extfrag_threshold
 FREELIST_SCAN_LIMIT = COMPACT_CLUSTER_MAX = 32  # freelist_scan_limit() without failures
@@ -169,7 +170,8 @@ class Compaction:
         """compaction_suitable() with the allocation's watermark ``mark`` (pages)."""
         if zone.watermark_ok(order, mark, highest_zone):
             return CompactResult.COMPACT_SUCCESS
-        base = zone.wmark[1] if order > PAGE_ALLOC_COSTLY_ORDER else zone.wmark[0]
+        # __compaction_suitable(): low_wmark_pages for costly orders, else min_wmark_pages
+        base = zone.wmark[WMARK_LOW] if order > PAGE_ALLOC_COSTLY_ORDER else zone.wmark[WMARK_MIN]
         if not zone.watermark_ok(0, base + compact_gap(order), highest_zone):
             return CompactResult.COMPACT_SKIPPED
         if order > PAGE_ALLOC_COSTLY_ORDER:
@@ -181,10 +183,10 @@ class Compaction:
     def compaction_ready(self, zone: Zone, order: int, highest_zone: int) -> bool:
         """mm/vmscan.c compaction_ready(): enough free above the high watermark and
         compaction_suitable() says go on: reclaim leaves the zone to compaction."""
-        mark = zone.wmark[2] + compact_gap(order)
+        mark = zone.wmark[WMARK_HIGH] + compact_gap(order)
         if not zone.watermark_ok(0, mark, highest_zone):
             return False
-        return self.compaction_suitable(zone, order, zone.wmark[1],
+        return self.compaction_suitable(zone, order, zone.wmark[WMARK_LOW],
                                         highest_zone) == CompactResult.COMPACT_CONTINUE
 
     # -- the entry point --------------------------------------------------------------------

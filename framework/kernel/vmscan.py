@@ -47,13 +47,12 @@ from framework.kernel.consts import (
 from framework.kernel.e820 import ZoneSpan
 from framework.kernel.initial import StartState, Use
 from framework.kernel.ledger import Ledger
+from framework.kernel.pcp import PAGE_ALLOC_COSTLY_ORDER
 from framework.kernel.watermark import WMARK_HIGH
 
 DEF_PRIORITY = 12  # mm/vmscan.c
 SWAP_CLUSTER_MAX = 32  # include/linux/swap.h
 MAX_RECLAIM_RETRIES = 16  # mm/internal.h
-PAGE_ALLOC_COSTLY_ORDER = 3
-_FULL = (1 << PAGEBLOCK_NR_PAGES) - 1
 _PB_MASK = PAGEBLOCK_NR_PAGES - 1
 _GOLDEN = 0x9E3779B1  # spreads the page taken from a pageblock over its positions
 _STRIDE = PAGEBLOCK_NR_PAGES // SWAP_CLUSTER_MAX  # 16: a batch's pages spread over the block
@@ -66,12 +65,6 @@ Ready = Callable[[Zone, int, int], bool]
 def compact_gap(order: int) -> int:
     """include/linux/compaction.h compact_gap(): twice the request, what compaction needs free."""
     return 2 << order
-
-
-def pick_bit(bits: int, start: int) -> int:
-    """The first set bit of the 512-bit ``bits`` at or after ``start``, wrapping."""
-    rot = ((bits >> start) | (bits << (PAGEBLOCK_NR_PAGES - start))) & _FULL
-    return ((rot & -rot).bit_length() - 1 + start) & _PB_MASK
 
 
 class Lru:
@@ -158,7 +151,7 @@ class Reclaim:
             for j in range(take):  # a batch spread over the pageblock, 16 pages apart
                 if not bits:
                     break
-                at = (start + j * _STRIDE) & _PB_MASK  # pick_bit(bits, at), inlined
+                at = (start + j * _STRIDE) & _PB_MASK  # first set bit at or after at, wrapping
                 high = bits >> at
                 page = at + (high & -high).bit_length() - 1 if high else \
                     (bits & -bits).bit_length() - 1
