@@ -216,18 +216,23 @@ AGED_FREE_MT: tuple[float, float, float] = (0.06, 0.90, 0.04)
 AGED_MIN_KERNEL_PCT = 3.0
 
 
+def _aged_default(name: str) -> Any:
+    """The default of ``machine.aged_<name>``: written once, in :data:`AGED_PARAMS`."""
+    return next(p.default for p in AGED_PARAMS if p.name == "aged_" + name)
+
+
 @attrs.frozen(slots=True)
 class AgedConfig:
-    """Resolved :data:`AGED_PARAMS` (the ``aged_`` prefix dropped)."""
+    """Resolved :data:`AGED_PARAMS` (the ``aged_`` prefix dropped; defaults from there)."""
 
-    free_pct: float = 4.0
-    high_order_pct: float = 1.5
-    pagecache_pct: float = 55.0
-    anon_pct: float = 25.0
-    thp_pct: float = 30.0
-    slab_reclaimable_pct: float = 7.0
-    boot_pmd_splits: int = 350
-    split_span_gib: int = 4
+    free_pct: float = _aged_default("free_pct")
+    high_order_pct: float = _aged_default("high_order_pct")
+    pagecache_pct: float = _aged_default("pagecache_pct")
+    anon_pct: float = _aged_default("anon_pct")
+    thp_pct: float = _aged_default("thp_pct")
+    slab_reclaimable_pct: float = _aged_default("slab_reclaimable_pct")
+    boot_pmd_splits: int = _aged_default("boot_pmd_splits")
+    split_span_gib: int = _aged_default("split_span_gib")
 
     @classmethod
     def from_params(cls, values: Mapping[str, Any]) -> AgedConfig:
