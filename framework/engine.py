@@ -347,4 +347,8 @@ def _jsonable(value: Any) -> Any:
 
 def run_cell(cell: Cell, reg: Registry) -> dict[str, Any]:
     """Prepare and run one cell. The result is a plain JSON-ready dict."""
-    return Runner(prepare(cell, reg)).run()
+    runner = Runner(prepare(cell, reg))
+    try:
+        return runner.run()
+    finally:
+        runner.kernel.release()  # free the machine now, not at the next full collection

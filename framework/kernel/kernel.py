@@ -146,6 +146,12 @@ class Kernel:
     def current_node(self, node: int) -> None:
         self.page_alloc.current_node = node
 
+    def release(self) -> None:
+        """End of a run: empty every zone's free lists and maps (:meth:`Zone.release`)."""
+        for zone in self.zones:
+            zone.release()
+        self.dirty.clear()
+
     def violation(self, rule: str, where: int, detail: str) -> None:
         """Record a broken promise; the run goes on."""
         self.violations.append((rule, where, detail))
