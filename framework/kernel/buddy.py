@@ -119,6 +119,8 @@ class Zone:
         "cache_bits",
         "end_pfn",
         "fallbacks",
+        "find_heads",
+        "find_pos",
         "free_area",
         "high",
         "ledger",
@@ -187,6 +189,10 @@ class Zone:
         self.start_done: set[int] = set()  # heads of the blocks the start state described
         self.unmat: list[list[int]] = []  # [order][mt] free blocks not yet described
         self.unmat_total: list[int] = []  # [order]: the same, summed over migratetypes
+        # per free list (its buddy code): the start state's blocks holding one of its free
+        # blocks (head pfns, ascending) and how far a search has gone in them
+        self.find_heads: dict[int, list[int]] = {}
+        self.find_pos: dict[int, int] = {}
         # the start state's used pages of each described pageblock (index -> bitmap):
         # page cache (reclaimable, migratable), 4 KiB anon (migratable), the rest (kernel,
         # slab, THP: compaction in v6.3 skips compound pages and cannot move the others)
@@ -210,6 +216,7 @@ class Zone:
                       self.cache_bits, self.anon_bits, self.pinned_bits, self.pcp):
             table.clear()
         self.after_pristine.clear()
+        self.find_heads.clear()
         self.start_done.clear()
         self.pristine_gone.clear()
 
@@ -283,7 +290,9 @@ class Zone:
     def attach_start(self, start: StartState, span: ZoneSpan) -> None:
         """Boot from ``start`` instead of an all-free zone: the untouched range now holds
         the start state's blocks, described (materialised) the first time anything needs
-        one, in pfn order; until then the zone counts their free blocks from the totals."""
+        one (a free-list search: :meth:`_describe_holding`; a page or pageblock looked at:
+        :meth:`materialise`); until then the zone counts their free blocks from the
+        totals."""
         totals = start.zone_start(span)
         self.start, self.start_span = start, span
         self.start_cursor = self.pristine_next
@@ -307,6 +316,34 @@ class Zone:
             return False
         self._describe(self.start_cursor)
         return True
+
+    def _describe_holding(self, order: int, mt: int) -> bool:
+        """Describe the lowest undescribed block that holds a free block of ``order`` on
+        ``mt``'s list (the list's undescribed entries stand behind its described ones, in
+        pfn order); the blocks before it that hold none stay undescribed. Start states
+        without :meth:`~framework.machine.startstate.ZoneTable.blocks_with_free` describe
+        blocks in pfn order until the list has one."""
+        key = order | (mt << BUDDY_ORDER_BITS)
+        heads = self.find_heads.get(key)
+        if heads is None:
+            finder = getattr(self.start, "blocks_with_free", None)
+            if finder is None:
+                lst = self.free_area[order][mt]
+                while not lst and self._unmat(order, mt) and self._describe_next():
+                    pass
+                return bool(lst)
+            heads = self.find_heads[key] = [int(h) for h in finder(self.start_span, order, mt)]
+        pos = self.find_pos.get(key, 0)
+        done = self.start_done
+        while pos < len(heads):
+            head = heads[pos]
+            pos += 1
+            if head not in done:
+                self.find_pos[key] = pos
+                self._describe(head)
+                return True
+        self.find_pos[key] = pos
+        return False
 
     def _describe(self, head: int) -> None:
         """One block of the start state: its pageblocks' types, free blocks and folios."""
@@ -372,9 +409,8 @@ class Zone:
     def _first(self, order: int, mt: int) -> int:
         """get_page_from_free_area: the head of the list, or NO_PAGE (not unlinked)."""
         lst = self.free_area[order][mt]
-        if not lst and self.unmat:
-            while not lst and self._unmat(order, mt) and self._describe_next():
-                pass
+        if not lst and self.unmat and self._unmat(order, mt):
+            self._describe_holding(order, mt)
         if lst:
             return next(reversed(lst))
         if order == TOP and mt == MIGRATE_MOVABLE:

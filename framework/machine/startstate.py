@@ -110,12 +110,26 @@ class ZoneTable:
             out.append(base[hit[ids]] + half if len(ids) else base[:0])
         return np.sort(np.concatenate(out))
 
+    def blocks_with_free(self, order: int, mt: int) -> np.ndarray:
+        """Head pfns of the zone's blocks that hold a free block of ``order`` on ``mt``'s
+        list at the start, in pfn order (int64): a vector operation over the template ids,
+        so a free-list search need not describe the blocks that hold none."""
+        ids = self.ids()
+        hit = np.array([_holds(t.block(), order, mt) for t in self.templates], dtype=bool)
+        found = np.flatnonzero(hit[ids]) if len(ids) else np.zeros(0, dtype=np.int64)
+        return found.astype(np.int64) * BLOCK_PAGES + self.blocks.start
+
     def block(self, head_pfn: int) -> Block:
         """The block at ``head_pfn``."""
         index = (head_pfn - self.blocks.start) // BLOCK_PAGES
         if head_pfn not in self.blocks:
             raise ValueError(f"pfn {head_pfn:#x} is not the head of a usable block of the zone")
         return self.templates[int(self.ids()[index])].block()
+
+
+def _holds(block: Block, order: int, mt: int) -> bool:
+    """Does ``block`` have a free block of ``order`` in a pageblock of type ``mt``?"""
+    return any(o == order and block.mts[off >> PB_SHIFT] == mt for off, o in block.free)
 
 
 class _Tables:
@@ -152,6 +166,11 @@ class _Tables:
         of ``uses`` at the start, ascending (:meth:`ZoneTable.pageblocks_with`): where reclaim
         finds page cache and compaction finds pages to migrate, found without describing."""
         return self.table(zone).pageblocks_with(uses)
+
+    def blocks_with_free(self, zone: ZoneSpan, order: int, mt: int) -> np.ndarray:
+        """Head pfns of ``zone``'s blocks holding a free block of ``order`` on ``mt``'s
+        list at the start, ascending (:meth:`ZoneTable.blocks_with_free`)."""
+        return self.table(zone).blocks_with_free(order, mt)
 
 
 # --- fresh ------------------------------------------------------------------------------------
