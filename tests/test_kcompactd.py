@@ -33,12 +33,31 @@ COMPACT_CONTINUE.
 
 from __future__ import annotations
 
+import json
+import random
+
+import attrs
+
 from framework.kernel.buddy import BUDDY_ORDER_MASK, NO_PAGE, Zone
 from framework.kernel.consts import MIGRATE_UNMOVABLE
-from framework.kernel.e820 import ZoneType
+from framework.kernel.e820 import ZoneType, build_layout
+from framework.kernel.faults import Faults
 from framework.kernel.initial import Block, Use
+from framework.kernel.ledger import Ledger
 from framework.kernel.page_alloc import PageAlloc
-from tests.test_reclaim_compaction import FIRST, HALF, PAGECACHE, M, U, machine, used
+from framework.machine.costs import resolve_costs
+from tests.conftest import small_spec
+from tests.test_cli import one_line_error, run
+from tests.test_reclaim_compaction import (
+    FIRST,
+    HALF,
+    PAGECACHE,
+    M,
+    ToyState,
+    U,
+    machine,
+    used,
+)
 
 NORMAL = ZoneType.ZONE_NORMAL
 
@@ -53,11 +72,17 @@ UCACHE = Block((U, U), (), used(range(1024), Use.PAGECACHE))
 TARGET_PFN = FIRST + 1024  # block 1's free order-1 block
 
 
-def order2_machine(source: Block = SOURCE2, cache: bool = True) -> PageAlloc:
+def order2_machine(source: Block = SOURCE2, cache: bool = True, kcompactd: bool = True
+                   ) -> PageAlloc:
     blocks = {0: source, 1: TARGET2, 2: CRUMBS}
     if cache:
         blocks[3] = UCACHE
-    return machine(blocks)
+    if kcompactd:
+        return machine(blocks)
+    spec = attrs.evolve(small_spec(mem_gib=1), kcompactd=False)
+    layout = build_layout(spec.mem_pages, spec.nodes, 0, (spec.reserved_mib << 20) >> 12)
+    return PageAlloc(spec, resolve_costs({}), Ledger(), Faults(), random.Random(0),
+                     lambda *v: None, set(), {}, ToyState(layout, blocks))
 
 
 def order_of(zone: Zone, pfn: int) -> int | None:
@@ -105,10 +130,9 @@ def test_kswapd_wakes_kcompactd_which_forms_the_block() -> None:
 
 
 def test_kcompactd_off_leaves_the_zone_as_kswapd_left_it() -> None:
-    """The same kswapd wake with kcompactd off: kswapd reclaims its 12 pages and sleeps; no
-    page moves, the anon pages stay in pageblock 32 and no order-2 block exists."""
-    pa = order2_machine()
-    pa.compaction.kcompactd = False
+    """The same kswapd wake with ``machine.kcompactd=0``: kswapd reclaims its 12 pages and
+    sleeps; no page moves, the anon pages stay in pageblock 32 and no order-2 block exists."""
+    pa = order2_machine(kcompactd=False)
     zone = pa.zones[-1]
     pa.reclaim.wakeup_kswapd(0, 2, NORMAL)
     led = pa.ledger
@@ -204,3 +228,29 @@ def test_kcompactd_defers_after_a_complete_run() -> None:
     assert (state.defer_shift, state.considered) == (1, 1)
     assert zone.nr_free_pages == 539
     assert pa.check_conservation() == 0
+
+
+def _aged_run(kcompactd: str) -> dict[str, int]:
+    proc = run("bench", "--plugins", "baseline", "--workloads", "dma-nokmap", "--set",
+               "machine.state=aged", "--set", f"machine.kcompactd={kcompactd}",
+               "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    (result,) = json.loads(proc.stdout)["runs"]
+    assert result["params"]["machine"]["kcompactd"] is (kcompactd == "1")
+    metrics: dict[str, int] = result["metrics"]
+    return metrics
+
+
+def test_machine_kcompactd_through_the_cli() -> None:
+    """On the aged default machine, dma-nokmap's contiguous buffers (64 KiB to 4 MiB) wake
+    kswapd at high orders, and kswapd wakes kcompactd (``compact_daemon_wake`` > 0, its moves
+    in ``pgmigrate_success``); with ``--set machine.kcompactd=0`` the same blocks can only
+    come from direct compaction: no kcompactd run, and allocations stall in compaction."""
+    on, off = _aged_run("1"), _aged_run("0")
+    assert on["compact_daemon_wake"] > 0 and on["pgmigrate_success"] > 0
+    assert off["compact_daemon_wake"] == 0 and off["compact_stall"] > 0
+
+
+def test_machine_kcompactd_bad_value_one_line() -> None:
+    one_line_error(run("bench", "--set", "machine.kcompactd=maybe"),
+                   "machine.kcompactd='maybe'", "boolean")

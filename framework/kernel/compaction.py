@@ -49,8 +49,8 @@ allocated is not on an LRU in the model), nor pages on a per-cpu list.
   ``compaction``), when it runs: as kswapd's reclaim, it counts in ``cycles_total`` and in
   the latency of the allocation whose wake led to it (the kernel's kcompactd runs on its own
   CPU). kcompactd's ``kcompactd_max_order``/``kcompactd_highest_zoneidx`` are the wake's own
-  values: it runs before anything could raise them. :attr:`Compaction.kcompactd` off leaves
-  kcompactd asleep.
+  values: it runs before anything could raise them. ``machine.kcompactd=0``
+  (:attr:`Compaction.kcompactd` off) leaves kcompactd asleep.
 
 Not modelled: proactive compaction (``sysctl_compaction_proactiveness``, 20 by default:
 kcompactd's timer every 500 ms compares ``fragmentation_score_node()`` with

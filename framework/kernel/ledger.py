@@ -41,8 +41,7 @@ COUNTERS: tuple[str, ...] = (
 )
 
 #: The page allocator's /proc/vmstat events among the counters (metrics of the same names).
-VMSTAT_EVENTS: tuple[str, ...] = COUNTERS[COUNTERS.index("numa_miss"):
-                                          COUNTERS.index("compact_daemon_wake")]
+VMSTAT_EVENTS: tuple[str, ...] = COUNTERS[COUNTERS.index("numa_miss"):]
 
 
 # The attribute holding each category's cycles: ``ledger.cpa_cycles`` for ``cpa``. Plain

@@ -121,6 +121,7 @@ class PageAlloc:
                                      self.reclaim.lru)
         self.reclaim.compaction_ready = self.compaction.compaction_ready
         self.reclaim.wakeup_kcompactd = self.compaction.wakeup_kcompactd
+        self.compaction.kcompactd = spec.kcompactd
 
 
     def _build_zones(self) -> list[Zone]:
