@@ -140,6 +140,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("pgmigrate_success", "pages", True, Kind.CUMULATIVE, "pages migrated",
            "Pages compaction moved to form free blocks (each one charged).",
            "/proc/vmstat pgmigrate_success"),
+    Metric("compact_daemon_wake", "count", True, Kind.CUMULATIVE, "kcompactd runs",
+           "Times kcompactd ran, woken by kswapd after it reclaimed for a high-order request "
+           "(kcompactd_do_work()); the pages it moves count in pgmigrate_success.",
+           "/proc/vmstat compact_daemon_wake"),
     Metric("alloc_p50_cycles", "cycles", True, Kind.LATENCY, "median alloc latency",
            "Median modelled cycles of one allocation, refills and splits it caused included.",
            "none (modelled cycles, not time)"),

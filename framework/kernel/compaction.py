@@ -1,4 +1,4 @@
-"""mm/compaction.c: direct compaction of the start state's movable pages (v6.3).
+"""mm/compaction.c: direct compaction and kcompactd over the start state's movable pages (v6.3).
 
 What moves: the start state's order-0 page cache and anon pages (``Use.PAGECACHE``,
 ``Use.ANON``). THPs do not (v6.3's ``isolate_migratepages_block()`` skips compound pages
@@ -29,10 +29,40 @@ allocated is not on an LRU in the model), nor pages on a per-cpu list.
   migrate scanner, or the migrate scanner passes the last pageblock), and puts the unused
   free pages back (``release_freepages()``).
 
-Not modelled: kcompactd, the pageblock skip hints (``PB_migrate_skip``; the cached scanner
-positions carry the same "do not rescan" effect within a pass), the linear free scanner
-(only its free-list search), ``COMPACT_CONTENDED``, proactive compaction, capture (the page
-is taken from the free lists right after, as without ``capture_control``).
+- :meth:`Compaction.wakeup_kcompactd`: ``wakeup_kcompactd()``, called by kswapd before it
+  sleeps after a high-order wake (framework/kernel/vmscan.py): nothing for order 0, nor when
+  no zone of the node up to the request's highest zone is suitable
+  (``kcompactd_node_suitable()``: ``compaction_suitable()`` at the min watermark, the
+  ``alloc_flags`` of 0 that kcompactd passes). Otherwise kcompactd runs at once, inside the
+  allocation whose kswapd wake led to it, as kswapd does (deterministic):
+  ``kcompactd_do_work()`` counts ``compact_daemon_wake`` and compacts each zone of the node
+  from ZONE_DMA up to the highest zone in MIGRATE_SYNC_LIGHT mode for the order, as a
+  GFP_KERNEL request (``MIGRATE_UNMOVABLE``, which ends a run on a free block of the order in
+  any list it could steal from): a zone is skipped when ``compaction_deferred()`` or when
+  ``compaction_suitable()`` (min watermark, the zone's own index) is not
+  ``COMPACT_CONTINUE`` (the order's watermark is met, too little free memory, or a costly
+  order's fragmentation index at most 500); a success resets the deferral
+  (``compaction_defer_reset(zone, order, false)``), a run ending ``COMPACT_COMPLETE`` drains
+  the zone's per-cpu lists (``drain_all_pages(zone)``) and defers like sync direct
+  compaction. Each page kcompactd migrates counts ``pgmigrate_success`` and is charged as
+  direct compaction charges it (``migrate_page``, ``compact_scan_block``, category
+  ``compaction``), when it runs: as kswapd's reclaim, it counts in ``cycles_total`` and in
+  the latency of the allocation whose wake led to it (the kernel's kcompactd runs on its own
+  CPU). kcompactd's ``kcompactd_max_order``/``kcompactd_highest_zoneidx`` are the wake's own
+  values: it runs before anything could raise them. ``machine.kcompactd=0``
+  (:attr:`Compaction.kcompactd` off) leaves kcompactd asleep.
+
+Not modelled: proactive compaction (``sysctl_compaction_proactiveness``, 20 by default:
+kcompactd's timer every 500 ms compares ``fragmentation_score_node()`` with
+``fragmentation_score_wmark()``; the model's events carry no time, so there is no timer to
+run it on); ``compact_daemon_migrate_scanned`` and ``compact_daemon_free_scanned`` (the
+model counts pageblocks scanned, not pages); the pageblock skip hints (``PB_migrate_skip``;
+the cached scanner positions carry the same "do not rescan" effect within a pass); the
+linear free scanner (only its free-list search); ``COMPACT_CONTENDED``;
+``COMPACT_PARTIAL_SKIPPED`` (a pass that did not start at the zone's start ends
+``COMPACT_COMPLETE`` too); capture (the page is taken from the free lists right after, as
+without ``capture_control``); the wake of kcompactd at the end of a boosted
+``balance_pgdat()`` (no watermark boosting).
 """
 
 from __future__ import annotations
@@ -47,6 +77,7 @@ from framework.kernel.buddy import BUDDY_ORDER_MASK, Zone
 from framework.kernel.consts import (
     MAX_ORDER,
     MIGRATE_MOVABLE,
+    MIGRATE_UNMOVABLE,
     PAGEBLOCK_NR_PAGES,
     PAGEBLOCK_ORDER,
 )
@@ -120,7 +151,10 @@ def fragmentation_index(zone: Zone, order: int) -> int:
 
 
 class Compaction:
-    """Direct compaction of one machine (module docstring)."""
+    """Direct compaction and kcompactd of one machine (module docstring).
+
+    :ivar kcompactd: kcompactd runs when kswapd wakes it (on by default, as in v6.3).
+    """
 
     def __init__(self, zones: Sequence[Zone], spans: Sequence[ZoneSpan],
                  start: StartState | None, ledger: Ledger, costs: dict[str, float],
@@ -133,6 +167,7 @@ class Compaction:
         self.c_scan = costs["compact_scan_block"]
         self.lru_of = lru_of
         self.state = {id(z): ZoneCompact(z) for z in zones}
+        self.kcompactd = True
 
     # -- deferral (mm/compaction.c) ---------------------------------------------------------
     def compaction_deferred(self, zone: Zone, order: int) -> bool:
@@ -212,6 +247,42 @@ class Compaction:
                     and status == CompactResult.COMPACT_COMPLETE):
                 self.defer_compaction(zone, order)
         return rc
+
+    # -- kcompactd --------------------------------------------------------------------------
+    def wakeup_kcompactd(self, node: int, order: int, highest_zone: int) -> None:
+        """wakeup_kcompactd(): kcompactd of ``node`` runs kcompactd_do_work() at once when
+        the order is above 0 and some zone of the node is suitable."""
+        if not order or not self.kcompactd:
+            return
+        zones = sorted((z for z in self.zones if z.node == node and z.zone_type <= highest_zone),
+                       key=lambda z: z.zone_type)
+        if self.kcompactd_node_suitable(zones, order, highest_zone):
+            self.kcompactd_do_work(zones, order, highest_zone)
+
+    def kcompactd_node_suitable(self, zones: Sequence[Zone], order: int, highest_zone: int
+                                ) -> bool:
+        """kcompactd_node_suitable(): compaction_suitable() says COMPACT_CONTINUE for some
+        zone at the min watermark (alloc_flags 0)."""
+        return any(self.compaction_suitable(z, order, z.wmark[WMARK_MIN], highest_zone)
+                   == CompactResult.COMPACT_CONTINUE for z in zones)
+
+    def kcompactd_do_work(self, zones: Sequence[Zone], order: int, highest_zone: int) -> None:
+        """kcompactd_do_work(): ``compact_daemon_wake``, then each zone from the lowest up in
+        MIGRATE_SYNC_LIGHT mode for a GFP_KERNEL request of ``order`` (module docstring)."""
+        self.ledger.compact_daemon_wake += 1
+        for zone in zones:
+            if self.compaction_deferred(zone, order):
+                continue
+            mark = zone.wmark[WMARK_MIN]
+            if (self.compaction_suitable(zone, order, mark, zone.zone_type)
+                    != CompactResult.COMPACT_CONTINUE):
+                continue
+            status = self.compact_zone(zone, order, MIGRATE_UNMOVABLE, mark, highest_zone, True)
+            if status == CompactResult.COMPACT_SUCCESS:
+                self.compaction_defer_reset(zone, order, False)
+            elif status == CompactResult.COMPACT_COMPLETE:
+                zone.drain_pages()  # drain_all_pages(zone): pages stranded on pcp lists
+                self.defer_compaction(zone, order)
 
     # -- compact_zone -----------------------------------------------------------------------
     def sources(self, zone: Zone) -> list[int]:

@@ -37,6 +37,7 @@ COUNTERS: tuple[str, ...] = (
     "compact_success",
     "compact_fail",
     "pgmigrate_success",
+    "compact_daemon_wake",
 )
 
 #: The page allocator's /proc/vmstat events among the counters (metrics of the same names).
@@ -60,6 +61,7 @@ class Ledger:
     __slots__ = (
         "allocstall",
         "buddy_cycles",
+        "compact_daemon_wake",
         "compact_fail",
         "compact_stall",
         "compact_success",
@@ -120,6 +122,7 @@ class Ledger:
         self.compact_success: int = 0
         self.compact_fail: int = 0
         self.pgmigrate_success: int = 0
+        self.compact_daemon_wake: int = 0
         self.buddy_cycles: float = 0.0
         self.zeroing_cycles: float = 0.0
         self.cpa_cycles: float = 0.0

@@ -120,6 +120,8 @@ class PageAlloc:
         self.compaction = Compaction(self.zones, self.layout.zones, start, ledger, costs,
                                      self.reclaim.lru)
         self.reclaim.compaction_ready = self.compaction.compaction_ready
+        self.reclaim.wakeup_kcompactd = self.compaction.wakeup_kcompactd
+        self.compaction.kcompactd = spec.kcompactd
 
 
     def _build_zones(self) -> list[Zone]:

@@ -21,6 +21,16 @@ free. Pages compaction moves into other pageblocks join the list there.
   the order; order 0 once it reclaimed ``compact_gap(order)`` pages) or after priority 1.
   ``kswapd_failures`` counts runs that reclaimed nothing; at ``MAX_RECLAIM_RETRIES`` the
   node is left to direct reclaim.
+- :meth:`Reclaim.kswapd_try_to_sleep`: kswapd's way back to sleep after a high-order wake
+  that ``balance_pgdat()`` finished at order 0 (``reclaim_order < alloc_order`` in
+  ``kswapd()``): when ``prepare_kswapd_sleep()`` finds the node balanced at that order (or
+  hopeless), kswapd wakes kcompactd for the order the allocation asked
+  (``wakeup_kcompactd()``, framework/kernel/compaction.py), which also runs at once. A wake
+  that ``balance_pgdat()`` finished at the order asked wakes no kcompactd (``kswapd()`` then
+  tries to sleep at ``kswapd_order``, reset to 0, and ``wakeup_kcompactd()`` ignores order
+  0), nor does a node found balanced or hopeless by ``wakeup_kswapd()`` itself (it wakes
+  kcompactd only for callers without ``__GFP_DIRECT_RECLAIM``; every caller the model has is
+  GFP_KERNEL).
 - :meth:`Reclaim.try_to_free_pages`: ``try_to_free_pages()`` / ``do_try_to_free_pages()``:
   ``allocstall``, then priorities 12..0 over the zonelist's eligible zones until
   ``SWAP_CLUSTER_MAX`` pages are reclaimed; a zone where compaction could already run for a
@@ -60,6 +70,8 @@ BLOCK_SHIFT = MAX_ORDER - 1  # a start-state block (two pageblocks) is pfn >> 10
 
 #: ``ready(zone, order, highest_zone)``: compaction_ready() (framework/kernel/compaction.py).
 Ready = Callable[[Zone, int, int], bool]
+#: ``wake(node, order, highest_zone)``: wakeup_kcompactd() (framework/kernel/compaction.py).
+WakeKcompactd = Callable[[int, int, int], None]
 
 
 def compact_gap(order: int) -> int:
@@ -103,6 +115,7 @@ class Reclaim:
         self.lrus: dict[int, Lru] = {}
         self.kswapd_failures = [0] * (1 + max((z.node for z in zones), default=0))
         self.compaction_ready: Ready | None = None
+        self.wakeup_kcompactd: WakeKcompactd | None = None
 
     # -- the LRU model ----------------------------------------------------------------------
     def lru(self, zone: Zone) -> Lru:
@@ -202,14 +215,33 @@ class Reclaim:
             return
         if self.pgdat_balanced(zones, order, highest_zone):
             return
-        self.balance_pgdat(node, order, highest_zone, zones)
+        reclaim_order = self.balance_pgdat(node, order, highest_zone, zones)
+        if reclaim_order < order:  # kswapd(): goto kswapd_try_sleep
+            self.kswapd_try_to_sleep(node, order, reclaim_order, highest_zone, zones)
+
+    def prepare_kswapd_sleep(self, node: int, order: int, highest_zone: int,
+                             zones: Sequence[Zone]) -> bool:
+        """prepare_kswapd_sleep(): the node is hopeless (left to direct reclaim) or
+        balanced for ``order``."""
+        return (self.kswapd_failures[node] >= MAX_RECLAIM_RETRIES
+                or self.pgdat_balanced(zones, order, highest_zone))
+
+    def kswapd_try_to_sleep(self, node: int, alloc_order: int, reclaim_order: int,
+                            highest_zone: int, zones: Sequence[Zone]) -> None:
+        """kswapd_try_to_sleep(): before its short sleep, kswapd wakes kcompactd for
+        ``alloc_order`` if the node is ready to sleep at ``reclaim_order``
+        (reset_isolation_suitable() has no skip hints to clear in the model)."""
+        if (self.wakeup_kcompactd is not None
+                and self.prepare_kswapd_sleep(node, reclaim_order, highest_zone, zones)):
+            self.wakeup_kcompactd(node, alloc_order, highest_zone)
 
     def balance_pgdat(self, node: int, order: int, highest_zone: int,
                       zones: Sequence[Zone]) -> int:
         """balance_pgdat(): priorities 12..1 until the node is balanced; each pass asks
         kswapd_shrink_node() for the eligible zones' high watermarks (at least
         SWAP_CLUSTER_MAX each); a high order drops to 0 once compact_gap(order) pages are
-        reclaimed. Returns the pages reclaimed."""
+        reclaimed. Returns the order it ended at (``sc.order``: ``order``, or 0 after that
+        drop)."""
         led = self.ledger
         total = 0
         priority = DEF_PRIORITY
@@ -227,7 +259,7 @@ class Reclaim:
         led.pgscan_kswapd += total
         led.pgsteal_kswapd += total
         self.kswapd_failures[node] = 0 if total else self.kswapd_failures[node] + 1
-        return total
+        return sc_order
 
     # -- direct reclaim ---------------------------------------------------------------------
     def try_to_free_pages(self, zonelist: Sequence[Zone], order: int,

@@ -40,6 +40,8 @@ MACHINE_PARAMS: tuple[Param, ...] = (
           "4 GiB); a multiple of 4", min=0, max=3072),
     Param("pcp", bool, True, "per-cpu page lists (0: boot pagesets, pages pass straight "
           "through)"),
+    Param("kcompactd", bool, True, "kcompactd, woken by kswapd after reclaim for a "
+          "high-order request (0: off, direct compaction alone forms high-order blocks)"),
     Param("min_free_kbytes", int, -1, "vm.min_free_kbytes (-1: the kernel's own figure from "
           "RAM and THP)", min=-1, max=1 << 30),
     Param("state", str, "fresh", "start state: fresh (just booted) or aged (a server up "
@@ -70,6 +72,8 @@ class MachineSpec:
         spanned pages (docs/model.md, "Physical layout").
     :param pcp: per-cpu page lists with v6.3's high and batch; off gives boot pagesets
         (high 0, batch 1: every page passes straight through), for hand-derived scenarios.
+    :param kcompactd: kswapd wakes kcompactd (framework/kernel/compaction.py); off, only
+        direct compaction forms high-order blocks.
     """
 
     name: str
@@ -82,6 +86,7 @@ class MachineSpec:
     collapse: bool = _DEFAULT["collapse"]
     hole_mib: int = _DEFAULT["hole_mib"]
     pcp: bool = _DEFAULT["pcp"]
+    kcompactd: bool = _DEFAULT["kcompactd"]
     min_free_kbytes: int = _DEFAULT["min_free_kbytes"]
     state: str = _DEFAULT["state"]
     snapshot: str = _DEFAULT["snapshot"]
