@@ -8,7 +8,6 @@ A commit that changes a result on purpose regenerates them with ``python
 
 from __future__ import annotations
 
-import difflib
 import json
 import sys
 from pathlib import Path
@@ -25,9 +24,17 @@ CASES = {
 }
 
 
-def _first_difference(want: str, got: str) -> str:
-    diff = difflib.unified_diff(want.splitlines(), got.splitlines(), "golden", "now", n=3)
-    return "\n".join(list(diff)[:60])
+def _first_difference(want: str, got: str, context: int = 3) -> str:
+    """The first line that differs, with ``context`` lines before it from both sides.
+    (A line-by-line scan: difflib's matcher is quadratic on two large, mostly different
+    JSON texts and would take minutes to say that they differ.)"""
+    old, new = want.splitlines(), got.splitlines()
+    pairs = enumerate(zip(old, new, strict=False))  # the shorter text may end first
+    at = next((i for i, (a, b) in pairs if a != b), min(len(old), len(new)))
+    lo = max(0, at - context)
+    return "\n".join([f"first difference at line {at + 1}:",
+                      *(f"  golden: {line}" for line in old[lo:at + 1]),
+                      *(f"  now:    {line}" for line in new[lo:at + 1])])
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
