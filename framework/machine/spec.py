@@ -44,8 +44,8 @@ MACHINE_PARAMS: tuple[Param, ...] = (
           "high-order request (0: off, direct compaction alone forms high-order blocks)"),
     Param("min_free_kbytes", int, -1, "vm.min_free_kbytes (-1: the kernel's own figure from "
           "RAM and THP)", min=-1, max=1 << 30),
-    Param("state", str, "fresh", "start state: fresh (just booted) or aged (a server up "
-          "for days; framework/machine/startstate.py)", choices=("fresh", "aged")),
+    Param("state", str, "aged", "start state: aged (a server up for days, the default) or "
+          "fresh (just booted); framework/machine/startstate.py", choices=("fresh", "aged")),
     Param("snapshot", str, "", "start from the text of /proc/buddyinfo [+ pagetypeinfo, "
           "zoneinfo, meminfo] in this file (overrides state)"),
     *AGED_PARAMS,
