@@ -215,7 +215,8 @@ class Runner:
         ledger = self.ledger
         before = ledger.total_cycles
         cpu = pages.current_cpu = req.cpu % self.cpus  # the CPU the caller runs on
-        pages.current_node = req.node if req.node is not None else self.cpu_node[cpu]
+        node = req.node  # each read of a Request field is an attribute lookup, compiled too
+        pages.current_node = node if node is not None else self.cpu_node[cpu]
         try:
             alloc = self.allocator.alloc(req)
         except Exception as exc:
@@ -231,9 +232,10 @@ class Runner:
         if alloc.__class__ is not Allocation:
             self._check_type(alloc)
         self.live[eid] = (alloc, req)
-        live_bytes = self.live_bytes = self.live_bytes + req.size
+        size = req.size
+        live_bytes = self.live_bytes = self.live_bytes + size
         if req.perm is _UNMAPPED and not alloc.unmapped:
-            self.unmapped_served_mapped_bytes += req.size
+            self.unmapped_served_mapped_bytes += size
         self.checker.on_alloc(eid, alloc, req)
         if live_bytes > self.peak_requested_bytes:  # peaks, inline
             self.peak_requested_bytes = live_bytes

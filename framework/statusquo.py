@@ -254,15 +254,16 @@ class StatusQuo(Allocator):
     # -- secretmem (mm/secretmem.c) ------------------------------------------------------
     def secretmem_alloc(self, request: Request) -> Allocation | None:
         """secretmem_fault() once per page of the request."""
-        if request.size <= PAGE_SIZE:  # one fault, the common case
+        size = request.size
+        if size <= PAGE_SIZE:  # one fault, the common case
             pfn = self.secretmem_fault(request.node)
             if pfn == NO_PAGE:
                 return None
             # Allocation(((pfn, 0),), 0, size, True, "secretmem"), built without the named
             # tuple's Python-level __new__: one per page on the hottest path.
-            return _new_tuple(Allocation, (((pfn, 0),), 0, request.size, True, "secretmem"))
+            return _new_tuple(Allocation, (((pfn, 0),), 0, size, True, "secretmem"))
         blocks: list[tuple[int, int]] = []
-        for _ in range(max(1, -(-request.size // PAGE_SIZE))):
+        for _ in range(max(1, -(-size // PAGE_SIZE))):
             pfn = self.secretmem_fault(request.node)
             if pfn == NO_PAGE:
                 for done, _ in blocks:
@@ -270,7 +271,7 @@ class StatusQuo(Allocator):
                     self.kernel.free_pages(done, 0)
                 return None
             blocks.append((pfn, 0))
-        return Allocation(tuple(blocks), 0, request.size, True, "secretmem")
+        return Allocation(tuple(blocks), 0, size, True, "secretmem")
 
     def secretmem_fault(self, node: int | None) -> int:
         """secretmem_fault(): zeroed page, set_direct_map_invalid_noflush, 1-page flush."""
