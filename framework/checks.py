@@ -23,7 +23,7 @@ writable mapping); the others here.
 from __future__ import annotations
 
 import bisect
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -57,6 +57,7 @@ class Rule(Name):
 RULES: tuple[str, ...] = tuple(r.value for r in Rule)
 _DEFAULT_PROT = PAGE_KERNEL & ~_PAGE_GLOBAL  # GLOBAL is not restored after non-present
 KEEP_PER_RULE = 20  # violations kept in detail per rule; all are counted
+_UNMAPPED: Final = Perm.UNMAPPED  # read per allocation: a C static in the compiled core
 
 
 @attrs.frozen(slots=True)
@@ -140,7 +141,7 @@ class Checker:
             self._own_blocks(aid, alloc)
             if alloc.unmapped:
                 self.check_unmapped(alloc)
-                if request.perm is Perm.UNMAPPED:
+                if request.perm is _UNMAPPED:
                     self.secret_allocs.add(id(alloc))
             if request.zero and self.kernel.dirty:
                 self._check_zero(alloc)
@@ -165,7 +166,7 @@ class Checker:
             if kernel.directmap.is_present(p):
                 self.record(Rule.UNMAPPED_PRESENT, p, "unmapped allocation present in the "
                             "direct map")
-            if request.perm is Perm.UNMAPPED:
+            if request.perm is _UNMAPPED:
                 self.secret_allocs.add(id(alloc))
         if request.zero and p in kernel.dirty:
             self.record(Rule.NOT_ZEROED, p, "zero requested but the page holds data written "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import numpy as np
@@ -46,6 +46,12 @@ __all__ = ["VERSION", "Cell", "Runner", "SetsKey", "Setup", "freeze_sets", "prep
            "run_cell"]  # Cell, SetsKey, freeze_sets: framework.config's, imported from here too
 
 VERSION = "0.1.0"
+
+# Enum members the hot path compares with on every event, read once: the compiled core keeps
+# a module's Final names in C statics, where ``Perm.UNMAPPED`` would be a lookup in this
+# module's namespace and then through the Enum metaclass.
+_UNMAPPED: Final = Perm.UNMAPPED
+_GENERIC: Final = FreedBy.GENERIC
 
 
 @attrs.define(slots=True)
@@ -176,7 +182,17 @@ class Runner:
         try:
             for index, event in enumerate(self.setup.events):
                 checker.event = index
-                handlers[event[0]](event)  # event.op
+                op = event[0]  # event.op
+                # the three ops of nearly every event called directly (a compiled call, not
+                # one through a bound method), the rest through the table
+                if op is ALLOC:
+                    self.on_alloc(event)
+                elif op is FREE:
+                    self.on_free(event)
+                elif op is WRITE:
+                    self.on_write(event)
+                else:
+                    handlers[op](event)
                 if kernel_violations:
                     checker.drain_kernel()
                 if index >= next_sample:
@@ -199,7 +215,8 @@ class Runner:
         ledger = self.ledger
         before = ledger.total_cycles
         cpu = pages.current_cpu = req.cpu % self.cpus  # the CPU the caller runs on
-        pages.current_node = req.node if req.node is not None else self.cpu_node[cpu]
+        node = req.node  # each read of a Request field is an attribute lookup, compiled too
+        pages.current_node = node if node is not None else self.cpu_node[cpu]
         try:
             alloc = self.allocator.alloc(req)
         except Exception as exc:
@@ -215,9 +232,10 @@ class Runner:
         if alloc.__class__ is not Allocation:
             self._check_type(alloc)
         self.live[eid] = (alloc, req)
-        live_bytes = self.live_bytes = self.live_bytes + req.size
-        if req.perm is Perm.UNMAPPED and not alloc.unmapped:
-            self.unmapped_served_mapped_bytes += req.size
+        size = req.size
+        live_bytes = self.live_bytes = self.live_bytes + size
+        if req.perm is _UNMAPPED and not alloc.unmapped:
+            self.unmapped_served_mapped_bytes += size
         self.checker.on_alloc(eid, alloc, req)
         if live_bytes > self.peak_requested_bytes:  # peaks, inline
             self.peak_requested_bytes = live_bytes
@@ -243,8 +261,11 @@ class Runner:
 
     def on_free(self, event: Event) -> None:
         eid = event[1]  # event.id
-        entry = self.live.pop(eid, None)
-        if entry is None:
+        live = self.live
+        entry = live.get(eid)  # get and del: the compiled core's own dict operations
+        if entry is not None:
+            del live[eid]
+        else:
             if eid in self.failed:
                 self.failed.discard(eid)
                 return
@@ -257,7 +278,7 @@ class Runner:
         ledger = self.ledger
         before = ledger.total_cycles
         try:
-            if req.freed_by is FreedBy.GENERIC:
+            if req.freed_by is _GENERIC:
                 owner.free_generic(alloc)
             else:
                 owner.free(alloc)

@@ -41,7 +41,7 @@ section type.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import attrs
 from mypy_extensions import mypyc_attr
@@ -69,6 +69,8 @@ BPF_CHECK_ROX = Param("bpf_check_rox", bool, False, "1: v6.9 'bpf: Check return 
                       "load fails); 0: v6.3 ignores the returns of set_memory_ro/x")
 
 _new_tuple = tuple.__new__
+#: The handle of a PKS page-table page, compared with at every free of a page-table page.
+_PKS_PAGETABLE: Final = (Site.PAGETABLE, Perm.PKS)
 
 MAX_INSN_SIZE = 16  # arch/x86/include/asm/kprobes.h: kprobe_insn_slots.insn_size
 SLOTS_PER_PAGE = PAGE_SIZE // MAX_INSN_SIZE  # kernel/kprobes.c slots_per_page()
@@ -252,15 +254,16 @@ class StatusQuo(Allocator):
     # -- secretmem (mm/secretmem.c) ------------------------------------------------------
     def secretmem_alloc(self, request: Request) -> Allocation | None:
         """secretmem_fault() once per page of the request."""
-        if request.size <= PAGE_SIZE:  # one fault, the common case
+        size = request.size
+        if size <= PAGE_SIZE:  # one fault, the common case
             pfn = self.secretmem_fault(request.node)
             if pfn == NO_PAGE:
                 return None
             # Allocation(((pfn, 0),), 0, size, True, "secretmem"), built without the named
             # tuple's Python-level __new__: one per page on the hottest path.
-            return _new_tuple(Allocation, (((pfn, 0),), 0, request.size, True, "secretmem"))
+            return _new_tuple(Allocation, (((pfn, 0),), 0, size, True, "secretmem"))
         blocks: list[tuple[int, int]] = []
-        for _ in range(max(1, -(-request.size // PAGE_SIZE))):
+        for _ in range(max(1, -(-size // PAGE_SIZE))):
             pfn = self.secretmem_fault(request.node)
             if pfn == NO_PAGE:
                 for done, _ in blocks:
@@ -268,24 +271,28 @@ class StatusQuo(Allocator):
                     self.kernel.free_pages(done, 0)
                 return None
             blocks.append((pfn, 0))
-        return Allocation(tuple(blocks), 0, request.size, True, "secretmem")
+        return Allocation(tuple(blocks), 0, size, True, "secretmem")
 
     def secretmem_fault(self, node: int | None) -> int:
         """secretmem_fault(): zeroed page, set_direct_map_invalid_noflush, 1-page flush."""
         kernel = self.kernel
-        pfn = kernel.alloc_pages(0, MIGRATE_UNMOVABLE, node, True)  # __GFP_ZERO
+        # The facade's entry points are these parts' methods; called on the parts, they are
+        # direct calls in the compiled core (docs/performance.md, "Compiled core").
+        pages = kernel.page_alloc
+        pfn = pages.alloc_pages(0, MIGRATE_UNMOVABLE, node, True)  # __GFP_ZERO
         if pfn == NO_PAGE:
             return NO_PAGE
-        if kernel.set_direct_map_invalid_noflush(pfn):
-            kernel.free_pages(pfn, 0)  # put_page() on error
+        if kernel.set_memory.set_direct_map_invalid_noflush(pfn):
+            pages.free_pages(pfn, 0)  # put_page() on error
             return NO_PAGE
-        kernel.flush_tlb_kernel_range(1)
+        kernel.tlb.flush_tlb_kernel_range(1)
         return pfn
 
     def secretmem_free_folio(self, pfn: int) -> None:
         """secretmem_free_folio(): set_direct_map_default_noflush, then zero the page."""
-        self.kernel.set_direct_map_default_noflush(pfn)
-        self.kernel.clear_pages(pfn, 1)
+        kernel = self.kernel
+        kernel.set_memory.set_direct_map_default_noflush(pfn)  # the parts: see secretmem_fault
+        kernel.page_alloc.clear_pages(pfn, 1)
 
     # -- modules and trampolines ---------------------------------------------------------
     def module_mem_alloc(self, request: Request) -> Allocation | None:
@@ -503,8 +510,9 @@ class StatusQuo(Allocator):
         kernel = self.kernel
         handle = allocation.handle
         movable = isinstance(handle, tuple) and handle[1] == MIGRATE_MOVABLE
-        if handle == (Site.PAGETABLE, Perm.PKS):
+        if handle == _PKS_PAGETABLE:
             for pfn, _ in allocation.blocks:
                 kernel.set_pages_pkey(pfn, 1, False)
+        pages = kernel.page_alloc  # __free_pages(): see secretmem_fault
         for pfn, order in allocation.blocks:
-            kernel.free_pages(pfn, order, movable=movable)
+            pages.free_pages(pfn, order, movable)
