@@ -53,10 +53,13 @@ SIZES: dict[str, dict[str, dict[str, str]]] = {
 }
 
 
+STATE = ["fresh"]  # machine.state of every case (--state); the figures in docs/ are fresh
+
+
 def run_case(plugin: str, workload: str, machine: str, repeat: int,
              pure: bool = False) -> dict[str, Any]:
     """One case in a fresh interpreter; ``pure`` sets FRAMEWORK_PURE_PYTHON=1 for it."""
-    sets = SIZES.get(workload, {})
+    sets = {**SIZES.get(workload, {}), "machine": {"state": STATE[0]}}
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "FRAMEWORK_PURE_PYTHON": "1" if pure else "0"}
     out = subprocess.run([sys.executable, "-c", CHILD, plugin, workload, machine,
                           json.dumps(sets), str(repeat)], capture_output=True, text=True,
@@ -90,7 +93,10 @@ def main() -> None:
                         help="runs per case in one process (best and median are shown)")
     parser.add_argument("--alternate", type=int, default=0, metavar="N",
                         help="N runs as installed and N pure-Python runs in turn, per case")
+    parser.add_argument("--state", choices=("fresh", "aged"), default="fresh",
+                        help="machine.state of every case (default fresh)")
     args = parser.parse_args()
+    STATE[0] = args.state
     if args.alternate:
         for case in itertools.product(args.plugins.split(","), args.workloads.split(","),
                                       args.machines.split(",")):

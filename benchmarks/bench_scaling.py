@@ -89,15 +89,17 @@ COUNT_PARAM: dict[str, str] = {
 
 
 def workload_sets(workload: str, scale: int) -> dict[str, dict[str, str]]:
-    """``--set`` values multiplying the workload's count parameter by ``scale``."""
+    """``--set`` values multiplying the workload's count parameter by ``scale``, on a fresh
+    machine (an aged one adds reclaim and compaction, which follow the machine's state)."""
+    fresh = {"machine": {"state": "fresh"}}
     if scale == 1:
-        return {}
+        return fresh
     from framework.plugins import get_registry
 
     param = COUNT_PARAM[workload]
     default = next(p.default for p in get_registry().workload(workload).params
                    if p.name == param)
-    return {workload: {param: str(int(default) * scale)}}
+    return {**fresh, workload: {param: str(int(default) * scale)}}
 
 
 MEASURE = {"cpu": CHILD, "bytecodes": CHILD_BYTECODES}

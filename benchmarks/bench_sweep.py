@@ -36,22 +36,24 @@ def wall(jobs: int, seeds: int) -> float:
 
 def tlb_share() -> None:
     os.environ["FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    from framework.engine import Cell, Runner, prepare
+    from framework.engine import Cell, Runner, freeze_sets, prepare
     from framework.plugins import get_registry
-    from framework.tlb.settings import tlb_metrics
+    from framework.tlb.sampler import tlb_metrics
 
     reg = get_registry()
     for plugin, workload, machine in (("baseline", "secretmem", "default"),
                                       ("vmap-area", "modules", "default"),
                                       ("baseline", "secretmem", "huge-4t")):
-        setup = prepare(Cell(plugin, workload, machine, 1), reg)
+        setup = prepare(Cell(plugin, workload, machine, 1,
+                             freeze_sets({"machine": {"state": "fresh"}})), reg)
         runner = Runner(setup)
         start = time.process_time()
         runner.run()
         total = time.process_time() - start
         start = time.process_time()
         for _ in range(5):
-            tlb_metrics(setup.kernel, setup.params["tlb"])
+            tlb_metrics(runner.tlb_sampler, setup.kernel.spec, setup.kernel.costs,
+                        setup.params["tlb"], setup.cell.seed)
         one = (time.process_time() - start) / 5
         print(f"{plugin:10} {workload:10} {machine:8} run {total:6.3f} s CPU, TLB model "
               f"{one * 1000:6.2f} ms = {100 * one / total:5.2f}% of the run")

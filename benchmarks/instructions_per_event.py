@@ -30,7 +30,8 @@ from framework._purepython import core_kind
 from framework.engine import Cell, freeze_sets, run_cell
 from framework.plugins import get_registry
 plugin, procs = sys.argv[1], sys.argv[2]
-sets = freeze_sets({"secretmem": {"processes": procs}})
+sets = freeze_sets({"secretmem": {"processes": procs},
+                    "machine": {"state": "fresh"}})  # the engine figures are fresh-machine
 result = run_cell(Cell(plugin, "secretmem", "default", 1, sets), get_registry())
 print(json.dumps({"events": result["metrics"]["events"], "core": core_kind()}))
 """
