@@ -123,7 +123,8 @@ def test_trace_replay(tmp_path: Path) -> None:
                      "sample,,,,,,,\n"
                      "free,1,,,,,,\n")
     proc = run("bench", "--plugins", "baseline", "--workloads", "trace", "--format", "json",
-               "--set", "machine.mem_gib=4", "--set", f"trace.path={trace}")
+               "--set", "machine.mem_gib=4", "--set", "machine.state=fresh",
+               "--set", f"trace.path={trace}")
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads(proc.stdout)["runs"][0]["metrics"]
     assert metrics["direct_map_level2_splits"] == 1

@@ -55,7 +55,8 @@ def test_region_map_by_hand(tmp_path: Path) -> None:
                      "alloc,1,secretmem,4096,UNMAPPED,1,,GENERIC\n")
     res = tmp_path / "r.json"
     proc = run("bench", "--plugins", "baseline", "--workloads", "trace", "--set",
-               "machine.mem_gib=4", "--set", f"trace.path={trace}", "--output", str(res))
+               "machine.mem_gib=4", "--set", "machine.state=fresh", "--set",
+               f"trace.path={trace}", "--output", str(res))
     assert proc.returncode == 0, proc.stderr
     import json
 

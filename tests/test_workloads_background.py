@@ -42,7 +42,7 @@ GIB_PAGES = 1 << 18
 
 def spec(mem_gib: int = 1, nodes: int = 1) -> MachineSpec:
     return MachineSpec(name="t", mem_gib=mem_gib, nodes=nodes, cpus=4, reserved_mib=64,
-                       hole_mib=0, pcp=False, min_free_kbytes=0)
+                       hole_mib=0, pcp=False, min_free_kbytes=0, state="fresh")
 
 
 def buddy_blocks(kernel: Kernel) -> tuple[int, ...]:
