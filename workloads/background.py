@@ -26,9 +26,10 @@ fragment is how the v6.3 buddy serves it:
   claim its pageblock when half of it is free or alike (mixed pageblocks), and an order-9
   request fails: a 2 MiB refill falls back to a smaller order.
 
-The model has no compaction (kcompactd would move movable pages to rebuild free pageblocks)
-and no reclaim of its own: the workload does the visible part of reclaim and of THP faults
-through its events.
+The pages this load allocates are not on the kernel model's LRU: reclaim and compaction
+(framework/kernel/vmscan.py, compaction.py, kcompactd included) act on the start state's page
+cache and anon pages only, so the workload does the visible part of reclaim of its own pages
+and of THP faults through its events.
 
 Feedback: a pure event generator cannot see the kernel, so the workload reads the engine's
 read-only probe (:class:`framework.workload.FreeAreaProbe`) before each event. It stops the
