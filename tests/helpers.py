@@ -8,6 +8,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
+
 from framework.engine import Cell, freeze_sets, run_cell
 from framework.kernel.kernel import Kernel
 from framework.plugins import get_registry
@@ -86,3 +88,23 @@ def load_broken_allocators() -> ModuleType:
     sys.modules.setdefault("broken_allocators", module)
     spec.loader.exec_module(module)
     return module
+
+
+def first_difference(want: str, got: str, context: int = 3) -> str:
+    """The first line that differs, with ``context`` lines before it from both sides.
+    (A line-by-line scan: difflib's matcher is quadratic on two large, mostly different
+    JSON texts and would take minutes to say that they differ.)"""
+    old, new = want.splitlines(), got.splitlines()
+    pairs = enumerate(zip(old, new, strict=False))  # the shorter text may end first
+    at = next((i for i, (a, b) in pairs if a != b), min(len(old), len(new)))
+    lo = max(0, at - context)
+    return "\n".join([f"first difference at line {at + 1}:",
+                      *(f"  golden: {line}" for line in old[lo:at + 1]),
+                      *(f"  now:    {line}" for line in new[lo:at + 1])])
+
+
+def same_text(want: str, got: str) -> None:
+    """Fail with :func:`first_difference` unless the texts are equal (not a bare ``==``
+    assert: pytest's own explanation diffs the whole texts, quadratic on large JSON)."""
+    if want != got:
+        pytest.fail(first_difference(want, got), pytrace=False)

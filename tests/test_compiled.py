@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from framework._purepython import COMPILED, CORE_MODULES, ENV, PURE
+from tests.helpers import same_text
 from tests.test_cli import run
 
 GOLDEN = Path(__file__).parent / "golden" / "default-suite.json"
@@ -62,8 +63,8 @@ def test_default_suite_byte_identical_compiled_and_pure() -> None:
     pure = run(*DEFAULT_SUITE, env={ENV: "1"})
     assert as_installed.returncode == 0, as_installed.stderr
     assert pure.returncode == 0, pure.stderr
-    assert as_installed.stdout == pure.stdout
-    assert pure.stdout == GOLDEN.read_text()
+    same_text(pure.stdout, as_installed.stdout)
+    same_text(GOLDEN.read_text(), pure.stdout)
 
 
 def test_version_names_the_core() -> None:
