@@ -3,7 +3,8 @@
 ``tests/golden/default-suite.json`` is ``framework bench --plugins all --format json`` and
 ``tests/golden/secretmem-sampled.json`` adds a sampled secretmem run (the time series path).
 A commit that changes a result on purpose regenerates them with ``python
--m tests.test_golden --update`` and says in its message why the numbers moved.
+-m tests.test_golden --update`` and says in its message why the numbers moved. The default
+suite's file is compared by tests/test_compiled.py (both cores), the others here.
 """
 
 from __future__ import annotations
