@@ -32,8 +32,10 @@ def test_every_default_workload_has_a_count_parameter_that_exists() -> None:
 
 def test_scale_multiplies_the_default() -> None:
     """secretmem starts 512 processes by default (``framework list``): 10x is 5120;
-    1x sets nothing, so the cell is the default suite's own."""
+    1x sets only the machine, so the cell is the default suite's own on a fresh machine
+    (the engine figures are fresh-machine figures)."""
     bench = _load()
-    assert bench.workload_sets("secretmem", 1) == {}
-    assert bench.workload_sets("secretmem", 10) == {"secretmem": {"processes": "5120"}}
-    assert bench.workload_sets("guest", 100) == {"guest": {"vms": "200"}}
+    fresh = {"machine": {"state": "fresh"}}
+    assert bench.workload_sets("secretmem", 1) == fresh
+    assert bench.workload_sets("secretmem", 10) == {**fresh, "secretmem": {"processes": "5120"}}
+    assert bench.workload_sets("guest", 100) == {**fresh, "guest": {"vms": "200"}}
