@@ -66,6 +66,25 @@ MAX_RECLAIM_RETRIES = 16  # mm/internal.h
 _PB_MASK = PAGEBLOCK_NR_PAGES - 1
 _GOLDEN = 0x9E3779B1  # spreads the page taken from a pageblock over its positions
 _STRIDE = PAGEBLOCK_NR_PAGES // SWAP_CLUSTER_MAX  # 16: a batch's pages spread over the block
+_PB_BYTES = PAGEBLOCK_NR_PAGES // 8  # a pageblock's bitmap in bytes
+
+
+def _first_set(buf: bytearray, at: int) -> int:
+    """The first set bit of the little-endian bitmap ``buf`` at or after bit ``at``, else
+    the lowest set bit (the search wraps); -1 when no bit is set."""
+    i = at >> 3
+    byte = buf[i] & (0xFF << (at & 7)) & 0xFF
+    if byte:
+        return (i << 3) + (byte & -byte).bit_length() - 1
+    for k in range(i + 1, len(buf)):
+        byte = buf[k]
+        if byte:
+            return (k << 3) + (byte & -byte).bit_length() - 1
+    for k in range(i + 1):  # wrap: the lowest set bit (byte i's bits left are below at)
+        byte = buf[k]
+        if byte:
+            return (k << 3) + (byte & -byte).bit_length() - 1
+    return -1
 BLOCK_SHIFT = MAX_ORDER - 1  # a start-state block (two pageblocks) is pfn >> 10
 
 #: ``ready(zone, order, highest_zone)``: compaction_ready() (framework/kernel/compaction.py).
@@ -161,15 +180,15 @@ class Reclaim:
             mt = types.get(block, MIGRATE_MOVABLE)
             take = min(SWAP_CLUSTER_MAX, nr_to_scan - done, zone.start_cache_pages - done)
             batch: list[int] = []
+            # the bitmap as bytes: the searches below touch small ints, not 512-bit ones
+            buf = bytearray(bits.to_bytes(_PB_BYTES, "little"))
             for j in range(take):  # a batch spread over the pageblock, 16 pages apart
-                if not bits:
+                page = _first_set(buf, (start + j * _STRIDE) & _PB_MASK)
+                if page < 0:
                     break
-                at = (start + j * _STRIDE) & _PB_MASK  # first set bit at or after at, wrapping
-                high = bits >> at
-                page = at + (high & -high).bit_length() - 1 if high else \
-                    (bits & -bits).bit_length() - 1
-                bits ^= 1 << page  # a set bit: clear it
+                buf[page >> 3] &= ~(1 << (page & 7)) & 0xFF  # a set bit: clear it
                 batch.append(base + page)
+            bits = int.from_bytes(buf, "little")
             free_pages_order0(batch, mt)  # free_unref_page_list() of the batch
             done += len(batch)
             if bits:
