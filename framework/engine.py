@@ -22,6 +22,7 @@ from framework.errors import FrameworkError, InputError, PluginError
 from framework.kernel.directmap import region_map
 from framework.kernel.faults import Faults
 from framework.kernel.kernel import Kernel
+from framework.kernel.ledger import Ledger
 from framework.legacy import adopt
 from framework.machine.spec import MachineSpec
 from framework.metrics import build_metrics, latency_by_site, snapshot
@@ -213,7 +214,7 @@ class Runner:
             raise InputError(f"event {self.checker.event}: id {eid} allocated while live")
         pages = self.pages
         ledger = self.ledger
-        before = ledger.total_cycles
+        before, daemon = ledger.total_cycles, ledger.daemon_cycles
         cpu = pages.current_cpu = req.cpu % self.cpus  # the CPU the caller runs on
         node = req.node  # each read of a Request field is an attribute lookup, compiled too
         pages.current_node = node if node is not None else self.cpu_node[cpu]
@@ -224,7 +225,7 @@ class Runner:
         if eid < 0:  # ids < 0: the background load's, kept out of the workload's metrics
             self._load_alloc(eid, alloc, req)
             return
-        self.alloc_samples[req.site].append(ledger.total_cycles - before)
+        self.alloc_samples[req.site].append(_latency(ledger, before, daemon))
         if alloc is None:  # the kernel's NULL: the caller neither writes nor frees it
             self.alloc_failures += 1
             self.failed.add(eid)
@@ -276,7 +277,7 @@ class Runner:
         self.pages.current_cpu = req.cpu % self.cpus  # freed on the CPU that allocated it
         owner = self.allocator
         ledger = self.ledger
-        before = ledger.total_cycles
+        before, daemon = ledger.total_cycles, ledger.daemon_cycles
         try:
             if req.freed_by is _GENERIC:
                 owner.free_generic(alloc)
@@ -287,7 +288,7 @@ class Runner:
         if eid < 0:  # the background load's
             self.load_pages -= alloc.nr_pages()
             return
-        self.free_samples[req.site].append(ledger.total_cycles - before)
+        self.free_samples[req.site].append(_latency(ledger, before, daemon))
         self.live_bytes -= req.size
 
     def on_write(self, event: Event) -> None:
@@ -364,6 +365,16 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (np.integer, np.floating)):
         return value.item()
     return value
+
+
+def _latency(ledger: Ledger, before: float, daemon: float) -> float:
+    """The cycles a call took since ``before`` (``total_cycles``), less what the kernel
+    threads it woke spent meanwhile (``daemon_cycles`` was ``daemon``): kswapd and kcompactd
+    run on their own CPUs, the caller does not wait for them (mm/vmscan.c kswapd())."""
+    spent = ledger.total_cycles - before
+    if ledger.daemon_cycles != daemon:
+        spent -= ledger.daemon_cycles - daemon
+    return spent
 
 
 def run_cell(cell: Cell, reg: Registry) -> dict[str, Any]:

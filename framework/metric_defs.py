@@ -145,7 +145,9 @@ METRICS: tuple[Metric, ...] = (
            "(kcompactd_do_work()); the pages it moves count in pgmigrate_success.",
            "/proc/vmstat compact_daemon_wake"),
     Metric("alloc_p50_cycles", "cycles", True, Kind.LATENCY, "median alloc latency",
-           "Median modelled cycles of one allocation, refills and splits it caused included.",
+           "Median modelled cycles of one allocation, refills, splits, direct reclaim and "
+           "direct compaction it caused included; kswapd's and kcompactd's work (their own "
+           "CPUs) excluded.",
            "none (modelled cycles, not time)"),
     Metric("alloc_p99_cycles", "cycles", True, Kind.LATENCY, "99th percentile alloc latency",
            "99th percentile (the sample at or below it) of the allocation cycles.", "none"),

@@ -13,7 +13,7 @@ SLOTS: tuple[str, ...] = getattr(Ledger, "__slots__", None) or Ledger.__mypyc_at
 
 
 def test_slots_are_the_counters_and_categories() -> None:
-    assert set(SLOTS) == {*COUNTERS, *CYCLE_ATTRS.values(), "total_cycles"}
+    assert set(SLOTS) == {*COUNTERS, *CYCLE_ATTRS.values(), "total_cycles", "daemon_cycles"}
     assert len(SLOTS) == len(set(SLOTS))
     assert set(CYCLE_ATTRS) == set(CATEGORIES)
 

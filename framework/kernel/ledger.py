@@ -68,6 +68,7 @@ class Ledger:
         "compaction_cycles",
         "cpa_calls",
         "cpa_cycles",
+        "daemon_cycles",
         "direct_map_level2_collapses",
         "direct_map_level2_splits",
         "direct_map_level3_collapses",
@@ -138,6 +139,9 @@ class Ledger:
         self.reclaim_cycles: float = 0.0
         self.compaction_cycles: float = 0.0
         self.total_cycles: float = 0.0
+        # of total_cycles, what kswapd and the kcompactd it wakes spent: kernel threads on
+        # their own CPUs, so the machine's work but not the waking call's latency
+        self.daemon_cycles: float = 0.0
 
     @property
     def cycles(self) -> Mapping[str, float]:

@@ -234,9 +234,13 @@ class Reclaim:
             return
         if self.pgdat_balanced(zones, order, highest_zone):
             return
+        led = self.ledger
+        before = led.total_cycles
         reclaim_order = self.balance_pgdat(node, order, highest_zone, zones)
         if reclaim_order < order:  # kswapd(): goto kswapd_try_sleep
             self.kswapd_try_to_sleep(node, order, reclaim_order, highest_zone, zones)
+        # kswapd() and kcompactd() are kernel threads: the waker does not wait for them
+        led.daemon_cycles += led.total_cycles - before
 
     def prepare_kswapd_sleep(self, node: int, order: int, highest_zone: int,
                              zones: Sequence[Zone]) -> bool:
