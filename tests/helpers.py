@@ -79,14 +79,20 @@ def cell_result(plugin: str, workload: str, sets: dict[str, dict[str, str]]) -> 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def load_broken_allocators() -> ModuleType:
-    """tests/fixtures/broken_allocators.py as a module (once per process)."""
-    spec = importlib.util.spec_from_file_location("broken_allocators",
-                                                  FIXTURES / "broken_allocators.py")
+def load_file(path: Path, name: str) -> ModuleType:
+    """The Python file ``path`` (not in a package: fixtures, scripts, benchmarks) as a new
+    module called ``name``, not registered in ``sys.modules``."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("broken_allocators", module)
     spec.loader.exec_module(module)
+    return module
+
+
+def load_broken_allocators() -> ModuleType:
+    """tests/fixtures/broken_allocators.py as a module (once per process)."""
+    module = load_file(FIXTURES / "broken_allocators.py", "broken_allocators")
+    sys.modules.setdefault("broken_allocators", module)
     return module
 
 

@@ -3,21 +3,17 @@ not here; this only holds its table of count parameters to the workloads)."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 from framework.plugins import get_registry
+from tests.helpers import load_file
 
 SCRIPT = Path(__file__).parent.parent / "benchmarks" / "bench_scaling.py"
 
 
 def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_scaling", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(SCRIPT, "bench_scaling")
 
 
 def test_every_default_workload_has_a_count_parameter_that_exists() -> None:

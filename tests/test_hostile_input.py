@@ -39,6 +39,7 @@ from framework.sweep import validate_sets
 from framework.testing.sites import SITE_PROFILES
 from framework.workloads.ftrace_parse import parse, read_trace
 from framework.workloads.trace import read_trace_csv
+from tests.helpers import load_file
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REGISTRY = build_registry(plugin_manager())
@@ -221,14 +222,7 @@ def test_set_parser_only_raises_framework_errors(items: list[str]) -> None:
 
 # -- through the CLI -------------------------------------------------------------------------
 def _load_broken() -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("broken_allocators_cli",
-                                                  FIXTURES / "broken_allocators.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(FIXTURES / "broken_allocators.py", "broken_allocators_cli")
 
 
 @pytest.fixture(scope="module")

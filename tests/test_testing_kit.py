@@ -19,7 +19,6 @@ parameter). Known-bad variants, from each plugin's docstring:
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -44,6 +43,7 @@ from framework.testing import (
     run_all,
     small_machine,
 )
+from tests.helpers import load_file
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REGISTRY = build_registry(plugin_manager())
@@ -118,12 +118,8 @@ class TestBuiltinDesigns(AllocatorTests):
 
 # -- the broken designs --------------------------------------------------------------------
 def _load_broken() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("broken_allocators",
-                                                  FIXTURES / "broken_allocators.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
+    module = load_file(FIXTURES / "broken_allocators.py", "broken_allocators")
     sys.modules["broken_allocators"] = module
-    spec.loader.exec_module(module)
     return module
 
 
