@@ -90,6 +90,11 @@ class ToyState:
                     out.append((head + off) >> PAGEBLOCK_ORDER)
         return np.array(sorted(set(out)), dtype=np.int64)
 
+    def blocks_with_free(self, span: ZoneSpan, order: int, mt: int) -> np.ndarray:
+        return np.array([head for head in usable_blocks(self.layout, span)
+                         if any(o == order and self._block(span, head).mts[off >> 9] == mt
+                                for off, o in self._block(span, head).free)], dtype=np.int64)
+
 
 def machine(blocks: dict[int, Block], min_free_kbytes: int = 0) -> PageAlloc:
     spec = attrs.evolve(small_spec(mem_gib=1), min_free_kbytes=min_free_kbytes)

@@ -320,19 +320,14 @@ class Zone:
     def _describe_holding(self, order: int, mt: int) -> bool:
         """Describe the lowest undescribed block that holds a free block of ``order`` on
         ``mt``'s list (the list's undescribed entries stand behind its described ones, in
-        pfn order); the blocks before it that hold none stay undescribed. Start states
-        without :meth:`~framework.machine.startstate.ZoneTable.blocks_with_free` describe
-        blocks in pfn order until the list has one."""
+        pfn order); the blocks before it that hold none stay undescribed
+        (``StartState.blocks_with_free`` lists the candidates without describing them)."""
+        assert self.start is not None and self.start_span is not None
         key = order | (mt << BUDDY_ORDER_BITS)
         heads = self.find_heads.get(key)
         if heads is None:
-            finder = getattr(self.start, "blocks_with_free", None)
-            if finder is None:
-                lst = self.free_area[order][mt]
-                while not lst and self._unmat(order, mt) and self._describe_next():
-                    pass
-                return bool(lst)
-            heads = self.find_heads[key] = [int(h) for h in finder(self.start_span, order, mt)]
+            found = self.start.blocks_with_free(self.start_span, order, mt)
+            heads = self.find_heads[key] = [int(h) for h in found]
         pos = self.find_pos.get(key, 0)
         done = self.start_done
         while pos < len(heads):

@@ -13,6 +13,7 @@ from enum import IntEnum
 from typing import Protocol
 
 import attrs
+import numpy as np
 
 from framework.kernel.consts import MAX_ORDER, MIGRATE_MOVABLE
 from framework.kernel.e820 import Layout, ZoneSpan
@@ -72,6 +73,11 @@ class StartState(Protocol):
     def block(self, zone: ZoneSpan, head_pfn: int) -> Block:
         """The block at ``head_pfn`` (a multiple of ``BLOCK_PAGES`` inside ``zone``; blocks
         that overlap the reserved range at the start of RAM are never asked for)."""
+
+    def blocks_with_free(self, zone: ZoneSpan, order: int, mt: int) -> np.ndarray:
+        """Head pfns of ``zone``'s blocks that hold a free block of ``order`` in a pageblock
+        of migratetype ``mt`` at the start, ascending (int64), found without describing
+        them: where a free-list search looks (``Zone._describe_holding``)."""
 
     def split_pmds(self, layout: Layout) -> frozenset[int]:
         """2 MiB direct-map regions (pfn >> 9) already split at the start (boot and module
