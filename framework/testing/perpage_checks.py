@@ -5,6 +5,11 @@ kept unchanged, for tests to compare verdicts with: ``tests/test_checks_oracle.p
 every built-in design and the broken fixtures on the default workloads with both and
 compares the violation counts. It is slower (it walks every page of every block) and is
 never used by the engine.
+
+It is a standalone copy, not a subclass: the parts it shares with the checker (recording,
+ownership bookkeeping) are those the oracle must not take from the code it checks, and
+:class:`~framework.checks.Checker` is a native class when the core is compiled, which an
+interpreted subclass could not extend without slowing the checker's every call.
 """
 
 from __future__ import annotations
