@@ -64,6 +64,10 @@ Parameters (``--set bpf.KEY=VALUE``):
 - ``sigma`` (default 1.0): log-normal shape of ``proglen``.
 - ``min_bytes`` / ``max_bytes`` (bytes, defaults 16 / 65536): cut-offs of ``proglen``.
 - ``sample_every`` (events, default 0): emit a sample every N events.
+- ``turnover`` (pages, default 0): other kernel users' pages freed on the loader's CPU before
+  each program load and allocated back after it (:mod:`framework.workloads.turnover`: over
+  days of uptime a program gets the page another kernel user freed last on its CPU).
+- ``turnover_pool_pct`` (% of RAM, default 1.0): the long-lived unmovable pool they come from.
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ from framework.params import Param
 from framework.request import ALLOC, FREE, WRITE, Event, Request
 from framework.workload import Workload, lognormal_with_mean, sampled, start_next
 from framework.workloads.cpus import CpuChooser
+from framework.workloads.turnover import Turnover
 
 # kernel/bpf/core.c bpf_jit_binary_pack_alloc(): sizeof(struct bpf_binary_header) + 16
 JIT_OVERHEAD = 8 + 16
@@ -109,6 +114,12 @@ class Bpf(Workload):
         Param("max_bytes", int, 65536, "longest JITed program, bytes", min=1, max=1 << 26),
         Param("sample_every", int, 0, "emit a sample event every N events (0: never)",
               min=0, max=10**9),
+        Param("turnover", int, 0, "other kernel users' pages freed on the loader's CPU "
+              "before each program load and allocated back after it (0: none)", min=0,
+              max=64),
+        Param("turnover_pool_pct", float, 1.0, "the pool those pages come from, % of RAM "
+              "(slab that turns over during the uptime; 1-5% on servers)", min=0.0,
+              max=50.0),
     )
 
     def __init__(self, params: dict[str, Any], machine: MachineSpec) -> None:
@@ -125,11 +136,15 @@ class Bpf(Workload):
         cfg = self.config
         cpus = CpuChooser(rng, self.machine)
         boot_rng = rng.spawn(1)[0]  # the resident programs' sizes: the endpoint stream stays
+        pool = int(cfg["turnover_pool_pct"] / 100 * self.machine.mem_pages)
+        turnover = Turnover(rng, self.machine, cfg["turnover"], pool)
         resident: list[int] = []
         next_id = 1
+        if turnover.pool_pages:
+            yield turnover.fill()
         for count in (cfg["systemd_progs"], cfg["host_progs"]):  # systemd, then the agent
             if count:
-                ids, evs = self._programs(boot_rng, next_id, count, cpus.any())
+                ids, evs = self._programs(boot_rng, next_id, count, cpus.any(), turnover)
                 next_id += count
                 resident.extend(ids)
                 yield evs
@@ -138,7 +153,7 @@ class Bpf(Workload):
         while started < cfg["apps"] or loaded:
             if start_next(rng, started, cfg["apps"], len(loaded), cfg["concurrent"]):
                 started += 1
-                ids, evs = self._load(rng, next_id, cpus.any())
+                ids, evs = self._load(rng, next_id, cpus.any(), turnover)
                 next_id += len(ids)
                 loaded.append(ids)
             else:
@@ -152,20 +167,22 @@ class Bpf(Workload):
         length = lognormal_with_mean(rng, cfg["mean_bytes"], cfg["sigma"])
         return int(min(cfg["max_bytes"], max(cfg["min_bytes"], length)))
 
-    def _load(self, rng: np.random.Generator, next_id: int, cpu: int
+    def _load(self, rng: np.random.Generator, next_id: int, cpu: int, turnover: Turnover
               ) -> tuple[list[int], list[Event]]:
         """One endpoint: a geometric number of programs, loaded on ``cpu``."""
         nr = int(rng.geometric(1.0 / self.config["progs_per_app"]))
-        return self._programs(rng, next_id, nr, cpu)
+        return self._programs(rng, next_id, nr, cpu, turnover)
 
-    def _programs(self, rng: np.random.Generator, next_id: int, nr: int, cpu: int
-                  ) -> tuple[list[int], list[Event]]:
-        """``nr`` programs loaded one after the other by a loader on ``cpu``."""
+    def _programs(self, rng: np.random.Generator, next_id: int, nr: int, cpu: int,
+                  turnover: Turnover) -> tuple[list[int], list[Event]]:
+        """``nr`` programs loaded one after the other by a loader on ``cpu``, each amid the
+        other kernel users' ``turnover`` on that CPU."""
         ids = list(range(next_id, next_id + nr))
         evs = []
         for pid in ids:
             size = self.proglen(rng) + JIT_OVERHEAD
             req = Request("bpf_prog", size, "ROX", False, None, "OWNER", cpu)
-            evs.append(Event(ALLOC, pid, req))
-            evs.append(Event(WRITE, pid, None, size))  # bpf_jit_binary_pack_finalize()
+            load = [Event(ALLOC, pid, req),
+                    Event(WRITE, pid, None, size)]  # bpf_jit_binary_pack_finalize()
+            evs.extend(turnover.around(cpu, load))
         return ids, evs
