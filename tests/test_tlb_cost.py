@@ -321,8 +321,9 @@ def test_song_liu_direction_on_the_aged_machine() -> None:
     machine, with programs loaded from several CPUs, v5.17's per-program pages (each made RO,
     which splits the 2 MiB page of its direct-map alias) land in the unmovable holes and
     per-cpu lists all over the aged unmovable pageblocks, where the kernel's slab is: more
-    2 MiB splits than the packs' one-time 512 pages, and a higher slowdown. (The size, +0.5
-    to +0.9% in his measurement, is not reproduced: the section says why.)"""
+    2 MiB splits than the packs' one-time 512 pages, and a higher slowdown. (Without other
+    kernel users' turnover the size, +0.5 to +0.9% in his measurement, is not reached:
+    tests/test_turnover.py holds it with ``bpf.turnover=1``.)"""
     runs = {}
     for pack in ("1", "0"):
         cell = Cell("baseline", "bpf", "default", 1, freeze_sets({
