@@ -139,15 +139,18 @@ def test_ctrl_c_keeps_finished_runs(tmp_path: Path, jobs: str) -> None:
     env = {**os.environ, "FRAMEWORK_DISABLE_PLUGIN_AUTOLOAD": "1"}
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, start_new_session=True)
-    deadline = time.monotonic() + 120
+    started = time.monotonic()
+    deadline = started + 120
     while not out.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert out.exists(), "no run finished"
     os.killpg(proc.pid, signal.SIGINT)
     interrupted = time.monotonic()
     stdout, stderr = proc.communicate(timeout=120)
-    # the running cells are stopped, not waited for (each takes seconds)
-    assert time.monotonic() - interrupted < 10
+    # The running cells are stopped, not waited for: waiting for the remaining runs would
+    # take several times as long as the first one did (start-up included), which scales
+    # with the machine's load as this does.
+    assert time.monotonic() - interrupted < max(10.0, interrupted - started)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     lines = stderr.strip().splitlines()
