@@ -8,6 +8,7 @@ No pluggy call, no wall clock, no global random state: the same cell gives the s
 
 from __future__ import annotations
 
+import gc
 from array import array
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
@@ -180,6 +181,11 @@ class Runner:
         event = None
         sampler = self.tlb_sampler
         next_sample = sampler.next  # framework/tlb/sampler.py: the mapping every N events
+        # No cyclic garbage collection while events run (docs/performance.md, "The garbage
+        # collector"): the events, allocations and tuples each event makes would start a
+        # collection every 700 of them, and the events make no reference cycles to reclaim.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
         try:
             for index, event in enumerate(self.setup.events):
                 checker.event = index
@@ -203,6 +209,9 @@ class Runner:
                 raise InputError(f"event {index}: unknown op {event[0]!r}: "
                                  f"expected one of {', '.join(handlers)}") from None
             raise
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         self.events = index + 1
         return self.finish()
 
