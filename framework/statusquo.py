@@ -191,6 +191,9 @@ class StatusQuo(Allocator):
         # class. Like the site table, decided once, from the class: a design overrides them
         # by defining them in its class.
         cls = type(self)
+        self._own_secretmem_alloc: SiteAlloc | None = (
+            self._by_site[Site.SECRETMEM] if cls.secretmem_alloc is StatusQuo.secretmem_alloc
+            else None)  # compared with the table's entry, which a subclass may replace
         self._own_fault = cls.secretmem_fault is StatusQuo.secretmem_fault
         self._own_free_folio = cls.secretmem_free_folio is StatusQuo.secretmem_free_folio
         self._own_free_blocks = cls._free_blocks is StatusQuo._free_blocks
@@ -203,7 +206,10 @@ class StatusQuo(Allocator):
     # -- dispatch ------------------------------------------------------------------------
     def alloc(self, request: Request) -> Allocation | None:
         """Serve ``request`` on its site's path; None is the kernel's NULL."""
-        return self._by_site[request.site](request)
+        serve = self._by_site[request.site]
+        if serve is self._own_secretmem_alloc:  # the status quo's own: a direct call
+            return _sq_secretmem_alloc(self, request)
+        return serve(request)
 
     def free(self, allocation: Allocation) -> None:
         """Free an allocation the status-quo paths made."""
@@ -273,27 +279,7 @@ class StatusQuo(Allocator):
     # -- secretmem (mm/secretmem.c) ------------------------------------------------------
     def secretmem_alloc(self, request: Request) -> Allocation | None:
         """secretmem_fault() once per page of the request."""
-        size = request.size
-        if size <= PAGE_SIZE:  # one fault, the common case
-            if self._own_fault:
-                pfn = _sq_secretmem_fault(self.kernel, request.node)
-            else:
-                pfn = self.secretmem_fault(request.node)
-            if pfn == NO_PAGE:
-                return None
-            # Allocation(((pfn, 0),), 0, size, True, "secretmem"), built without the named
-            # tuple's Python-level __new__: one per page on the hottest path.
-            return _new_tuple(Allocation, (((pfn, 0),), 0, size, True, "secretmem"))
-        blocks: list[tuple[int, int]] = []
-        for _ in range(max(1, -(-size // PAGE_SIZE))):
-            pfn = self.secretmem_fault(request.node)
-            if pfn == NO_PAGE:
-                for done, _ in blocks:
-                    self.secretmem_free_folio(done)
-                    self.kernel.free_pages(done, 0)
-                return None
-            blocks.append((pfn, 0))
-        return Allocation(tuple(blocks), 0, size, True, "secretmem")
+        return _sq_secretmem_alloc(self, request)
 
     def secretmem_fault(self, node: int | None) -> int:
         """secretmem_fault(): zeroed page, set_direct_map_invalid_noflush, 1-page flush."""
@@ -520,6 +506,31 @@ class StatusQuo(Allocator):
 
 
 # -- the bodies of StatusQuo's secretmem hooks, callable directly (StatusQuo.__init__) -------
+def _sq_secretmem_alloc(sq: StatusQuo, request: Request) -> Allocation | None:
+    """StatusQuo.secretmem_alloc(): secretmem_fault() once per page of the request."""
+    size = request.size
+    if size <= PAGE_SIZE:  # one fault, the common case
+        if sq._own_fault:
+            pfn = _sq_secretmem_fault(sq.kernel, request.node)
+        else:
+            pfn = sq.secretmem_fault(request.node)
+        if pfn == NO_PAGE:
+            return None
+        # Allocation(((pfn, 0),), 0, size, True, "secretmem"), built without the named
+        # tuple's Python-level __new__: one per page on the hottest path.
+        return _new_tuple(Allocation, (((pfn, 0),), 0, size, True, "secretmem"))
+    blocks: list[tuple[int, int]] = []
+    for _ in range(max(1, -(-size // PAGE_SIZE))):
+        pfn = sq.secretmem_fault(request.node)
+        if pfn == NO_PAGE:
+            for done, _ in blocks:
+                sq.secretmem_free_folio(done)
+                sq.kernel.free_pages(done, 0)
+            return None
+        blocks.append((pfn, 0))
+    return Allocation(tuple(blocks), 0, size, True, "secretmem")
+
+
 def _sq_secretmem_fault(kernel: Kernel, node: int | None) -> int:
     """secretmem_fault(): zeroed page, set_direct_map_invalid_noflush, 1-page flush."""
     # The facade's entry points are these parts' methods; called on the parts, they are

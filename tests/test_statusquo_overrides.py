@@ -68,3 +68,40 @@ def test_not_overridden_hooks_run_the_status_quo(kernel: Kernel) -> None:
     assert (plain._own_fault, plain._own_free_folio, plain._own_free_blocks) == (True,) * 3
     assert (recording._own_fault, recording._own_free_folio,
             recording._own_free_blocks) == (False,) * 3
+
+
+class OwnAlloc(StatusQuo):
+    """The status quo with secretmem_alloc defined in the class (recorded, then as before)."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        super().__init__(kernel)
+        self.sizes: list[int] = []
+
+    def secretmem_alloc(self, request: Request) -> Allocation | None:
+        self.sizes.append(request.size)
+        return super().secretmem_alloc(request)
+
+
+def test_overridden_secretmem_alloc_is_called(kernel: Kernel) -> None:
+    """alloc() of a secretmem request reaches the class's secretmem_alloc (size 4096),
+    which hands out the first free page as the status quo does."""
+    sq = OwnAlloc(kernel)
+    alloc = sq.alloc(SECRET)
+    assert sq.sizes == [4096]
+    assert alloc is not None and alloc.blocks == ((FIRST, 0),)
+
+
+def test_a_replaced_site_entry_is_called(kernel: Kernel) -> None:
+    """An entry of the site table replaced after __init__ (as framework/legacy.py does for
+    old-style designs) serves the site instead of the status quo's own secretmem_alloc."""
+    sq = StatusQuo(kernel)
+    seen: list[Request] = []
+
+    def serve(request: Request) -> Allocation | None:
+        seen.append(request)
+        return None
+
+    sq._by_site[SECRET.site] = serve
+    assert sq.alloc(SECRET) is None
+    assert seen == [SECRET]
+    assert kernel.nr_allocated == 0
