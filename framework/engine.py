@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 from array import array
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 import attrs
@@ -106,11 +106,12 @@ def _on_background(cell: Cell, reg: Registry, spec: MachineSpec, workload: Workl
     return with_background(events, load, background_rng(cell.seed))  # type: ignore[arg-type]
 
 
-class SamplesBySite(dict[str, "array[float]"]):
+class SamplesBySite(dict[str, Callable[[float], None]]):
     """Latency samples of one kind (``kind`` 0: alloc, 1: free) by request site.
 
     A site seen for the first time gets its ``(alloc, free)`` pair of arrays in ``pairs``;
-    this map then hands out the same array, so the hot path indexes once per event.
+    this map then hands out the ``append`` of the same array, so the hot path indexes once
+    per event and calls a bound method it already has (no method lookup per sample).
     """
 
     def __init__(self, pairs: dict[str, tuple[array[float], array[float]]], kind: int) -> None:
@@ -118,11 +119,11 @@ class SamplesBySite(dict[str, "array[float]"]):
         self.pairs = pairs
         self.kind = kind
 
-    def __missing__(self, site: str) -> array[float]:
+    def __missing__(self, site: str) -> Callable[[float], None]:
         pair = self.pairs.get(site)
         if pair is None:
             pair = self.pairs[site] = (array("d"), array("d"))
-        found = self[site] = pair[self.kind]
+        found = self[site] = pair[self.kind].append
         return found
 
 
@@ -133,6 +134,12 @@ class Runner:
         self.setup = setup
         self.kernel = setup.kernel
         self.allocator = setup.allocator
+        # the design's entry points, looked up once per cell: a method lookup on a Python
+        # class costs as much as a short compiled handler (docs/performance.md)
+        self.design_alloc = setup.allocator.alloc
+        self.design_free = setup.allocator.free
+        self.design_free_generic = setup.allocator.free_generic
+        self.design_write = setup.allocator.write
         self.checker = Checker(setup.kernel)
         self.ledger = setup.kernel.ledger
         self.pages = setup.kernel.page_alloc  # read and set on every alloc: no facade layer
@@ -228,13 +235,13 @@ class Runner:
         node = req.node  # each read of a Request field is an attribute lookup, compiled too
         pages.current_node = node if node is not None else self.cpu_node[cpu]
         try:
-            alloc = self.allocator.alloc(req)
+            alloc = self.design_alloc(req)
         except Exception as exc:
             raise _plugin_failure(self.setup.cell.plugin, "alloc", exc) from exc
         if eid < 0:  # ids < 0: the background load's, kept out of the workload's metrics
             self._load_alloc(eid, alloc, req)
             return
-        self.alloc_samples[req.site].append(_latency(ledger, before, daemon))
+        self.alloc_samples[req.site](_latency(ledger, before, daemon))
         if alloc is None:  # the kernel's NULL: the caller neither writes nor frees it
             self.alloc_failures += 1
             self.failed.add(eid)
@@ -284,20 +291,19 @@ class Runner:
         alloc, req = entry
         self.checker.on_free(alloc)
         self.pages.current_cpu = req.cpu % self.cpus  # freed on the CPU that allocated it
-        owner = self.allocator
         ledger = self.ledger
         before, daemon = ledger.total_cycles, ledger.daemon_cycles
         try:
             if req.freed_by is _GENERIC:
-                owner.free_generic(alloc)
+                self.design_free_generic(alloc)
             else:
-                owner.free(alloc)
+                self.design_free(alloc)
         except Exception as exc:
             raise _plugin_failure(self.setup.cell.plugin, "free", exc) from exc
         if eid < 0:  # the background load's
             self.load_pages -= alloc.nr_pages()
             return
-        self.free_samples[req.site].append(_latency(ledger, before, daemon))
+        self.free_samples[req.site](_latency(ledger, before, daemon))
         self.live_bytes -= req.size
 
     def on_write(self, event: Event) -> None:
@@ -309,7 +315,7 @@ class Runner:
             raise InputError(f"event {self.checker.event}: write to id {eid}, "
                              "which is not live")
         try:
-            self.allocator.write(entry[0], arg)
+            self.design_write(entry[0], arg)
         except Exception as exc:
             raise _plugin_failure(self.setup.cell.plugin, "write", exc) from exc
 
