@@ -161,6 +161,18 @@ class Runner:
         self.unmapped_served_mapped_bytes = 0
         self.events = 0
         self.load_pages = 0  # pages live in background-load allocations (ids < 0)
+        # The fields of the last request an alloc, and a free, read: workloads reuse one
+        # Request for many events (a process's pages, a free batch), and each read of a
+        # field of the interpreted attrs class is an attribute lookup, compiled too.
+        self.alloc_req: Request | None = None
+        self.alloc_cpu = self.alloc_size = 0
+        self.alloc_node: int | None = None
+        self.alloc_site = ""
+        self.alloc_unmapped = False
+        self.free_req: Request | None = None
+        self.free_cpu = self.free_size = 0
+        self.free_site = ""
+        self.free_generic = False
         self.tlb_sampler = TlbSampler(self.kernel.directmap, self.kernel.find_area,
                                       self.live.values,
                                       setup.params.get("tlb", {}).get("samples", 8),
@@ -228,11 +240,13 @@ class Runner:
         _, eid, req, _ = event  # type: ignore[assignment]
         if eid in self.live:
             raise InputError(f"event {self.checker.event}: id {eid} allocated while live")
+        if req is not self.alloc_req:
+            self._read_alloc_request(req)
         pages = self.pages
         ledger = self.ledger
         before, daemon = ledger.total_cycles, ledger.daemon_cycles
-        cpu = pages.current_cpu = req.cpu % self.cpus  # the CPU the caller runs on
-        node = req.node  # each read of a Request field is an attribute lookup, compiled too
+        cpu = pages.current_cpu = self.alloc_cpu  # the CPU the caller runs on
+        node = self.alloc_node
         pages.current_node = node if node is not None else self.cpu_node[cpu]
         try:
             alloc = self.design_alloc(req)
@@ -241,7 +255,7 @@ class Runner:
         if eid < 0:  # ids < 0: the background load's, kept out of the workload's metrics
             self._load_alloc(eid, alloc, req)
             return
-        self.alloc_samples[req.site](_latency(ledger, before, daemon))
+        self.alloc_samples[self.alloc_site](_latency(ledger, before, daemon))
         if alloc is None:  # the kernel's NULL: the caller neither writes nor frees it
             self.alloc_failures += 1
             self.failed.add(eid)
@@ -249,9 +263,9 @@ class Runner:
         if alloc.__class__ is not Allocation:
             self._check_type(alloc)
         self.live[eid] = (alloc, req)
-        size = req.size
+        size = self.alloc_size
         live_bytes = self.live_bytes = self.live_bytes + size
-        if req.perm is _UNMAPPED and not alloc.unmapped:
+        if self.alloc_unmapped and not alloc.unmapped:
             self.unmapped_served_mapped_bytes += size
         self.checker.on_alloc(eid, alloc, req)
         if live_bytes > self.peak_requested_bytes:  # peaks, inline
@@ -259,6 +273,23 @@ class Runner:
         used = pages.nr_allocated - len(pages.pt_pfns) - self.load_pages
         if used > self.peak_footprint_pages:
             self.peak_footprint_pages = used
+
+    def _read_alloc_request(self, req: Request) -> None:
+        """The fields of ``req`` on_alloc() uses (see ``alloc_req`` in __init__)."""
+        self.alloc_req = req
+        self.alloc_cpu = req.cpu % self.cpus
+        self.alloc_node = req.node
+        self.alloc_site = req.site
+        self.alloc_size = req.size
+        self.alloc_unmapped = req.perm is _UNMAPPED
+
+    def _read_free_request(self, req: Request) -> None:
+        """The fields of ``req`` on_free() uses (see ``alloc_req`` in __init__)."""
+        self.free_req = req
+        self.free_cpu = req.cpu % self.cpus
+        self.free_site = req.site
+        self.free_size = req.size
+        self.free_generic = req.freed_by is _GENERIC
 
     def _check_type(self, alloc: object) -> None:
         if not isinstance(alloc, Allocation):
@@ -289,12 +320,14 @@ class Runner:
             raise InputError(f"event {self.checker.event}: free of id {eid}, "
                              "which is not live")
         alloc, req = entry
+        if req is not self.free_req:
+            self._read_free_request(req)
         self.checker.on_free(alloc)
-        self.pages.current_cpu = req.cpu % self.cpus  # freed on the CPU that allocated it
+        self.pages.current_cpu = self.free_cpu  # freed on the CPU that allocated it
         ledger = self.ledger
         before, daemon = ledger.total_cycles, ledger.daemon_cycles
         try:
-            if req.freed_by is _GENERIC:
+            if self.free_generic:
                 self.design_free_generic(alloc)
             else:
                 self.design_free(alloc)
@@ -303,8 +336,8 @@ class Runner:
         if eid < 0:  # the background load's
             self.load_pages -= alloc.nr_pages()
             return
-        self.free_samples[req.site](_latency(ledger, before, daemon))
-        self.live_bytes -= req.size
+        self.free_samples[self.free_site](_latency(ledger, before, daemon))
+        self.live_bytes -= self.free_size
 
     def on_write(self, event: Event) -> None:
         _, eid, _, arg = event
