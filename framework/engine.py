@@ -200,9 +200,10 @@ class Runner:
         event = None
         sampler = self.tlb_sampler
         next_sample = sampler.next  # framework/tlb/sampler.py: the mapping every N events
-        # No cyclic garbage collection while events run (docs/performance.md, "The garbage
-        # collector"): the events, allocations and tuples each event makes would start a
-        # collection every 700 of them, and the events make no reference cycles to reclaim.
+        # No cyclic garbage collection while events run (docs/performance.md, "Per-cpu
+        # lookups, the collector and direct status-quo calls"): the events, allocations and
+        # tuples each event makes would start a collection every 700 of them, and the
+        # events make no reference cycles to reclaim.
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
