@@ -8,8 +8,9 @@ No pluggy call, no wall clock, no global random state: the same cell gives the s
 
 from __future__ import annotations
 
+import gc
 from array import array
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 import attrs
@@ -105,11 +106,12 @@ def _on_background(cell: Cell, reg: Registry, spec: MachineSpec, workload: Workl
     return with_background(events, load, background_rng(cell.seed))  # type: ignore[arg-type]
 
 
-class SamplesBySite(dict[str, "array[float]"]):
+class SamplesBySite(dict[str, Callable[[float], None]]):
     """Latency samples of one kind (``kind`` 0: alloc, 1: free) by request site.
 
     A site seen for the first time gets its ``(alloc, free)`` pair of arrays in ``pairs``;
-    this map then hands out the same array, so the hot path indexes once per event.
+    this map then hands out the ``append`` of the same array, so the hot path indexes once
+    per event and calls a bound method it already has (no method lookup per sample).
     """
 
     def __init__(self, pairs: dict[str, tuple[array[float], array[float]]], kind: int) -> None:
@@ -117,11 +119,11 @@ class SamplesBySite(dict[str, "array[float]"]):
         self.pairs = pairs
         self.kind = kind
 
-    def __missing__(self, site: str) -> array[float]:
+    def __missing__(self, site: str) -> Callable[[float], None]:
         pair = self.pairs.get(site)
         if pair is None:
             pair = self.pairs[site] = (array("d"), array("d"))
-        found = self[site] = pair[self.kind]
+        found = self[site] = pair[self.kind].append
         return found
 
 
@@ -132,6 +134,12 @@ class Runner:
         self.setup = setup
         self.kernel = setup.kernel
         self.allocator = setup.allocator
+        # the design's entry points, looked up once per cell: a method lookup on a Python
+        # class costs as much as a short compiled handler (docs/performance.md)
+        self.design_alloc = setup.allocator.alloc
+        self.design_free = setup.allocator.free
+        self.design_free_generic = setup.allocator.free_generic
+        self.design_write = setup.allocator.write
         self.checker = Checker(setup.kernel)
         self.ledger = setup.kernel.ledger
         self.pages = setup.kernel.page_alloc  # read and set on every alloc: no facade layer
@@ -153,6 +161,18 @@ class Runner:
         self.unmapped_served_mapped_bytes = 0
         self.events = 0
         self.load_pages = 0  # pages live in background-load allocations (ids < 0)
+        # The fields of the last request an alloc, and a free, read: workloads reuse one
+        # Request for many events (a process's pages, a free batch), and each read of a
+        # field of the interpreted attrs class is an attribute lookup, compiled too.
+        self.alloc_req: Request | None = None
+        self.alloc_cpu = self.alloc_size = 0
+        self.alloc_node: int | None = None
+        self.alloc_site = ""
+        self.alloc_unmapped = False
+        self.free_req: Request | None = None
+        self.free_cpu = self.free_size = 0
+        self.free_site = ""
+        self.free_generic = False
         self.tlb_sampler = TlbSampler(self.kernel.directmap, self.kernel.find_area,
                                       self.live.values,
                                       setup.params.get("tlb", {}).get("samples", 8),
@@ -180,6 +200,12 @@ class Runner:
         event = None
         sampler = self.tlb_sampler
         next_sample = sampler.next  # framework/tlb/sampler.py: the mapping every N events
+        # No cyclic garbage collection while events run (docs/performance.md, "Per-cpu
+        # lookups, the collector and direct status-quo calls"): the events, allocations and
+        # tuples each event makes would start a collection every 700 of them, and the
+        # events make no reference cycles to reclaim.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
         try:
             for index, event in enumerate(self.setup.events):
                 checker.event = index
@@ -203,6 +229,9 @@ class Runner:
                 raise InputError(f"event {index}: unknown op {event[0]!r}: "
                                  f"expected one of {', '.join(handlers)}") from None
             raise
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         self.events = index + 1
         return self.finish()
 
@@ -212,20 +241,22 @@ class Runner:
         _, eid, req, _ = event  # type: ignore[assignment]
         if eid in self.live:
             raise InputError(f"event {self.checker.event}: id {eid} allocated while live")
+        if req is not self.alloc_req:
+            self._read_alloc_request(req)
         pages = self.pages
         ledger = self.ledger
         before, daemon = ledger.total_cycles, ledger.daemon_cycles
-        cpu = pages.current_cpu = req.cpu % self.cpus  # the CPU the caller runs on
-        node = req.node  # each read of a Request field is an attribute lookup, compiled too
+        cpu = pages.current_cpu = self.alloc_cpu  # the CPU the caller runs on
+        node = self.alloc_node
         pages.current_node = node if node is not None else self.cpu_node[cpu]
         try:
-            alloc = self.allocator.alloc(req)
+            alloc = self.design_alloc(req)
         except Exception as exc:
             raise _plugin_failure(self.setup.cell.plugin, "alloc", exc) from exc
         if eid < 0:  # ids < 0: the background load's, kept out of the workload's metrics
             self._load_alloc(eid, alloc, req)
             return
-        self.alloc_samples[req.site].append(_latency(ledger, before, daemon))
+        self.alloc_samples[self.alloc_site](_latency(ledger, before, daemon))
         if alloc is None:  # the kernel's NULL: the caller neither writes nor frees it
             self.alloc_failures += 1
             self.failed.add(eid)
@@ -233,9 +264,9 @@ class Runner:
         if alloc.__class__ is not Allocation:
             self._check_type(alloc)
         self.live[eid] = (alloc, req)
-        size = req.size
+        size = self.alloc_size
         live_bytes = self.live_bytes = self.live_bytes + size
-        if req.perm is _UNMAPPED and not alloc.unmapped:
+        if self.alloc_unmapped and not alloc.unmapped:
             self.unmapped_served_mapped_bytes += size
         self.checker.on_alloc(eid, alloc, req)
         if live_bytes > self.peak_requested_bytes:  # peaks, inline
@@ -243,6 +274,23 @@ class Runner:
         used = pages.nr_allocated - len(pages.pt_pfns) - self.load_pages
         if used > self.peak_footprint_pages:
             self.peak_footprint_pages = used
+
+    def _read_alloc_request(self, req: Request) -> None:
+        """The fields of ``req`` on_alloc() uses (see ``alloc_req`` in __init__)."""
+        self.alloc_req = req
+        self.alloc_cpu = req.cpu % self.cpus
+        self.alloc_node = req.node
+        self.alloc_site = req.site
+        self.alloc_size = req.size
+        self.alloc_unmapped = req.perm is _UNMAPPED
+
+    def _read_free_request(self, req: Request) -> None:
+        """The fields of ``req`` on_free() uses (see ``alloc_req`` in __init__)."""
+        self.free_req = req
+        self.free_cpu = req.cpu % self.cpus
+        self.free_site = req.site
+        self.free_size = req.size
+        self.free_generic = req.freed_by is _GENERIC
 
     def _check_type(self, alloc: object) -> None:
         if not isinstance(alloc, Allocation):
@@ -273,23 +321,24 @@ class Runner:
             raise InputError(f"event {self.checker.event}: free of id {eid}, "
                              "which is not live")
         alloc, req = entry
+        if req is not self.free_req:
+            self._read_free_request(req)
         self.checker.on_free(alloc)
-        self.pages.current_cpu = req.cpu % self.cpus  # freed on the CPU that allocated it
-        owner = self.allocator
+        self.pages.current_cpu = self.free_cpu  # freed on the CPU that allocated it
         ledger = self.ledger
         before, daemon = ledger.total_cycles, ledger.daemon_cycles
         try:
-            if req.freed_by is _GENERIC:
-                owner.free_generic(alloc)
+            if self.free_generic:
+                self.design_free_generic(alloc)
             else:
-                owner.free(alloc)
+                self.design_free(alloc)
         except Exception as exc:
             raise _plugin_failure(self.setup.cell.plugin, "free", exc) from exc
         if eid < 0:  # the background load's
             self.load_pages -= alloc.nr_pages()
             return
-        self.free_samples[req.site].append(_latency(ledger, before, daemon))
-        self.live_bytes -= req.size
+        self.free_samples[self.free_site](_latency(ledger, before, daemon))
+        self.live_bytes -= self.free_size
 
     def on_write(self, event: Event) -> None:
         _, eid, _, arg = event
@@ -300,7 +349,7 @@ class Runner:
             raise InputError(f"event {self.checker.event}: write to id {eid}, "
                              "which is not live")
         try:
-            self.allocator.write(entry[0], arg)
+            self.design_write(entry[0], arg)
         except Exception as exc:
             raise _plugin_failure(self.setup.cell.plugin, "write", exc) from exc
 

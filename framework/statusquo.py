@@ -185,6 +185,18 @@ class StatusQuo(Allocator):
         self._by_site = _SiteTable(self.pages_alloc)
         for site, method in SITE_METHODS.items():
             self._by_site[site] = getattr(self, method)
+        # The secretmem hooks a design does not override run as direct calls of the module's
+        # functions below: a call of the compiled core's own method through ``self`` goes
+        # through the Python API (a bound method, argument parsing) because this is a Python
+        # class. Like the site table, decided once, from the class: a design overrides them
+        # by defining them in its class.
+        cls = type(self)
+        self._own_secretmem_alloc: SiteAlloc | None = (
+            self._by_site[Site.SECRETMEM] if cls.secretmem_alloc is StatusQuo.secretmem_alloc
+            else None)  # compared with the table's entry, which a subclass may replace
+        self._own_fault = cls.secretmem_fault is StatusQuo.secretmem_fault
+        self._own_free_folio = cls.secretmem_free_folio is StatusQuo.secretmem_free_folio
+        self._own_free_blocks = cls._free_blocks is StatusQuo._free_blocks
 
     def cache_pages(self) -> int:
         """Pages in BPF program packs and kprobe slot pages (held whether or not used)."""
@@ -194,7 +206,10 @@ class StatusQuo(Allocator):
     # -- dispatch ------------------------------------------------------------------------
     def alloc(self, request: Request) -> Allocation | None:
         """Serve ``request`` on its site's path; None is the kernel's NULL."""
-        return self._by_site[request.site](request)
+        serve = self._by_site[request.site]
+        if serve is self._own_secretmem_alloc:  # the status quo's own: a direct call
+            return _sq_secretmem_alloc(self, request)
+        return serve(request)
 
     def free(self, allocation: Allocation) -> None:
         """Free an allocation the status-quo paths made."""
@@ -207,15 +222,25 @@ class StatusQuo(Allocator):
             self.bpf_prog_pack_free(handle)
         elif isinstance(handle, InsnSlot):
             self.free_insn_slot(handle)
+        elif self._own_free_blocks:
+            _sq_free_blocks(self.kernel, allocation)
         else:
             self._free_blocks(allocation)
 
     def free_generic(self, allocation: Allocation) -> None:
         """The generic free path; secretmem's ``free_folio`` runs first."""
         if allocation.handle == "secretmem":
-            for pfn, _ in allocation.blocks:
-                self.secretmem_free_folio(pfn)
-        self._free_blocks(allocation)
+            if self._own_free_folio:
+                kernel = self.kernel
+                for pfn, _ in allocation.blocks:
+                    _sq_secretmem_free_folio(kernel, pfn)
+            else:
+                for pfn, _ in allocation.blocks:
+                    self.secretmem_free_folio(pfn)
+        if self._own_free_blocks:
+            _sq_free_blocks(self.kernel, allocation)
+        else:
+            self._free_blocks(allocation)
 
     def write(self, allocation: Allocation, length: int) -> None:
         """A store by the owner: loader copy then seal, text_poke on sealed text, or plain."""
@@ -254,45 +279,15 @@ class StatusQuo(Allocator):
     # -- secretmem (mm/secretmem.c) ------------------------------------------------------
     def secretmem_alloc(self, request: Request) -> Allocation | None:
         """secretmem_fault() once per page of the request."""
-        size = request.size
-        if size <= PAGE_SIZE:  # one fault, the common case
-            pfn = self.secretmem_fault(request.node)
-            if pfn == NO_PAGE:
-                return None
-            # Allocation(((pfn, 0),), 0, size, True, "secretmem"), built without the named
-            # tuple's Python-level __new__: one per page on the hottest path.
-            return _new_tuple(Allocation, (((pfn, 0),), 0, size, True, "secretmem"))
-        blocks: list[tuple[int, int]] = []
-        for _ in range(max(1, -(-size // PAGE_SIZE))):
-            pfn = self.secretmem_fault(request.node)
-            if pfn == NO_PAGE:
-                for done, _ in blocks:
-                    self.secretmem_free_folio(done)
-                    self.kernel.free_pages(done, 0)
-                return None
-            blocks.append((pfn, 0))
-        return Allocation(tuple(blocks), 0, size, True, "secretmem")
+        return _sq_secretmem_alloc(self, request)
 
     def secretmem_fault(self, node: int | None) -> int:
         """secretmem_fault(): zeroed page, set_direct_map_invalid_noflush, 1-page flush."""
-        kernel = self.kernel
-        # The facade's entry points are these parts' methods; called on the parts, they are
-        # direct calls in the compiled core (docs/performance.md, "Compiled core").
-        pages = kernel.page_alloc
-        pfn = pages.alloc_pages(0, MIGRATE_UNMOVABLE, node, True)  # __GFP_ZERO
-        if pfn == NO_PAGE:
-            return NO_PAGE
-        if kernel.set_memory.set_direct_map_invalid_noflush(pfn):
-            pages.free_pages(pfn, 0)  # put_page() on error
-            return NO_PAGE
-        kernel.tlb.flush_tlb_kernel_range(1)
-        return pfn
+        return _sq_secretmem_fault(self.kernel, node)
 
     def secretmem_free_folio(self, pfn: int) -> None:
         """secretmem_free_folio(): set_direct_map_default_noflush, then zero the page."""
-        kernel = self.kernel
-        kernel.set_memory.set_direct_map_default_noflush(pfn)  # the parts: see secretmem_fault
-        kernel.page_alloc.clear_pages(pfn, 1)
+        _sq_secretmem_free_folio(self.kernel, pfn)
 
     # -- modules and trampolines ---------------------------------------------------------
     def module_mem_alloc(self, request: Request) -> Allocation | None:
@@ -507,12 +502,63 @@ class StatusQuo(Allocator):
 
     def _free_blocks(self, allocation: Allocation) -> None:
         """__free_pages() of each block (PKS page tables get their key cleared first)."""
-        kernel = self.kernel
-        handle = allocation.handle
-        movable = isinstance(handle, tuple) and handle[1] == MIGRATE_MOVABLE
-        if handle == _PKS_PAGETABLE:
-            for pfn, _ in allocation.blocks:
-                kernel.set_pages_pkey(pfn, 1, False)
-        pages = kernel.page_alloc  # __free_pages(): see secretmem_fault
-        for pfn, order in allocation.blocks:
-            pages.free_pages(pfn, order, movable)
+        _sq_free_blocks(self.kernel, allocation)
+
+
+# -- the bodies of StatusQuo's secretmem hooks, callable directly (StatusQuo.__init__) -------
+def _sq_secretmem_alloc(sq: StatusQuo, request: Request) -> Allocation | None:
+    """StatusQuo.secretmem_alloc(): secretmem_fault() once per page of the request."""
+    size = request.size
+    if size <= PAGE_SIZE:  # one fault, the common case
+        if sq._own_fault:
+            pfn = _sq_secretmem_fault(sq.kernel, request.node)
+        else:
+            pfn = sq.secretmem_fault(request.node)
+        if pfn == NO_PAGE:
+            return None
+        # Allocation(((pfn, 0),), 0, size, True, "secretmem"), built without the named
+        # tuple's Python-level __new__: one per page on the hottest path.
+        return _new_tuple(Allocation, (((pfn, 0),), 0, size, True, "secretmem"))
+    blocks: list[tuple[int, int]] = []
+    for _ in range(max(1, -(-size // PAGE_SIZE))):
+        pfn = sq.secretmem_fault(request.node)
+        if pfn == NO_PAGE:
+            for done, _ in blocks:
+                sq.secretmem_free_folio(done)
+                sq.kernel.free_pages(done, 0)
+            return None
+        blocks.append((pfn, 0))
+    return Allocation(tuple(blocks), 0, size, True, "secretmem")
+
+
+def _sq_secretmem_fault(kernel: Kernel, node: int | None) -> int:
+    """secretmem_fault(): zeroed page, set_direct_map_invalid_noflush, 1-page flush."""
+    # The facade's entry points are these parts' methods; called on the parts, they are
+    # direct calls in the compiled core (docs/performance.md, "Compiled core").
+    pages = kernel.page_alloc
+    pfn = pages.alloc_pages(0, MIGRATE_UNMOVABLE, node, True)  # __GFP_ZERO
+    if pfn == NO_PAGE:
+        return NO_PAGE
+    if kernel.set_memory.set_direct_map_invalid_noflush(pfn):
+        pages.free_pages(pfn, 0)  # put_page() on error
+        return NO_PAGE
+    kernel.tlb.flush_tlb_kernel_range(1)
+    return pfn
+
+
+def _sq_secretmem_free_folio(kernel: Kernel, pfn: int) -> None:
+    """secretmem_free_folio(): set_direct_map_default_noflush, then zero the page."""
+    kernel.set_memory.set_direct_map_default_noflush(pfn)  # the parts: see _sq_secretmem_fault
+    kernel.page_alloc.clear_pages(pfn, 1)
+
+
+def _sq_free_blocks(kernel: Kernel, allocation: Allocation) -> None:
+    """__free_pages() of each block (PKS page tables get their key cleared first)."""
+    handle = allocation.handle
+    movable = isinstance(handle, tuple) and handle[1] == MIGRATE_MOVABLE
+    if handle == _PKS_PAGETABLE:
+        for pfn, _ in allocation.blocks:
+            kernel.set_pages_pkey(pfn, 1, False)
+    pages = kernel.page_alloc  # __free_pages(): see _sq_secretmem_fault
+    for pfn, order in allocation.blocks:
+        pages.free_pages(pfn, order, movable)

@@ -133,6 +133,7 @@ class Zone:
         "pageblock_flags",
         "pageblock_mt",
         "pcp",
+        "pcp_by_cpu",
         "pinned_bits",
         "pristine_end",
         "pristine_gone",
@@ -183,6 +184,8 @@ class Zone:
         self.lowmem_reserve: list[int] = [0, 0, 0]  # by the allocation's highest zone type
         self.high, self.batch = 0, 1  # boot pageset until set_pageset_high_and_batch()
         self.pcp: dict[int, PerCpuPages] = {}  # cpu -> its lists, made on first use
+        # the same by cpu (None: not made yet), for pcp_of(): a list index, no dict lookup
+        self.pcp_by_cpu: list[PerCpuPages | None] = []
         self.start: StartState | None = None  # a start state other than memblock_free_all()
         self.start_span: ZoneSpan | None = None
         self.start_cursor = self.start_used_pages = 0
@@ -215,6 +218,7 @@ class Zone:
         for table in (self.buddy, self.pageblock_mt, self.pageblock_flags, self.movable_used,
                       self.cache_bits, self.anon_bits, self.pinned_bits, self.pcp):
             table.clear()
+        self.pcp_by_cpu.clear()
         self.after_pristine.clear()
         self.find_heads.clear()
         self.start_done.clear()
@@ -591,9 +595,15 @@ class Zone:
     # -- per-cpu lists (framework/kernel/pcp.py) -----------------------------------------
     def pcp_of(self, cpu: int) -> PerCpuPages:
         """``per_cpu_ptr(zone->per_cpu_pageset, cpu)``, made on first use."""
-        pcp = self.pcp.get(cpu)
-        if pcp is None:
-            pcp = self.pcp[cpu] = PerCpuPages(self.high, self.batch)
+        by_cpu = self.pcp_by_cpu
+        if cpu < len(by_cpu):
+            found = by_cpu[cpu]
+            if found is not None:
+                return found
+        else:
+            by_cpu.extend([None] * (cpu + 1 - len(by_cpu)))
+        pcp = self.pcp[cpu] = PerCpuPages(self.high, self.batch)
+        by_cpu[cpu] = pcp
         return pcp
 
     def rmqueue_pcplist(self, cpu: int, order: int, mt: int, nofragment: bool) -> int:

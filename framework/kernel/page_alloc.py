@@ -572,7 +572,7 @@ class PageAlloc:
             pcp = zone.pcp.get(self.current_cpu)
             if pcp is None:
                 return None
-            lst = pcp.lists.get((0, mt))
+            lst = pcp.get_list(0, mt)
             return zone if lst else None
         return None
 
@@ -582,7 +582,8 @@ class PageAlloc:
         and alloc_pages() would take them one by one (appended to ``out``). False, taking
         nothing, when the cycles of a run would not add up bit for bit as separate charges."""
         pcp = zone.pcp[self.current_cpu]
-        lst = pcp.lists[(0, mt)]
+        lst = pcp.get_list(0, mt)
+        assert lst is not None  # _pcp_hit_zone() found it non-empty
         k = min(want, len(lst))
         led = self.ledger
         c_op = zone.c_op
@@ -644,7 +645,6 @@ class PageAlloc:
             return i
         alloc = self.allocated
         mapped = self.vm_mapped
-        lists = pcp.lists
         pageblock_mt = zone.pageblock_mt
         lo, hi = zone.start_pfn, zone.end_pfn
         j, end = i, i + room
@@ -653,7 +653,7 @@ class PageAlloc:
             if not lo <= pfn < hi or alloc.get(pfn) != 0 or (mapped and pfn in mapped):
                 break
             mt = pageblock_mt.get(pfn >> PAGEBLOCK_ORDER, MIGRATE_MOVABLE)
-            lst = lists.get((0, mt))
+            lst = pcp.get_list(0, mt)
             if lst is None:
                 break
             del alloc[pfn]

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from framework.kernel.consts import PAGEBLOCK_ORDER
 
 PAGE_ALLOC_COSTLY_ORDER = 3  # include/linux/mmzone.h
+THP_ROW = PAGE_ALLOC_COSTLY_ORDER + 1  # the row of PerCpuPages.by_order for the THP list
 SZ_1M_PAGES = 256  # SZ_1M / PAGE_SIZE
 
 
@@ -45,10 +46,13 @@ class PerCpuPages:
 
     :ivar lists: ``(order, mt)`` (or ``(PAGEBLOCK_ORDER, -1)`` for the THP list) -> deque of
         ``(pfn, mt)`` with the list head on the left.
+    :ivar by_order: the same deques by ``[order][mt]`` (row :data:`THP_ROW`, column 0 for
+        the THP list), None where no list was made yet: the hot paths index it, so a lookup
+        builds no ``(order, mt)`` key (a tuple and its hash per call).
     :ivar count: pages held.
     """
 
-    __slots__ = ("batch", "count", "free_factor", "high", "lists", "order_mt")
+    __slots__ = ("batch", "by_order", "count", "free_factor", "high", "lists", "order_mt")
 
     def __init__(self, high: int, batch: int) -> None:
         self.high = high
@@ -57,15 +61,41 @@ class PerCpuPages:
         self.free_factor = 0
         self.lists: dict[tuple[int, int], deque[tuple[int, int]]] = {}
         self.order_mt: list[tuple[int, int]] = []  # pindex order: lists in creation order
+        self.by_order: list[list[deque[tuple[int, int]] | None]] = [
+            [] for _ in range(THP_ROW + 1)]
+
+    def get_list(self, order: int, mt: int) -> deque[tuple[int, int]] | None:
+        """The list of ``(order, mt)`` (THP pages share one), or None if not made yet."""
+        if order > PAGE_ALLOC_COSTLY_ORDER:
+            row = self.by_order[THP_ROW]
+            mt = 0
+        else:
+            row = self.by_order[order]
+        return row[mt] if mt < len(row) else None
 
     def list_for(self, order: int, mt: int) -> deque[tuple[int, int]]:
         """order_to_pindex(): the list of ``(order, mt)``; THP pages share one list."""
-        key = (order, -1) if order > PAGE_ALLOC_COSTLY_ORDER else (order, mt)
-        found = self.lists.get(key)
+        if order > PAGE_ALLOC_COSTLY_ORDER:  # get_list(), inline: one call per alloc and free
+            row = self.by_order[THP_ROW]
+            col = 0
+        else:
+            row = self.by_order[order]
+            col = mt
+        found = row[col] if col < len(row) else None
         if found is None:
-            found = self.lists[key] = deque()
-            self.order_mt.append(key)
-            self.order_mt.sort()
+            found = self._new_list(order, mt)
+        return found
+
+    def _new_list(self, order: int, mt: int) -> deque[tuple[int, int]]:
+        key = (order, -1) if order > PAGE_ALLOC_COSTLY_ORDER else (order, mt)
+        found: deque[tuple[int, int]] = deque()
+        self.lists[key] = found
+        self.order_mt.append(key)
+        self.order_mt.sort()
+        row = self.by_order[min(order, THP_ROW)]
+        col = max(key[1], 0)
+        row.extend([None] * (col + 1 - len(row)))
+        row[col] = found
         return found
 
     def nr_pcp_free(self, high: int) -> int:

@@ -1,0 +1,107 @@
+"""A design's overrides of the status quo's secretmem hooks are called.
+
+``StatusQuo`` calls its own ``secretmem_fault``, ``secretmem_free_folio`` and
+``_free_blocks`` directly when the design's class does not define them (a call through
+``self`` costs a Python-API call in the compiled core: docs/performance.md); a class that
+defines them must still get every call. Setting as in tests/test_kernel_scenarios.py: one
+secretmem page on a fresh 4 GiB machine is pfn 16384, the first free page.
+"""
+
+from __future__ import annotations
+
+from framework.kernel.kernel import Kernel
+from framework.request import Allocation, Request
+from framework.statusquo import StatusQuo
+
+SECRET = Request("secretmem", 4096, "UNMAPPED", True, None, "GENERIC")
+FIRST = 16384  # first free pfn after the 64 MiB reservation
+
+
+class Recording(StatusQuo):
+    """The status quo with each secretmem hook recorded, then run as before."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        super().__init__(kernel)
+        self.calls: list[tuple[str, object]] = []
+
+    def secretmem_fault(self, node: int | None) -> int:
+        self.calls.append(("fault", node))
+        return super().secretmem_fault(node)
+
+    def secretmem_free_folio(self, pfn: int) -> None:
+        self.calls.append(("free_folio", pfn))
+        super().secretmem_free_folio(pfn)
+
+    def _free_blocks(self, allocation: Allocation) -> None:
+        self.calls.append(("free_blocks", allocation.blocks))
+        super()._free_blocks(allocation)
+
+
+def test_overridden_hooks_are_called(kernel: Kernel) -> None:
+    """One page faulted in and freed by the generic path: the fault (node None, as the
+    request says), then free_folio of pfn 16384 and _free_blocks of its one block, in that
+    order (free_generic(): free_folio first); the pages are all back (conservation)."""
+    sq = Recording(kernel)
+    alloc = sq.alloc(SECRET)
+    assert alloc is not None and alloc.blocks == ((FIRST, 0),)
+    sq.free_generic(alloc)
+    assert sq.calls == [("fault", None), ("free_folio", FIRST),
+                        ("free_blocks", ((FIRST, 0),))]
+    assert kernel.check_conservation() == 0
+
+
+def test_free_of_plain_blocks_calls_the_override(kernel: Kernel) -> None:
+    """An owner's free of a page-allocator allocation (``user`` site: alloc_pages of
+    order 0, no secretmem hook) goes through the design's _free_blocks."""
+    sq = Recording(kernel)
+    alloc = sq.alloc(Request("user", 4096))
+    assert alloc is not None and alloc.blocks[0][1] == 0
+    sq.free(alloc)
+    assert sq.calls == [("free_blocks", alloc.blocks)]
+    assert kernel.check_conservation() == 0
+
+
+def test_not_overridden_hooks_run_the_status_quo(kernel: Kernel) -> None:
+    """The decision is made from the class: StatusQuo itself runs its own bodies, a class
+    that defines a hook does not."""
+    plain, recording = StatusQuo(kernel), Recording(kernel)
+    assert (plain._own_fault, plain._own_free_folio, plain._own_free_blocks) == (True,) * 3
+    assert (recording._own_fault, recording._own_free_folio,
+            recording._own_free_blocks) == (False,) * 3
+
+
+class OwnAlloc(StatusQuo):
+    """The status quo with secretmem_alloc defined in the class (recorded, then as before)."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        super().__init__(kernel)
+        self.sizes: list[int] = []
+
+    def secretmem_alloc(self, request: Request) -> Allocation | None:
+        self.sizes.append(request.size)
+        return super().secretmem_alloc(request)
+
+
+def test_overridden_secretmem_alloc_is_called(kernel: Kernel) -> None:
+    """alloc() of a secretmem request reaches the class's secretmem_alloc (size 4096),
+    which hands out the first free page as the status quo does."""
+    sq = OwnAlloc(kernel)
+    alloc = sq.alloc(SECRET)
+    assert sq.sizes == [4096]
+    assert alloc is not None and alloc.blocks == ((FIRST, 0),)
+
+
+def test_a_replaced_site_entry_is_called(kernel: Kernel) -> None:
+    """An entry of the site table replaced after __init__ (as framework/legacy.py does for
+    old-style designs) serves the site instead of the status quo's own secretmem_alloc."""
+    sq = StatusQuo(kernel)
+    seen: list[Request] = []
+
+    def serve(request: Request) -> Allocation | None:
+        seen.append(request)
+        return None
+
+    sq._by_site[SECRET.site] = serve
+    assert sq.alloc(SECRET) is None
+    assert seen == [SECRET]
+    assert kernel.nr_allocated == 0
