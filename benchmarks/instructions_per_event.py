@@ -7,7 +7,9 @@ Usage::
 
 Wall-clock time on a shared VM drifts; the instructions a run executes do not. Each core
 (as installed, then ``FRAMEWORK_PURE_PYTHON=1``) runs one cell at two ``secretmem.processes``
-sizes under ``valgrind --tool=callgrind`` with ``PYTHONHASHSEED=0``; the difference of the
+sizes under ``valgrind --tool=callgrind`` with ``PYTHONHASHSEED=0`` and one openblas thread
+(``OPENBLAS_NUM_THREADS=1``: rows measured before it include up to a few hundred
+instructions of idle BLAS threads spinning); the difference of the
 two totals over the difference of their events is the cost of one event, without imports
 and set-up. Needs valgrind; takes minutes (callgrind runs code about 50 times slower).
 """
@@ -39,7 +41,10 @@ print(json.dumps({"events": result["metrics"]["events"], "core": core_kind()}))
 
 def measure(plugin: str, size: str, pure: bool) -> tuple[int, int, str]:
     """(instructions, events, core) of one run under callgrind."""
-    env = {**os.environ, "PYTHONHASHSEED": "0", "FRAMEWORK_PURE_PYTHON": "1" if pure else "0"}
+    # One openblas thread: numpy's idle BLAS threads spin (blas_thread_server) for 0 to 460
+    # instructions per event, differently from run to run; the model does no BLAS work.
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1",
+           "FRAMEWORK_PURE_PYTHON": "1" if pure else "0"}
     with tempfile.TemporaryDirectory() as tmp:
         out_file = os.path.join(tmp, "callgrind.out")
         proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}",
