@@ -66,7 +66,8 @@ def run_case(plugin: str, workload: str, machine: str, repeat: int,
     out = subprocess.run([sys.executable, "-c", CHILD, plugin, workload, machine,
                           json.dumps(sets), str(repeat)], capture_output=True, text=True,
                          check=True, env=env)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def alternate(plugin: str, workload: str, machine: str, pairs: int, repeat: int) -> None:

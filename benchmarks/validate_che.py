@@ -21,6 +21,7 @@ import time
 import timeit
 from collections.abc import Callable, Iterator
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,8 @@ TOLERANCE = 0.01  # absolute, on the hit ratio (section 1)
 def zipf(n: int, s: float) -> np.ndarray:
     """Normalised Zipf probabilities of ranks 1..n (uniform for s = 0)."""
     p = np.arange(1, n + 1, dtype=np.float64) ** -s
-    return p / p.sum()
+    out: np.ndarray = p / p.sum()
+    return out
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -174,10 +176,10 @@ LAWS: dict[str, tuple[str, float, float]] = {
 }
 
 
-def reach(geo: str, law: str, kw: dict[str, int]) -> DtlbReach:
+def reach(geo: str, law: str, kw: dict[str, Any]) -> DtlbReach:
     """dtlb_reach of one mapping under one law (accessed share applied to every group)."""
     distribution, s, share = LAWS[law]
-    accessed = {f"bytes_{size}": int(kw.get(f"entries_{size}", 0) * nbytes * share)
+    accessed: dict[str, Any] = {f"bytes_{size}": int(kw.get(f"entries_{size}", 0) * nbytes * share)
                 for size, nbytes in PAGE_SIZE.items()}
     return dtlb_reach(TLB_GEOMETRIES[geo], **kw, **accessed, distribution=distribution, s=s)
 
@@ -231,7 +233,7 @@ def best_cpu_ms(call: Callable[[], object]) -> float:
 def section_timing() -> str:
     """Per-call CPU time of dtlb_reach and itlb_reach."""
     rows = []
-    cases = {
+    cases: dict[str, dict[str, Any]] = {
         "4 TiB all 4K": {"entries_4k": 1 << 30},
         "4 TiB all 2M": {"entries_2m": 4096 * 512},
         "4 TiB all 1G": {"entries_1g": 4096},

@@ -20,8 +20,8 @@ def test_ruff_clean() -> None:
 
 
 def test_mypy_strict_clean() -> None:
-    """``mypy --strict`` over framework/, plugins/ and workloads/ (configured in
-    pyproject.toml, ``[tool.mypy]``)."""
+    """``mypy --strict`` over framework/, plugins/, workloads/, benchmarks/ and scripts/
+    (configured in pyproject.toml, ``[tool.mypy]``)."""
     beside = Path(sys.executable).parent / "mypy"
     mypy = str(beside) if beside.exists() else shutil.which("mypy")
     assert mypy, "mypy is part of the test extra"
