@@ -41,7 +41,7 @@ from framework.request import (
     Perm,
     Request,
 )
-from framework.tlb.sampler import TlbSampler
+from framework.tlb.sampler import TextExtent, TlbSampler
 from framework.workload import FreeAreaProbe, Workload, background_rng, with_background
 
 __all__ = ["VERSION", "Cell", "Runner", "SetsKey", "Setup", "freeze_sets", "prepare",
@@ -54,6 +54,7 @@ VERSION = "0.1.0"
 # module's namespace and then through the Enum metaclass.
 _UNMAPPED: Final = Perm.UNMAPPED
 _GENERIC: Final = FreedBy.GENERIC
+_ROX: Final = Perm.ROX
 
 
 @attrs.define(slots=True)
@@ -169,12 +170,15 @@ class Runner:
         self.alloc_node: int | None = None
         self.alloc_site = ""
         self.alloc_unmapped = False
+        self.alloc_rox = False
         self.free_req: Request | None = None
         self.free_cpu = self.free_size = 0
         self.free_site = ""
         self.free_generic = False
-        self.tlb_sampler = TlbSampler(self.kernel.directmap, self.kernel.find_area,
-                                      self.live.values,
+        self.free_rox = False
+        #: live executable module-area allocations: their text extents, for the TLB sampler
+        self.text_live: dict[int, TextExtent] = {}
+        self.tlb_sampler = TlbSampler(self.kernel.directmap, self.text_live.values,
                                       setup.params.get("tlb", {}).get("samples", 8),
                                       self.own_events)
 
@@ -265,6 +269,8 @@ class Runner:
             self._check_type(alloc)
         self.live[eid] = (alloc, req)
         size = self.alloc_size
+        if self.alloc_rox and alloc.vaddr:
+            self.text_live[eid] = self._text_extent(alloc.vaddr, size)
         live_bytes = self.live_bytes = self.live_bytes + size
         if self.alloc_unmapped and not alloc.unmapped:
             self.unmapped_served_mapped_bytes += size
@@ -283,6 +289,7 @@ class Runner:
         self.alloc_site = req.site
         self.alloc_size = req.size
         self.alloc_unmapped = req.perm is _UNMAPPED
+        self.alloc_rox = req.perm is _ROX
 
     def _read_free_request(self, req: Request) -> None:
         """The fields of ``req`` on_free() uses (see ``alloc_req`` in __init__)."""
@@ -291,6 +298,16 @@ class Runner:
         self.free_site = req.site
         self.free_size = req.size
         self.free_generic = req.freed_by is _GENERIC
+        self.free_rox = req.perm is _ROX
+
+    def _text_extent(self, vaddr: int, size: int) -> TextExtent:
+        """The TLB sampler's record of an executable allocation at ``vaddr``: first and last
+        module-area page, whether its area is mapped with 2 MiB pages, size. Worked out once,
+        when it is made: its pages and its area do not change while it lives."""
+        first = vaddr >> 12
+        last = (vaddr + max(size, 1) - 1) >> 12
+        area = self.kernel.find_area(first)
+        return first, last, area is not None and area.page_order > 0, size
 
     def _check_type(self, alloc: object) -> None:
         if not isinstance(alloc, Allocation):
@@ -305,6 +322,8 @@ class Runner:
             return
         self._check_type(alloc)
         self.live[eid] = (alloc, req)
+        if req.perm is _ROX and alloc.vaddr:
+            self.text_live[eid] = self._text_extent(alloc.vaddr, req.size)
         self.load_pages += alloc.nr_pages()
         self.checker.on_alloc(eid, alloc, req)
 
@@ -323,6 +342,8 @@ class Runner:
         alloc, req = entry
         if req is not self.free_req:
             self._read_free_request(req)
+        if self.free_rox:
+            self.text_live.pop(eid, None)
         self.checker.on_free(alloc)
         self.pages.current_cpu = self.free_cpu  # freed on the CPU that allocated it
         ledger = self.ledger

@@ -195,7 +195,7 @@ def test_timeline_weights_by_hand() -> None:
     at 47 (no time passed: not kept), the run ending at 100: the first sample stands for
     0..46 (47), the second for 47..99 (53), the end state for nothing (0)."""
     clock = [15]
-    sampler = TlbSampler(_FakeDm(), lambda v: None, lambda: (), 8,  # type: ignore[arg-type]
+    sampler = TlbSampler(_FakeDm(), lambda: (), 8,  # type: ignore[arg-type]
                          lambda: clock[0])
     assert sampler.next == 15
     assert sampler.sample(15) == 15 + 16

@@ -9,7 +9,9 @@ the ``background`` load's fill phase, which stands for the machine's past, takes
 a sample in which no time passed is not kept. A sample costs a few list operations: the
 direct map is recorded as the length of its change log
 (:attr:`~framework.kernel.directmap.DirectMap.changes`, replayed at the end), the module text
-as the pages that live executable allocations occupy.
+as a copy of the extents of the live executable allocations (which the engine keeps as they
+are made and freed, ``framework/engine.py``); the pages they occupy are counted at the end, for
+the samples that are left only.
 
 Each sample stands for the time from it to the next (the last for the time to the end),
 so a split made early weighs more than one made at the end. Only distinct mappings are
@@ -25,7 +27,6 @@ import attrs
 
 from framework.kernel.directmap import LEVEL_1G, DirectMap
 from framework.machine.spec import MachineSpec
-from framework.request import Allocation, Perm, Request
 from framework.tlb.mix import Misses, Pop, evaluate_data, evaluate_text
 from framework.tlb.reach import _exponent
 from framework.tlb.settings import BAND, MIX_BAND, band, slowdown_pct
@@ -53,22 +54,41 @@ class Text:
     bytes: int = 0
 
 
-Live = Callable[[], Iterable[tuple[Allocation, Request]]]
+#: One live executable module-area allocation: its first and last module-area page (vaddr
+#: >> 12), whether its area is mapped with 2 MiB pages, and its size in bytes.
+TextExtent = tuple[int, int, bool, int]
+Live = Callable[[], Iterable[TextExtent]]
+
+
+def text_of(extents: Iterable[TextExtent]) -> Text:
+    """Module-area pages holding the given executable allocations, by mapping size."""
+    small: set[int] = set()
+    huge: set[int] = set()
+    nbytes = 0
+    for first, last, is_huge, size in extents:
+        nbytes += size
+        (huge if is_huge else small).update(range(first, last + 1))
+    chunks = {v >> 9 for v in huge}
+    return Text(len(small), len(chunks), len(small) + len(huge), nbytes)
 
 
 class TlbSampler:
-    """Records ``(event index, direct-map log length, text)`` samples (module docstring)."""
+    """Records ``(time, direct-map log length, live text)`` samples (module docstring).
 
-    def __init__(self, directmap: DirectMap, find_area: Callable[[int], Any], live: Live,
-                 samples: int, clock: Callable[[], int]) -> None:
+    :param live: the extents of the live executable module-area allocations (the engine
+        keeps them as allocations are made and freed); a sample keeps a copy of them, and
+        :meth:`timeline` turns the samples that are left at the end into :class:`Text`.
+    """
+
+    def __init__(self, directmap: DirectMap, live: Live, samples: int,
+                 clock: Callable[[], int]) -> None:
         self.dm = directmap
-        self.find_area = find_area
         self.live = live
         self.clock = clock
         self.cap = max(1, samples)
         self.stride = FIRST_STRIDE
         self.next = FIRST_STRIDE - 1 if self.cap > 1 else 1 << 62
-        self.samples: list[tuple[int, int, Text]] = []
+        self.samples: list[tuple[int, int, tuple[TextExtent, ...]]] = []
 
     def sample(self, index: int) -> int:
         """Take a sample after event ``index``; return the index of the next one."""
@@ -76,7 +96,7 @@ class TlbSampler:
         if self.samples and now == self.samples[-1][0]:  # no time passed (background fill)
             self.next = index + self.stride
             return self.next
-        self.samples.append((now, len(self.dm.changes), self.text()))
+        self.samples.append((now, len(self.dm.changes), tuple(self.live())))
         if len(self.samples) >= self.cap:
             self.samples = self.samples[1::2]
             self.stride *= 2
@@ -85,25 +105,13 @@ class TlbSampler:
 
     def text(self) -> Text:
         """Module-area pages holding live executable allocations, by mapping size."""
-        small: set[int] = set()
-        huge: set[int] = set()
-        nbytes = 0
-        for alloc, req in self.live():
-            if req.perm is not Perm.ROX or not alloc.vaddr:
-                continue
-            nbytes += req.size
-            first = alloc.vaddr >> 12
-            last = (alloc.vaddr + max(req.size, 1) - 1) >> 12
-            area = self.find_area(first)
-            (huge if area is not None and area.page_order else small).update(
-                range(first, last + 1))
-        chunks = {v >> 9 for v in huge}
-        return Text(len(small), len(chunks), len(small) + len(huge), nbytes)
+        return text_of(self.live())
 
     def timeline(self) -> list[tuple[int, int, Text]]:
         """``(weight, log length, text)`` per sample, the end state last; weights in time."""
         end = self.clock()
-        points = [*self.samples, (end, len(self.dm.changes), self.text())]
+        points = [*((now, pos, text_of(live)) for now, pos, live in self.samples),
+                  (end, len(self.dm.changes), self.text())]
         out = []
         for k, (now, pos, text) in enumerate(points):
             until = points[k + 1][0] if k + 1 < len(points) else end
