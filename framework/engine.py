@@ -322,8 +322,8 @@ class Runner:
             return
         self._check_type(alloc)
         self.live[eid] = (alloc, req)
-        if req.perm is _ROX and alloc.vaddr:
-            self.text_live[eid] = self._text_extent(alloc.vaddr, req.size)
+        if self.alloc_rox and alloc.vaddr:  # on_alloc() read the request's fields
+            self.text_live[eid] = self._text_extent(alloc.vaddr, self.alloc_size)
         self.load_pages += alloc.nr_pages()
         self.checker.on_alloc(eid, alloc, req)
 
@@ -441,10 +441,7 @@ def _latency(ledger: Ledger, before: float, daemon: float) -> float:
     """The cycles a call took since ``before`` (``total_cycles``), less what the kernel
     threads it woke spent meanwhile (``daemon_cycles`` was ``daemon``): kswapd and kcompactd
     run on their own CPUs, the caller does not wait for them (mm/vmscan.c kswapd())."""
-    spent = ledger.total_cycles - before
-    if ledger.daemon_cycles != daemon:
-        spent -= ledger.daemon_cycles - daemon
-    return spent
+    return ledger.total_cycles - before - (ledger.daemon_cycles - daemon)
 
 
 def run_cell(cell: Cell, reg: Registry) -> dict[str, Any]:

@@ -47,9 +47,10 @@ allocated is not on an LRU in the model), nor pages on a per-cpu list.
   compaction. Each page kcompactd migrates counts ``pgmigrate_success`` and is charged as
   direct compaction charges it (``migrate_page``, ``compact_scan_block``, category
   ``compaction``), when it runs: as kswapd's reclaim, it counts in ``cycles_total`` and in
-  the latency of the allocation whose wake led to it (the kernel's kcompactd runs on its own
-  CPU). kcompactd's ``kcompactd_max_order``/``kcompactd_highest_zoneidx`` are the wake's own
-  values: it runs before anything could raise them. ``machine.kcompactd=0``
+  ``Ledger.daemon_cycles``, which the engine takes out of the latency of the allocation
+  whose wake led to it (the kernel's kcompactd runs on its own CPU). kcompactd's
+  ``kcompactd_max_order``/``kcompactd_highest_zoneidx`` are the wake's own values: it runs
+  before anything could raise them. ``machine.kcompactd=0``
   (:attr:`Compaction.kcompactd` off) leaves kcompactd asleep.
 
 Not modelled: proactive compaction (``sysctl_compaction_proactiveness``, 20 by default:

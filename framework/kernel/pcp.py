@@ -75,13 +75,7 @@ class PerCpuPages:
 
     def list_for(self, order: int, mt: int) -> deque[tuple[int, int]]:
         """order_to_pindex(): the list of ``(order, mt)``; THP pages share one list."""
-        if order > PAGE_ALLOC_COSTLY_ORDER:  # get_list(), inline: one call per alloc and free
-            row = self.by_order[THP_ROW]
-            col = 0
-        else:
-            row = self.by_order[order]
-            col = mt
-        found = row[col] if col < len(row) else None
+        found = self.get_list(order, mt)
         if found is None:
             found = self._new_list(order, mt)
         return found

@@ -67,6 +67,7 @@ _PB_MASK = PAGEBLOCK_NR_PAGES - 1
 _GOLDEN = 0x9E3779B1  # spreads the page taken from a pageblock over its positions
 _STRIDE = PAGEBLOCK_NR_PAGES // SWAP_CLUSTER_MAX  # 16: a batch's pages spread over the block
 _PB_BYTES = PAGEBLOCK_NR_PAGES // 8  # a pageblock's bitmap in bytes
+BLOCK_SHIFT = MAX_ORDER - 1  # a start-state block (two pageblocks) is pfn >> 10
 
 
 def _first_set(buf: bytearray, at: int) -> int:
@@ -85,7 +86,7 @@ def _first_set(buf: bytearray, at: int) -> int:
         if byte:
             return (k << 3) + (byte & -byte).bit_length() - 1
     return -1
-BLOCK_SHIFT = MAX_ORDER - 1  # a start-state block (two pageblocks) is pfn >> 10
+
 
 #: ``ready(zone, order, highest_zone)``: compaction_ready() (framework/kernel/compaction.py).
 Ready = Callable[[Zone, int, int], bool]
