@@ -47,26 +47,29 @@ class Turnover:
     :param pool_pages: pages in the pool, spread evenly over the CPUs.
     """
 
-    __slots__ = ("machine", "next_id", "pages", "pool", "pool_pages", "rng")
+    __slots__ = ("next_id", "pages", "pool", "pool_pages", "requests", "rng")
 
     def __init__(self, rng: np.random.Generator, machine: MachineSpec, pages: int,
                  pool_pages: int) -> None:
         self.rng = rng.spawn(1)[0]
-        self.machine = machine
         self.pages = pages
         self.pool_pages = pool_pages if pages else 0
         self.pool: list[list[int]] = [[] for _ in range(machine.cpus)]
+        # one request per CPU, shared by its pool pages (a Request is frozen), as a workload
+        # shares one among a process's pages
+        self.requests = [Request("kernel", PAGE_SIZE, "RW", False, None, "OWNER", cpu)
+                         for cpu in range(machine.cpus)]
         self.next_id = POOL_ID_BASE
 
     def _alloc(self, cpu: int) -> Event:
         pid = self.next_id
         self.next_id -= 1
         self.pool[cpu].append(pid)
-        return Event(ALLOC, pid, Request("kernel", PAGE_SIZE, "RW", False, None, "OWNER", cpu))
+        return Event(ALLOC, pid, self.requests[cpu])
 
     def fill(self) -> list[Event]:
         """The pool's allocations: page ``k`` on CPU ``k mod cpus``."""
-        cpus = self.machine.cpus
+        cpus = len(self.pool)
         return [self._alloc(k % cpus) for k in range(self.pool_pages)]
 
     def around(self, cpu: int, load: list[Event]) -> list[Event]:
