@@ -54,9 +54,9 @@ class Rule(Name):
     BUDDY_PROT = "buddy_prot"
 
 
-RULES: tuple[str, ...] = tuple(r.value for r in Rule)
-_DEFAULT_PROT = PAGE_KERNEL & ~_PAGE_GLOBAL  # GLOBAL is not restored after non-present
-KEEP_PER_RULE = 20  # violations kept in detail per rule; all are counted
+RULES: Final[tuple[str, ...]] = tuple(r.value for r in Rule)
+_DEFAULT_PROT: Final = PAGE_KERNEL & ~_PAGE_GLOBAL  # GLOBAL is not restored after non-present
+KEEP_PER_RULE: Final = 20  # violations kept in detail per rule; all are counted
 _UNMAPPED: Final = Perm.UNMAPPED  # read per allocation: a C static in the compiled core
 
 

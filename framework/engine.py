@@ -47,7 +47,7 @@ from framework.workload import FreeAreaProbe, Workload, background_rng, with_bac
 __all__ = ["VERSION", "Cell", "Runner", "SetsKey", "Setup", "freeze_sets", "prepare",
            "run_cell"]  # Cell, SetsKey, freeze_sets: framework.config's, imported from here too
 
-VERSION = "0.1.0"
+VERSION: Final = "0.1.0"
 
 # Enum members the hot path compares with on every event, read once: the compiled core keeps
 # a module's Final names in C statics, where ``Perm.UNMAPPED`` would be a lookup in this
@@ -55,6 +55,12 @@ VERSION = "0.1.0"
 _UNMAPPED: Final = Perm.UNMAPPED
 _GENERIC: Final = FreedBy.GENERIC
 _ROX: Final = Perm.ROX
+# The same for the ops and the Allocation class (framework.request is interpreted, so each
+# use of its names would be a lookup in this module's namespace).
+_ALLOC: Final = ALLOC
+_FREE: Final = FREE
+_WRITE: Final = WRITE
+_ALLOCATION: Final = Allocation
 
 
 @attrs.define(slots=True)
@@ -216,11 +222,11 @@ class Runner:
                 op = event[0]  # event.op
                 # the three ops of nearly every event called directly (a compiled call, not
                 # one through a bound method), the rest through the table
-                if op is ALLOC:
+                if op is _ALLOC:
                     self.on_alloc(event)
-                elif op is FREE:
+                elif op is _FREE:
                     self.on_free(event)
-                elif op is WRITE:
+                elif op is _WRITE:
                     self.on_write(event)
                 else:
                     handlers[op](event)
@@ -265,7 +271,7 @@ class Runner:
             self.alloc_failures += 1
             self.failed.add(eid)
             return
-        if alloc.__class__ is not Allocation:
+        if alloc.__class__ is not _ALLOCATION:
             self._check_type(alloc)
         self.live[eid] = (alloc, req)
         size = self.alloc_size

@@ -64,29 +64,30 @@ from framework.params import Param
 from framework.request import Allocation, Perm, Request, Site
 
 #: The parameter of every design that keeps the status quo's BPF path (docs/faults.md).
-BPF_CHECK_ROX = Param("bpf_check_rox", bool, False, "1: v6.9 'bpf: Check return from "
+BPF_CHECK_ROX: Final = Param("bpf_check_rox", bool, False, "1: v6.9 'bpf: Check return from "
                       "set_memory_rox()' (a pack whose set_memory_rox fails is freed, the "
                       "load fails); 0: v6.3 ignores the returns of set_memory_ro/x")
 
-_new_tuple = tuple.__new__
+_new_tuple: Final = tuple.__new__
+_ALLOCATION: Final = Allocation  # a C static in the compiled core, not a namespace lookup
 #: The handle of a PKS page-table page, compared with at every free of a page-table page.
 _PKS_PAGETABLE: Final = (Site.PAGETABLE, Perm.PKS)
 
-MAX_INSN_SIZE = 16  # arch/x86/include/asm/kprobes.h: kprobe_insn_slots.insn_size
-SLOTS_PER_PAGE = PAGE_SIZE // MAX_INSN_SIZE  # kernel/kprobes.c slots_per_page()
-BPF_PROG_CHUNK_SHIFT = 6  # kernel/bpf/core.c
-BPF_PROG_CHUNK_SIZE = 1 << BPF_PROG_CHUNK_SHIFT
-PACK_PAGES = 1 << PMD_ORDER  # SZ_2M per possible node
-SITE_MIGRATETYPE = {Site.USER: MIGRATE_MOVABLE, Site.RECLAIMABLE: MIGRATE_RECLAIMABLE}
-MODULE_SECTION_SITES = frozenset({
+MAX_INSN_SIZE: Final = 16  # arch/x86/include/asm/kprobes.h: kprobe_insn_slots.insn_size
+SLOTS_PER_PAGE: Final = PAGE_SIZE // MAX_INSN_SIZE  # kernel/kprobes.c slots_per_page()
+BPF_PROG_CHUNK_SHIFT: Final = 6  # kernel/bpf/core.c
+BPF_PROG_CHUNK_SIZE: Final = 1 << BPF_PROG_CHUNK_SHIFT
+PACK_PAGES: Final = 1 << PMD_ORDER  # SZ_2M per possible node
+SITE_MIGRATETYPE: Final = {Site.USER: MIGRATE_MOVABLE, Site.RECLAIMABLE: MIGRATE_RECLAIMABLE}
+MODULE_SECTION_SITES: Final = frozenset({
     Site.MODULE_TEXT, Site.MODULE_RODATA, Site.MODULE_RO_AFTER_INIT, Site.MODULE_DATA,
     Site.MODULE_INIT_TEXT, Site.MODULE_INIT_RODATA, Site.MODULE_INIT_DATA,
 })
-MODULE_SITES = MODULE_SECTION_SITES | {Site.TRAMPOLINE}  # every site module_alloc() serves
+MODULE_SITES: Final = MODULE_SECTION_SITES | {Site.TRAMPOLINE}  # every site module_alloc() serves
 
 #: The method that serves each site (a site not listed: :meth:`StatusQuo.pages_alloc`). A
 #: design overrides the method of a site it changes.
-SITE_METHODS: dict[Site, str] = {
+SITE_METHODS: Final[dict[Site, str]] = {
     Site.SECRETMEM: "secretmem_alloc",
     **dict.fromkeys(sorted(MODULE_SECTION_SITES), "module_mem_alloc"),
     Site.TRAMPOLINE: "trampoline_alloc",
@@ -518,7 +519,7 @@ def _sq_secretmem_alloc(sq: StatusQuo, request: Request) -> Allocation | None:
             return None
         # Allocation(((pfn, 0),), 0, size, True, "secretmem"), built without the named
         # tuple's Python-level __new__: one per page on the hottest path.
-        return _new_tuple(Allocation, (((pfn, 0),), 0, size, True, "secretmem"))
+        return _new_tuple(_ALLOCATION, (((pfn, 0),), 0, size, True, "secretmem"))
     blocks: list[tuple[int, int]] = []
     for _ in range(max(1, -(-size // PAGE_SIZE))):
         pfn = sq.secretmem_fault(request.node)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from framework.kernel.consts import (
     MAX_ORDER,
@@ -40,19 +40,19 @@ from framework.kernel.initial import Block, StartState, Use
 from framework.kernel.ledger import Ledger
 from framework.kernel.pcp import PAGE_ALLOC_COSTLY_ORDER, PerCpuPages
 
-TOP = MAX_ORDER - 1
+TOP: Final = MAX_ORDER - 1
 
 # Zone.buddy packs a free block's order and migratetype into one int, the order in the low
 # BUDDY_ORDER_BITS bits (orders 0..MAX_ORDER - 1 fit in 4) and the migratetype above them.
 # The kernel keeps the order in page_private (set_buddy_order()) and reads the migratetype from
 # the pageblock bitmap; one int per free block keeps a lookup to one dict access.
-BUDDY_ORDER_BITS = 4
-BUDDY_ORDER_MASK = (1 << BUDDY_ORDER_BITS) - 1
-NO_PAGE = -1
+BUDDY_ORDER_BITS: Final = 4
+BUDDY_ORDER_MASK: Final = (1 << BUDDY_ORDER_BITS) - 1
+NO_PAGE: Final = -1
 
 #: id(block) -> (block, its bitmaps): a template's Block is built once and cached, so the
 #: bitmaps are too (the block is kept so that its id stays its own).
-_BITS: dict[int, tuple[Block, tuple[tuple[int, int, int], ...]]] = {}
+_BITS: Final[dict[int, tuple[Block, tuple[tuple[int, int, int], ...]]]] = {}
 
 
 def block_bits(block: Block) -> tuple[tuple[int, int, int], ...]:
@@ -80,7 +80,7 @@ def block_bits(block: Block) -> tuple[tuple[int, int, int], ...]:
 #: A block's free blocks grouped by free list: (order, migratetype, buddy code, offsets).
 FreeGroups = tuple[tuple[int, int, int, tuple[int, ...]], ...]
 #: id(block) -> (block, its free blocks grouped by free list).
-_FREE: dict[int, tuple[Block, FreeGroups]] = {}
+_FREE: Final[dict[int, tuple[Block, FreeGroups]]] = {}
 
 
 def block_free(block: Block) -> FreeGroups:

@@ -71,6 +71,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from enum import IntEnum
+from typing import Final
 
 import numpy as np
 
@@ -89,10 +90,11 @@ from framework.kernel.pcp import PAGE_ALLOC_COSTLY_ORDER
 from framework.kernel.vmscan import Lru, compact_gap
 from framework.kernel.watermark import WMARK_HIGH, WMARK_LOW, WMARK_MIN
 
-COMPACT_MAX_DEFER_SHIFT = 6  # mm/compaction.c
-SYSCTL_EXTFRAG_THRESHOLD = 500  # vm.extfrag_threshold
-FREELIST_SCAN_LIMIT = COMPACT_CLUSTER_MAX = 32  # freelist_scan_limit() without failures
-_PB_MASK = PAGEBLOCK_NR_PAGES - 1
+COMPACT_MAX_DEFER_SHIFT: Final = 6  # mm/compaction.c
+SYSCTL_EXTFRAG_THRESHOLD: Final = 500  # vm.extfrag_threshold
+FREELIST_SCAN_LIMIT: Final = 32  # freelist_scan_limit() without failures
+COMPACT_CLUSTER_MAX: Final = 32
+_PB_MASK: Final = PAGEBLOCK_NR_PAGES - 1
 
 
 class CompactResult(IntEnum):
@@ -113,9 +115,9 @@ class CompactPriority(IntEnum):
     COMPACT_PRIO_ASYNC = 2
 
 
-MIN_COMPACT_PRIORITY = CompactPriority.COMPACT_PRIO_SYNC_LIGHT  # MIN_COMPACT_PRIORITY
-INIT_COMPACT_PRIORITY = CompactPriority.COMPACT_PRIO_ASYNC
-DEF_COMPACT_PRIORITY = CompactPriority.COMPACT_PRIO_SYNC_LIGHT
+MIN_COMPACT_PRIORITY: Final = CompactPriority.COMPACT_PRIO_SYNC_LIGHT  # MIN_COMPACT_PRIORITY
+INIT_COMPACT_PRIORITY: Final = CompactPriority.COMPACT_PRIO_ASYNC
+DEF_COMPACT_PRIORITY: Final = CompactPriority.COMPACT_PRIO_SYNC_LIGHT
 
 #: The zone's LRU (framework/kernel/vmscan.py), which page cache moved by compaction joins.
 LruOf = Callable[[Zone], Lru]

@@ -16,6 +16,7 @@ docs/hardware.md "Published results"; its PTE tables are boot tables).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from framework.kernel.consts import (
     _PAGE_GLOBAL,
@@ -28,14 +29,16 @@ from framework.kernel.consts import (
 )
 from framework.kernel.ledger import Ledger, repeat_is_exact
 
-_NOT_GLOBAL = ~_PAGE_GLOBAL
+_NOT_GLOBAL: Final = ~_PAGE_GLOBAL
 
-PMD_PAGES = 1 << PMD_ORDER
-PUD_PAGES = 1 << PUD_ORDER
-ENOMEM = -12  # -ENOMEM, include/uapi/asm-generic/errno-base.h
-EINVAL = -22  # -EINVAL
+PMD_PAGES: Final = 1 << PMD_ORDER
+PUD_PAGES: Final = 1 << PUD_ORDER
+ENOMEM: Final = -12  # -ENOMEM, include/uapi/asm-generic/errno-base.h
+EINVAL: Final = -22  # -EINVAL
 
-LEVEL_4K, LEVEL_2M, LEVEL_1G = 1, 2, 3
+LEVEL_4K: Final = 1
+LEVEL_2M: Final = 2
+LEVEL_1G: Final = 3
 
 
 def new_prot(old: int, set_mask: int, clr_mask: int) -> int:
@@ -520,8 +523,12 @@ def _ram_pmds_by_gib(ram: tuple[tuple[int, int], ...]) -> dict[int, int]:
     return out
 
 
-MAP_1G, MAP_2M, MAP_4K, MAP_4K_NP, MAP_NP = range(5)
-MAP_STATES: tuple[str, ...] = ("1G", "2M", "4K", "4K, partly not present", "not present")
+MAP_1G: Final = 0
+MAP_2M: Final = 1
+MAP_4K: Final = 2
+MAP_4K_NP: Final = 3
+MAP_NP: Final = 4
+MAP_STATES: Final[tuple[str, ...]] = ("1G", "2M", "4K", "4K, partly not present", "not present")
 
 
 def region_map(dm: DirectMap) -> list[list[int]]:

@@ -17,14 +17,15 @@ block (4 MiB), so buddies never straddle a zone or a node.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Final
 
 import attrs
 
 from framework.kernel.consts import MAX_ORDER, PAGE_SHIFT
 
-MAX_BLOCK_PAGES = 1 << (MAX_ORDER - 1)
-FOUR_GIB_PFN = (4 << 30) >> PAGE_SHIFT
-SIXTEEN_MIB_PFN = (16 << 20) >> PAGE_SHIFT
+MAX_BLOCK_PAGES: Final = 1 << (MAX_ORDER - 1)
+FOUR_GIB_PFN: Final = (4 << 30) >> PAGE_SHIFT
+SIXTEEN_MIB_PFN: Final = (16 << 20) >> PAGE_SHIFT
 
 
 class ZoneType(IntEnum):
@@ -35,9 +36,9 @@ class ZoneType(IntEnum):
     ZONE_NORMAL = 2
 
 
-ZONE_NAMES: tuple[str, ...] = ("DMA", "DMA32", "Normal")  # as /proc/buddyinfo prints them
+ZONE_NAMES: Final[tuple[str, ...]] = ("DMA", "DMA32", "Normal")  # as /proc/buddyinfo prints them
 #: Upper pfn bound of each zone (``max_zone_pfns``); Normal runs to the end of RAM.
-ZONE_LIMITS: tuple[int, ...] = (SIXTEEN_MIB_PFN, FOUR_GIB_PFN)
+ZONE_LIMITS: Final[tuple[int, ...]] = (SIXTEEN_MIB_PFN, FOUR_GIB_PFN)
 
 
 @attrs.frozen(slots=True)

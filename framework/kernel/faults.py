@@ -7,6 +7,7 @@ when a rate is non-zero, so a run without faults consumes no random numbers for 
 from __future__ import annotations
 
 import random
+from typing import Final
 
 import attrs
 
@@ -31,7 +32,7 @@ def _orders(text: str) -> frozenset[int]:
     return frozenset(orders)
 
 
-FAULT_PARAMS: tuple[Param, ...] = (
+FAULT_PARAMS: Final[tuple[Param, ...]] = (
     Param("alloc_fail_orders", str, "", "comma-separated orders whose allocations always fail",
           check=_orders, describe=f"a comma list of orders 0 to {MAX_ORDER - 1} (may be empty)"),
     Param("alloc_fail_rate", float, 0.0, "probability that any buddy allocation fails",

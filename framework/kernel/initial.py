@@ -10,7 +10,7 @@ the same seed, whatever the order of the questions.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Protocol
+from typing import Final, Protocol
 
 import attrs
 import numpy as np
@@ -18,8 +18,8 @@ import numpy as np
 from framework.kernel.consts import MAX_ORDER, MIGRATE_MOVABLE
 from framework.kernel.e820 import Layout, ZoneSpan
 
-BLOCK_ORDER = MAX_ORDER - 1
-BLOCK_PAGES = 1 << BLOCK_ORDER  # 1024 pages: the unit a provider describes
+BLOCK_ORDER: Final = MAX_ORDER - 1
+BLOCK_PAGES: Final = 1 << BLOCK_ORDER  # 1024 pages: the unit a provider describes
 
 
 class Use(IntEnum):
@@ -48,7 +48,7 @@ class Block:
     used: tuple[tuple[int, int, Use], ...]
 
 
-FREE_BLOCK = Block((MIGRATE_MOVABLE, MIGRATE_MOVABLE), ((0, BLOCK_ORDER),), ())
+FREE_BLOCK: Final = Block((MIGRATE_MOVABLE, MIGRATE_MOVABLE), ((0, BLOCK_ORDER),), ())
 
 
 @attrs.frozen(slots=True)

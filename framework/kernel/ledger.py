@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Final
 
 from framework.machine.costs import CATEGORIES
 
-COUNTERS: tuple[str, ...] = (
+COUNTERS: Final[tuple[str, ...]] = (
     "direct_map_level2_splits",
     "direct_map_level3_splits",
     "direct_map_level2_collapses",
@@ -41,12 +42,12 @@ COUNTERS: tuple[str, ...] = (
 )
 
 #: The page allocator's /proc/vmstat events among the counters (metrics of the same names).
-VMSTAT_EVENTS: tuple[str, ...] = COUNTERS[COUNTERS.index("numa_miss"):]
+VMSTAT_EVENTS: Final[tuple[str, ...]] = COUNTERS[COUNTERS.index("numa_miss"):]
 
 
 # The attribute holding each category's cycles: ``ledger.cpa_cycles`` for ``cpa``. Plain
 # slots rather than a dict: the hot path charges about ten times per page.
-CYCLE_ATTRS: dict[str, str] = {category: f"{category}_cycles" for category in CATEGORIES}
+CYCLE_ATTRS: Final[dict[str, str]] = {category: f"{category}_cycles" for category in CATEGORIES}
 
 
 class Ledger:
@@ -165,7 +166,7 @@ class Ledger:
 
 
 #: Below this, a float holds every integer exactly (2 ** 53).
-EXACT_INT = float(1 << 53)
+EXACT_INT: Final = float(1 << 53)
 
 
 def repeat_is_exact(total: float, cost: float, times: int) -> bool:

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import Final
 
 from framework.kernel.consts import PAGEBLOCK_ORDER
 
-PAGE_ALLOC_COSTLY_ORDER = 3  # include/linux/mmzone.h
-THP_ROW = PAGE_ALLOC_COSTLY_ORDER + 1  # the row of PerCpuPages.by_order for the THP list
-SZ_1M_PAGES = 256  # SZ_1M / PAGE_SIZE
+PAGE_ALLOC_COSTLY_ORDER: Final = 3  # include/linux/mmzone.h
+THP_ROW: Final = PAGE_ALLOC_COSTLY_ORDER + 1  # the row of PerCpuPages.by_order for the THP list
+SZ_1M_PAGES: Final = 256  # SZ_1M / PAGE_SIZE
 
 
 def pcp_allowed_order(order: int) -> bool:

@@ -8,6 +8,7 @@ vmalloc addresses (``cpa_process_alias``), and flushes as ``cpa_flush`` does.
 from __future__ import annotations
 
 import random
+from typing import Final
 
 from framework.kernel.consts import (
     _PAGE_GLOBAL,
@@ -34,9 +35,9 @@ from framework.kernel.tlbflush import TlbFlush
 from framework.kernel.vmalloc import BULK_PAGES, Vmalloc, VmStruct
 from framework.machine.spec import MachineSpec
 
-PMD_PAGES = 1 << PMD_ORDER
-_PRESENT_RW = _PAGE_PRESENT | _PAGE_RW
-_NOT_GLOBAL = ~_PAGE_GLOBAL
+PMD_PAGES: Final = 1 << PMD_ORDER
+_PRESENT_RW: Final = _PAGE_PRESENT | _PAGE_RW
+_NOT_GLOBAL: Final = ~_PAGE_GLOBAL
 
 
 class SetMemory:

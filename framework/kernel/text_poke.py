@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from framework.kernel.consts import PAGE_SHIFT, PAGE_SIZE
 from framework.kernel.ledger import Ledger
 from framework.kernel.vmalloc import VmStruct
 
-PAGE_MASK_LOW = PAGE_SIZE - 1  # offset bits within a page (~PAGE_MASK)
+PAGE_MASK_LOW: Final = PAGE_SIZE - 1  # offset bits within a page (~PAGE_MASK)
 
 
 class TextPoke:

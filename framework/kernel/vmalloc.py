@@ -14,6 +14,7 @@ import bisect
 import functools
 import itertools
 from collections.abc import Callable
+from typing import Final
 
 import attr
 
@@ -34,13 +35,13 @@ from framework.kernel.page_alloc import PageAlloc, Violation
 from framework.kernel.tlbflush import TlbFlush
 from framework.machine.spec import MachineSpec
 
-VM_FLUSH_RESET_PERMS = 0x100  # include/linux/vmalloc.h
-VM_ALLOW_HUGE_VMAP = 0x400
-VM_NO_GUARD = 0x40
-MODULES_VADDR = 0xFFFFFFFFC0000000  # __START_KERNEL_map + KERNEL_IMAGE_SIZE (1 GiB, KASLR)
-MODULES_VPAGE = MODULES_VADDR >> PAGE_SHIFT
-PMD_PAGES = 1 << PMD_ORDER
-_PRESENT_RW = _PAGE_PRESENT | _PAGE_RW
+VM_FLUSH_RESET_PERMS: Final = 0x100  # include/linux/vmalloc.h
+VM_ALLOW_HUGE_VMAP: Final = 0x400
+VM_NO_GUARD: Final = 0x40
+MODULES_VADDR: Final = 0xFFFFFFFFC0000000  # __START_KERNEL_map + KERNEL_IMAGE_SIZE (1 GiB, KASLR)
+MODULES_VPAGE: Final = MODULES_VADDR >> PAGE_SHIFT
+PMD_PAGES: Final = 1 << PMD_ORDER
+_PRESENT_RW: Final = _PAGE_PRESENT | _PAGE_RW
 #: ``set_direct_map_*_noflush(pfn, nr)`` as arch/x86/mm/pat/set_memory.c provides it.
 DirectMapChange = Callable[..., int]
 
@@ -70,15 +71,15 @@ class VmStruct:
 
 #: Free ranges shorter than this many pages are indexed by their exact size, longer ones by
 #: their power of two (:class:`VmapSpace`).
-EXACT_SIZES = 64
+EXACT_SIZES: Final = 64
 #: :class:`VmapSpace` indexes its free ranges by size once it has more than this many, and
 #: drops the index below a quarter of it: a scan of a few ranges is cheaper than an index.
-INDEX_FROM = 32
+INDEX_FROM: Final = 32
 #: Areas of at least this many pages update :attr:`Vmalloc.vm_mapped` in one go, and take,
 #: change and free their pages through the bulk paths (smaller ones page by page: cheaper
 #: for a few pages).
-BULK_PAGES = 16
-_POW2_BASE = EXACT_SIZES - EXACT_SIZES.bit_length()  # size class of the first power of two
+BULK_PAGES: Final = 16
+_POW2_BASE: Final = EXACT_SIZES - EXACT_SIZES.bit_length()  # size class of the first power of two
 
 
 def size_class(npages: int) -> int:

@@ -44,6 +44,7 @@ buddy (v6.3 passes them through the reclaiming CPU's per-cpu list, free_unref_pa
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Final
 
 import numpy as np
 
@@ -60,14 +61,14 @@ from framework.kernel.ledger import Ledger
 from framework.kernel.pcp import PAGE_ALLOC_COSTLY_ORDER
 from framework.kernel.watermark import WMARK_HIGH
 
-DEF_PRIORITY = 12  # mm/vmscan.c
-SWAP_CLUSTER_MAX = 32  # include/linux/swap.h
-MAX_RECLAIM_RETRIES = 16  # mm/internal.h
-_PB_MASK = PAGEBLOCK_NR_PAGES - 1
-_GOLDEN = 0x9E3779B1  # spreads the page taken from a pageblock over its positions
-_STRIDE = PAGEBLOCK_NR_PAGES // SWAP_CLUSTER_MAX  # 16: a batch's pages spread over the block
-_PB_BYTES = PAGEBLOCK_NR_PAGES // 8  # a pageblock's bitmap in bytes
-BLOCK_SHIFT = MAX_ORDER - 1  # a start-state block (two pageblocks) is pfn >> 10
+DEF_PRIORITY: Final = 12  # mm/vmscan.c
+SWAP_CLUSTER_MAX: Final = 32  # include/linux/swap.h
+MAX_RECLAIM_RETRIES: Final = 16  # mm/internal.h
+_PB_MASK: Final = PAGEBLOCK_NR_PAGES - 1
+_GOLDEN: Final = 0x9E3779B1  # spreads the page taken from a pageblock over its positions
+_STRIDE: Final = PAGEBLOCK_NR_PAGES // SWAP_CLUSTER_MAX  # 16: a batch's pages spread over the block
+_PB_BYTES: Final = PAGEBLOCK_NR_PAGES // 8  # a pageblock's bitmap in bytes
+BLOCK_SHIFT: Final = MAX_ORDER - 1  # a start-state block (two pageblocks) is pfn >> 10
 
 
 def _first_set(buf: bytearray, at: int) -> int:

@@ -16,15 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from math import isqrt
+from typing import Final
 
 from framework.kernel.buddy import Zone
 from framework.kernel.consts import PAGEBLOCK_NR_PAGES
 
-WMARK_MIN, WMARK_LOW, WMARK_HIGH = 0, 1, 2
-WATERMARK_SCALE_FACTOR = 10  # vm.watermark_scale_factor default
-LOWMEM_RESERVE_RATIO = (256, 256, 32)  # sysctl_lowmem_reserve_ratio: DMA, DMA32, NORMAL
-MIGRATE_PCPTYPES = 3
-KB_PER_PAGE = 4
+WMARK_MIN: Final = 0
+WMARK_LOW: Final = 1
+WMARK_HIGH: Final = 2
+WATERMARK_SCALE_FACTOR: Final = 10  # vm.watermark_scale_factor default
+LOWMEM_RESERVE_RATIO: Final = (256, 256, 32)  # sysctl_lowmem_reserve_ratio: DMA, DMA32, NORMAL
+MIGRATE_PCPTYPES: Final = 3
+KB_PER_PAGE: Final = 4
 
 
 def min_free_kbytes(managed_pages: int, nr_zones: int) -> int:
