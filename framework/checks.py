@@ -113,6 +113,11 @@ class Checker:
         self.secret_allocs: set[int] = set()  # id() of live UNMAPPED allocations served unmapped
         self.secret: set[int] = set()  # pfns freed holding such an allocation's data
         self.freeing: list[int] = []  # pfns added to secret by the free being made now
+        # The two fields of the last request on_alloc() saw, read once per request (each
+        # read of the interpreted Request class is an attribute lookup, compiled too).
+        self.request: Request | None = None
+        self.request_unmapped = False  # perm is UNMAPPED
+        self.request_zero = False
 
     def record(self, rule: str, where: int, detail: str) -> None:
         """Count a violation; keep the first few of each rule in detail."""
@@ -133,24 +138,28 @@ class Checker:
         """Rules 1, 2, 3, 5 and ``stale_data`` for memory just handed out."""
         if self.freeing:
             self._settle()
+        if request is not self.request:
+            self.request = request
+            self.request_unmapped = request.perm is _UNMAPPED
+            self.request_zero = request.zero
         blocks = alloc.blocks
         if len(blocks) == 1 and blocks[0][1] == 0:  # one page (most requests): same checks
-            self._on_alloc_page(aid, blocks[0][0], alloc, request)
+            self._on_alloc_page(aid, blocks[0][0], alloc)
             return
         if blocks:
             self._own_blocks(aid, alloc)
             if alloc.unmapped:
                 self.check_unmapped(alloc)
-                if request.perm is _UNMAPPED:
+                if self.request_unmapped:
                     self.secret_allocs.add(id(alloc))
-            if request.zero and self.kernel.dirty:
+            if self.request_zero and self.kernel.dirty:
                 self._check_zero(alloc)
             if self.secret:
                 self._blocks_handed_over(blocks)
         if alloc.vaddr and not alloc.blocks:
             self._own_range(alloc.vaddr, alloc.vaddr + max(alloc.size, 1))
 
-    def _on_alloc_page(self, aid: int, p: int, alloc: Allocation, request: Request) -> None:
+    def _on_alloc_page(self, aid: int, p: int, alloc: Allocation) -> None:
         """:meth:`on_alloc` for one order-0 block, the hot path."""
         owner = self.owner
         kernel = self.kernel
@@ -166,9 +175,9 @@ class Checker:
             if kernel.directmap.is_present(p):
                 self.record(Rule.UNMAPPED_PRESENT, p, "unmapped allocation present in the "
                             "direct map")
-            if request.perm is _UNMAPPED:
+            if self.request_unmapped:
                 self.secret_allocs.add(id(alloc))
-        if request.zero and p in kernel.dirty:
+        if self.request_zero and p in kernel.dirty:
             self.record(Rule.NOT_ZEROED, p, "zero requested but the page holds data written "
                         "by an earlier owner")
         if self.secret and p in self.secret:

@@ -41,6 +41,7 @@ from framework.request import (
     Perm,
     Request,
 )
+from framework.statusquo import StatusQuo, sq_alloc, sq_free, sq_free_generic, sq_write
 from framework.tlb.sampler import TextExtent, TlbSampler
 from framework.workload import FreeAreaProbe, Workload, background_rng, with_background
 
@@ -147,6 +148,13 @@ class Runner:
         self.design_free = setup.allocator.free
         self.design_free_generic = setup.allocator.free_generic
         self.design_write = setup.allocator.write
+        # ... and the status quo's own entry points, where the design keeps them: called as
+        # module functions, a native call in the compiled core (a bound method's call goes
+        # through the Python API). None: the design's method above runs.
+        self.own_alloc = _own_entry(setup.allocator, "alloc")
+        self.own_free = _own_entry(setup.allocator, "free")
+        self.own_free_generic = _own_entry(setup.allocator, "free_generic")
+        self.own_write = _own_entry(setup.allocator, "write")
         self.checker = Checker(setup.kernel)
         self.ledger = setup.kernel.ledger
         self.pages = setup.kernel.page_alloc  # read and set on every alloc: no facade layer
@@ -259,8 +267,9 @@ class Runner:
         cpu = pages.current_cpu = self.alloc_cpu  # the CPU the caller runs on
         node = self.alloc_node
         pages.current_node = node if node is not None else self.cpu_node[cpu]
+        own = self.own_alloc
         try:
-            alloc = self.design_alloc(req)
+            alloc = sq_alloc(own, req) if own is not None else self.design_alloc(req)
         except Exception as exc:
             raise _plugin_failure(self.setup.cell.plugin, "alloc", exc) from exc
         if eid < 0:  # ids < 0: the background load's, kept out of the workload's metrics
@@ -356,7 +365,13 @@ class Runner:
         before, daemon = ledger.total_cycles, ledger.daemon_cycles
         try:
             if self.free_generic:
-                self.design_free_generic(alloc)
+                own = self.own_free_generic
+                if own is not None:
+                    sq_free_generic(own, alloc)
+                else:
+                    self.design_free_generic(alloc)
+            elif (own := self.own_free) is not None:
+                sq_free(own, alloc)
             else:
                 self.design_free(alloc)
         except Exception as exc:
@@ -375,8 +390,12 @@ class Runner:
                 return
             raise InputError(f"event {self.checker.event}: write to id {eid}, "
                              "which is not live")
+        own = self.own_write
         try:
-            self.design_write(entry[0], arg)
+            if own is not None:
+                sq_write(own, entry[0], arg)
+            else:
+                self.design_write(entry[0], arg)
         except Exception as exc:
             raise _plugin_failure(self.setup.cell.plugin, "write", exc) from exc
 
@@ -441,6 +460,15 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (np.integer, np.floating)):
         return value.item()
     return value
+
+
+def _own_entry(allocator: Allocator, name: str) -> StatusQuo | None:
+    """``allocator`` if its entry point ``name`` is the status quo's own (its class does not
+    override it and the instance does not set it), else None."""
+    if (isinstance(allocator, StatusQuo) and name not in vars(allocator)
+            and getattr(type(allocator), name) is getattr(StatusQuo, name)):
+        return allocator
+    return None
 
 
 def _latency(ledger: Ledger, before: float, daemon: float) -> float:

@@ -205,68 +205,24 @@ class StatusQuo(Allocator):
                 + sum(page.area.nr_pages for page in self.insn_pages))
 
     # -- dispatch ------------------------------------------------------------------------
+    # The bodies are the module functions sq_alloc() .. sq_write() below: the engine calls
+    # those directly for a design that does not override the method (a native call, where a
+    # call through the design's bound method goes through the Python API).
     def alloc(self, request: Request) -> Allocation | None:
         """Serve ``request`` on its site's path; None is the kernel's NULL."""
-        serve = self._by_site[request.site]
-        if serve is self._own_secretmem_alloc:  # the status quo's own: a direct call
-            return _sq_secretmem_alloc(self, request)
-        return serve(request)
+        return sq_alloc(self, request)
 
     def free(self, allocation: Allocation) -> None:
         """Free an allocation the status-quo paths made."""
-        handle = allocation.handle
-        if handle == "secretmem":
-            self.free_generic(allocation)
-        elif isinstance(handle, ModuleMem):
-            self.vfree(handle.area)
-        elif isinstance(handle, BpfProg):
-            self.bpf_prog_pack_free(handle)
-        elif isinstance(handle, InsnSlot):
-            self.free_insn_slot(handle)
-        elif self._own_free_blocks:
-            _sq_free_blocks(self.kernel, allocation)
-        else:
-            self._free_blocks(allocation)
+        sq_free(self, allocation)
 
     def free_generic(self, allocation: Allocation) -> None:
         """The generic free path; secretmem's ``free_folio`` runs first."""
-        if allocation.handle == "secretmem":
-            if self._own_free_folio:
-                kernel = self.kernel
-                for pfn, _ in allocation.blocks:
-                    _sq_secretmem_free_folio(kernel, pfn)
-            else:
-                for pfn, _ in allocation.blocks:
-                    self.secretmem_free_folio(pfn)
-        if self._own_free_blocks:
-            _sq_free_blocks(self.kernel, allocation)
-        else:
-            self._free_blocks(allocation)
+        sq_free_generic(self, allocation)
 
     def write(self, allocation: Allocation, length: int) -> None:
         """A store by the owner: loader copy then seal, text_poke on sealed text, or plain."""
-        handle = allocation.handle
-        kernel = self.kernel
-        if handle == "secretmem":
-            dirty = kernel.dirty
-            for pfn, _ in allocation.blocks:
-                dirty.add(pfn)
-        elif isinstance(handle, ModuleMem):
-            if not handle.sealed:
-                kernel.dirty.update(handle.area.pages)
-                self.module_seal(handle)
-            elif handle.perm in (Perm.ROX, Perm.RO):
-                kernel.text_poke(handle.area.addr, 0, length or allocation.size)
-            else:
-                kernel.dirty.update(handle.area.pages)
-        elif isinstance(handle, (BpfProg, InsnSlot)):
-            self.bpf_text_poke(allocation, length)
-        elif len(allocation.blocks) == 1 and allocation.blocks[0][1] == 0:
-            kernel.dirty.add(allocation.blocks[0][0])
-        else:
-            dirty = kernel.dirty
-            for pfn, order in allocation.blocks:  # a folio at a time
-                dirty.update(range(pfn, pfn + (1 << order)))
+        sq_write(self, allocation, length)
 
     # -- where module memory comes from (arch/x86/kernel/module.c, mm/vmalloc.c) ----------
     def module_alloc(self, size: int, vm_flags: int = 0) -> VmStruct | None:
@@ -507,6 +463,73 @@ class StatusQuo(Allocator):
 
 
 # -- the bodies of StatusQuo's secretmem hooks, callable directly (StatusQuo.__init__) -------
+def sq_alloc(sq: StatusQuo, request: Request) -> Allocation | None:
+    """Serve ``request`` on its site's path; None is the kernel's NULL."""
+    serve = sq._by_site[request.site]
+    if serve is sq._own_secretmem_alloc:  # the status quo's own: a direct call
+        return _sq_secretmem_alloc(sq, request)
+    return serve(request)
+
+
+def sq_free(sq: StatusQuo, allocation: Allocation) -> None:
+    """Free an allocation the status-quo paths made."""
+    handle = allocation.handle
+    if handle == "secretmem":
+        sq.free_generic(allocation)
+    elif isinstance(handle, ModuleMem):
+        sq.vfree(handle.area)
+    elif isinstance(handle, BpfProg):
+        sq.bpf_prog_pack_free(handle)
+    elif isinstance(handle, InsnSlot):
+        sq.free_insn_slot(handle)
+    elif sq._own_free_blocks:
+        _sq_free_blocks(sq.kernel, allocation)
+    else:
+        sq._free_blocks(allocation)
+
+
+def sq_free_generic(sq: StatusQuo, allocation: Allocation) -> None:
+    """The generic free path; secretmem's ``free_folio`` runs first."""
+    if allocation.handle == "secretmem":
+        if sq._own_free_folio:
+            kernel = sq.kernel
+            for pfn, _ in allocation.blocks:
+                _sq_secretmem_free_folio(kernel, pfn)
+        else:
+            for pfn, _ in allocation.blocks:
+                sq.secretmem_free_folio(pfn)
+    if sq._own_free_blocks:
+        _sq_free_blocks(sq.kernel, allocation)
+    else:
+        sq._free_blocks(allocation)
+
+
+def sq_write(sq: StatusQuo, allocation: Allocation, length: int) -> None:
+    """A store by the owner: loader copy then seal, text_poke on sealed text, or plain."""
+    handle = allocation.handle
+    kernel = sq.kernel
+    if handle == "secretmem":
+        dirty = kernel.dirty
+        for pfn, _ in allocation.blocks:
+            dirty.add(pfn)
+    elif isinstance(handle, ModuleMem):
+        if not handle.sealed:
+            kernel.dirty.update(handle.area.pages)
+            sq.module_seal(handle)
+        elif handle.perm in (Perm.ROX, Perm.RO):
+            kernel.text_poke(handle.area.addr, 0, length or allocation.size)
+        else:
+            kernel.dirty.update(handle.area.pages)
+    elif isinstance(handle, (BpfProg, InsnSlot)):
+        sq.bpf_text_poke(allocation, length)
+    elif len(allocation.blocks) == 1 and allocation.blocks[0][1] == 0:
+        kernel.dirty.add(allocation.blocks[0][0])
+    else:
+        dirty = kernel.dirty
+        for pfn, order in allocation.blocks:  # a folio at a time
+            dirty.update(range(pfn, pfn + (1 << order)))
+
+
 def _sq_secretmem_alloc(sq: StatusQuo, request: Request) -> Allocation | None:
     """StatusQuo.secretmem_alloc(): secretmem_fault() once per page of the request."""
     size = request.size
