@@ -130,18 +130,18 @@ def test_zone_highsize_is_at_least_four_batches() -> None:
 
 
 def test_free_bulk_frees_what_is_asked_oldest_first() -> None:
-    """Three order-0 pages on one list (head on the left: 3 was freed last); freeing one
-    page returns the oldest, pfn 1 (list_last_entry), and leaves 3 and 2 on the list."""
+    """Three order-0 pages on one list (the head at the end: 3 was freed last); freeing
+    one page returns the oldest, pfn 1 (list_last_entry), and leaves 2 and 3 on the list."""
     from framework.kernel.pcp import PerCpuPages
 
     pcp = PerCpuPages(high=100, batch=7)
     lst = pcp.list_for(0, MIGRATE_UNMOVABLE)
-    lst.extend([(3, MIGRATE_UNMOVABLE), (2, MIGRATE_UNMOVABLE), (1, MIGRATE_UNMOVABLE)])
+    lst.extend([(1, MIGRATE_UNMOVABLE), (2, MIGRATE_UNMOVABLE), (3, MIGRATE_UNMOVABLE)])
     pcp.count = 3
     freed: list[int] = []
     pcp.free_bulk(1, (0, MIGRATE_UNMOVABLE), lambda pfn, _order, _mt: freed.append(pfn))
     assert freed == [1]
-    assert pcp.count == 2 and list(lst) == [(3, MIGRATE_UNMOVABLE), (2, MIGRATE_UNMOVABLE)]
+    assert pcp.count == 2 and list(lst) == [(2, MIGRATE_UNMOVABLE), (3, MIGRATE_UNMOVABLE)]
 
 
 def test_a_range_flush_charges_its_shootdown() -> None:

@@ -38,7 +38,7 @@ from framework.kernel.consts import (
 from framework.kernel.e820 import ZoneSpan
 from framework.kernel.initial import Block, StartState, Use
 from framework.kernel.ledger import Ledger
-from framework.kernel.pcp import PAGE_ALLOC_COSTLY_ORDER, PerCpuPages
+from framework.kernel.pcp import PAGE_ALLOC_COSTLY_ORDER, PcpList, PerCpuPages
 
 TOP: Final = MAX_ORDER - 1
 
@@ -615,27 +615,30 @@ class Zone:
             batch = pcp.batch
             if batch > 1:
                 batch = max(batch >> order, 2)
+            taken: PcpList = []
             for _ in range(batch):  # rmqueue_bulk()
                 pfn = self.rmqueue(order, mt, nofragment)
                 if pfn == NO_PAGE:
                     break
-                lst.append((pfn, mt))  # list_add_tail(); set_pcppage_migratetype(mt)
+                taken.append((pfn, mt))  # set_pcppage_migratetype(mt)
                 pcp.count += 1 << order
-            if not lst:
+            if not taken:
                 return NO_PAGE
+            taken.reverse()  # list_add_tail() of each: the first taken is the head (the end)
+            lst.extend(taken)
         else:
             led = self.ledger
             led.buddy_cycles += self.c_op  # a pcp hit: one list operation
             led.total_cycles += self.c_op
         pcp.free_factor >>= 1
         pcp.count -= 1 << order
-        return lst.popleft()[0]
+        return lst.pop()[0]
 
     def free_unref_page(self, cpu: int, pfn: int, order: int, mt: int) -> None:
         """free_unref_page_commit(): to the head of the CPU's list; at ``high`` pages, the
         oldest go back to the buddy (free_pcppages_bulk())."""
         pcp = self.pcp_of(cpu)
-        pcp.list_for(order, mt).appendleft((pfn, mt))
+        pcp.list_for(order, mt).append((pfn, mt))  # list_add(): the head
         pcp.count += 1 << order
         led = self.ledger
         led.buddy_cycles += self.c_op

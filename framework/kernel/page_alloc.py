@@ -593,7 +593,7 @@ class PageAlloc:
         alloc = self.allocated
         movable = mt == MIGRATE_MOVABLE
         for _ in range(k):
-            pfn = lst.popleft()[0]
+            pfn = lst.pop()[0]
             out.append(pfn)
             alloc[pfn] = 0
             if movable:
@@ -657,7 +657,7 @@ class PageAlloc:
             if lst is None:
                 break
             del alloc[pfn]
-            lst.appendleft((pfn, mt))  # free_unref_page_commit(): list_add()
+            lst.append((pfn, mt))  # free_unref_page_commit(): list_add()
             j += 1
         k = j - i
         if k:

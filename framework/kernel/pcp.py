@@ -12,7 +12,6 @@ buddy (NR_FREE_PAGES) nor handed out.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from typing import Final
 
@@ -21,6 +20,13 @@ from framework.kernel.consts import PAGEBLOCK_ORDER
 PAGE_ALLOC_COSTLY_ORDER: Final = 3  # include/linux/mmzone.h
 THP_ROW: Final = PAGE_ALLOC_COSTLY_ORDER + 1  # the row of PerCpuPages.by_order for the THP list
 SZ_1M_PAGES: Final = 256  # SZ_1M / PAGE_SIZE
+
+#: One per-cpu list: ``(pfn, mt)`` entries, the kernel's list head at the end, so that
+#: list_add() (a free) is ``append``, the head a hit takes is ``pop()`` and the oldest entry,
+#: which free_pcppages_bulk() returns first (list_last_entry()), is ``[0]``. A Python list
+#: rather than a deque: the compiled core appends to and pops from a list natively, where a
+#: deque's methods are calls through the Python API (docs/performance.md).
+PcpList = list[tuple[int, int]]
 
 
 def pcp_allowed_order(order: int) -> bool:
@@ -45,9 +51,9 @@ def zone_highsize(low_wmark: int, batch: int, cpus_on_node: int) -> int:
 class PerCpuPages:
     """One CPU's lists for one zone.
 
-    :ivar lists: ``(order, mt)`` (or ``(PAGEBLOCK_ORDER, -1)`` for the THP list) -> deque of
-        ``(pfn, mt)`` with the list head on the left.
-    :ivar by_order: the same deques by ``[order][mt]`` (row :data:`THP_ROW`, column 0 for
+    :ivar lists: ``(order, mt)`` (or ``(PAGEBLOCK_ORDER, -1)`` for the THP list) -> list of
+        ``(pfn, mt)`` with the list head at the end (:data:`PcpList`).
+    :ivar by_order: the same lists by ``[order][mt]`` (row :data:`THP_ROW`, column 0 for
         the THP list), None where no list was made yet: the hot paths index it, so a lookup
         builds no ``(order, mt)`` key (a tuple and its hash per call).
     :ivar count: pages held.
@@ -60,12 +66,12 @@ class PerCpuPages:
         self.batch = batch
         self.count = 0
         self.free_factor = 0
-        self.lists: dict[tuple[int, int], deque[tuple[int, int]]] = {}
+        self.lists: dict[tuple[int, int], PcpList] = {}
         self.order_mt: list[tuple[int, int]] = []  # pindex order: lists in creation order
-        self.by_order: list[list[deque[tuple[int, int]] | None]] = [
+        self.by_order: list[list[PcpList | None]] = [
             [] for _ in range(THP_ROW + 1)]
 
-    def get_list(self, order: int, mt: int) -> deque[tuple[int, int]] | None:
+    def get_list(self, order: int, mt: int) -> PcpList | None:
         """The list of ``(order, mt)`` (THP pages share one), or None if not made yet."""
         if order > PAGE_ALLOC_COSTLY_ORDER:
             row = self.by_order[THP_ROW]
@@ -74,16 +80,16 @@ class PerCpuPages:
             row = self.by_order[order]
         return row[mt] if mt < len(row) else None
 
-    def list_for(self, order: int, mt: int) -> deque[tuple[int, int]]:
+    def list_for(self, order: int, mt: int) -> PcpList:
         """order_to_pindex(): the list of ``(order, mt)``; THP pages share one list."""
         found = self.get_list(order, mt)
         if found is None:
             found = self._new_list(order, mt)
         return found
 
-    def _new_list(self, order: int, mt: int) -> deque[tuple[int, int]]:
+    def _new_list(self, order: int, mt: int) -> PcpList:
         key = (order, -1) if order > PAGE_ALLOC_COSTLY_ORDER else (order, mt)
-        found: deque[tuple[int, int]] = deque()
+        found: PcpList = []
         self.lists[key] = found
         self.order_mt.append(key)
         self.order_mt.sort()
@@ -118,7 +124,7 @@ class PerCpuPages:
                     break
             order = keys[i][0]
             while count > 0 and lst:
-                pfn, mt = lst.pop()  # list_last_entry(): the oldest
+                pfn, mt = lst.pop(0)  # list_last_entry(): the oldest
                 count -= 1 << order
                 self.count -= 1 << order
                 free_one(pfn, order, mt)
