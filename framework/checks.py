@@ -163,13 +163,16 @@ class Checker:
         """:meth:`on_alloc` for one order-0 block, the hot path."""
         owner = self.owner
         kernel = self.kernel
+        # p as one object for the dict and set operations below: the compiled core would
+        # box a new int object for each of them (docs/performance.md, "Boxed keys")
+        key: Any = p
         if self.big_heads:  # inside a block owned whole? Then judge it page by page
             self._split_big(p, p + 1)
-        if p in owner:
-            self.record(Rule.DOUBLE_ALLOC, p, f"already owned by allocation {owner[p]}")
-        elif p not in kernel.allocated and kernel.zone_of(p).block_is_free(p):
+        if key in owner:
+            self.record(Rule.DOUBLE_ALLOC, p, f"already owned by allocation {owner[key]}")
+        elif key not in kernel.allocated and kernel.zone_of(p).block_is_free(p):
             self.record(Rule.CONSERVATION, p, "handed out a page that is buddy-free")
-        owner[p] = aid
+        owner[key] = aid
         self.page_regions.add(p >> PMD_ORDER)
         if alloc.unmapped:
             if kernel.directmap.is_present(p):
@@ -177,10 +180,10 @@ class Checker:
                             "direct map")
             if self.request_unmapped:
                 self.secret_allocs.add(id(alloc))
-        if self.request_zero and p in kernel.dirty:
+        if self.request_zero and key in kernel.dirty:
             self.record(Rule.NOT_ZEROED, p, "zero requested but the page holds data written "
                         "by an earlier owner")
-        if self.secret and p in self.secret:
+        if self.secret and key in self.secret:
             self._handed_over(p)
 
     def _own_blocks(self, aid: int, alloc: Allocation) -> None:
