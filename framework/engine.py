@@ -255,8 +255,12 @@ class Runner:
 
     # -- handlers ------------------------------------------------------------------------
     def on_alloc(self, event: Event) -> None:
-        req: Request  # an alloc event always carries its request (Event's contract)
-        _, eid, req, _ = event  # type: ignore[assignment]
+        fields: tuple[Any, ...] = event
+        # The id as the workload's own int object, the key live[] keeps: a workload frees
+        # with the same objects it allocated with, so the free's dict lookup matches by
+        # identity, and the compiled core boxes no new int for it (docs/performance.md).
+        eid: Any = fields[1]
+        req: Request = fields[2]  # an alloc event always carries its request (Event's contract)
         if eid in self.live:
             raise InputError(f"event {self.checker.event}: id {eid} allocated while live")
         if req is not self.alloc_req:
@@ -343,7 +347,8 @@ class Runner:
         self.checker.on_alloc(eid, alloc, req)
 
     def on_free(self, event: Event) -> None:
-        eid = event[1]  # event.id
+        fields: tuple[Any, ...] = event
+        eid: Any = fields[1]  # event.id, the object on_alloc() keyed live[] by (see there)
         live = self.live
         entry = live.get(eid)  # get and del: the compiled core's own dict operations
         if entry is not None:
@@ -383,7 +388,9 @@ class Runner:
         self.live_bytes -= self.free_size
 
     def on_write(self, event: Event) -> None:
-        _, eid, _, arg = event
+        fields: tuple[Any, ...] = event
+        eid: Any = fields[1]  # the object live[] is keyed by (see on_alloc())
+        arg: int = fields[3]
         entry = self.live.get(eid)
         if entry is None:
             if eid in self.failed:
