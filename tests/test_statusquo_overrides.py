@@ -1,4 +1,4 @@
-"""A design's overrides of the status quo's secretmem hooks are called.
+"""A design's overrides of the status quo's methods are called.
 
 ``StatusQuo`` calls its own ``secretmem_fault``, ``secretmem_free_folio`` and
 ``_free_blocks`` directly when the design's class does not define them (a call through
@@ -9,8 +9,10 @@ secretmem page on a fresh 4 GiB machine is pfn 16384, the first free page.
 
 from __future__ import annotations
 
+from framework.config import Cell, freeze_sets
+from framework.engine import Runner, Setup
 from framework.kernel.kernel import Kernel
-from framework.request import Allocation, Request
+from framework.request import ALLOC, FREE, WRITE, Allocation, Event, Request
 from framework.statusquo import StatusQuo
 
 SECRET = Request("secretmem", 4096, "UNMAPPED", True, None, "GENERIC")
@@ -105,3 +107,48 @@ def test_a_replaced_site_entry_is_called(kernel: Kernel) -> None:
     assert sq.alloc(SECRET) is None
     assert seen == [SECRET]
     assert kernel.nr_allocated == 0
+
+
+class Counting(StatusQuo):
+    """The status quo with its write and generic free overridden (and counted)."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        super().__init__(kernel)
+        self.seen: list[str] = []
+
+    def write(self, allocation: Allocation, length: int) -> None:
+        self.seen.append("write")
+        super().write(allocation, length)
+
+    def free_generic(self, allocation: Allocation) -> None:
+        self.seen.append("free_generic")
+        super().free_generic(allocation)
+
+
+def _runner(kernel: Kernel, design: StatusQuo) -> Runner:
+    setup = Setup(Cell("test", "secretmem", "default", 1, freeze_sets({})), {}, kernel,
+                  design, iter(()))
+    return Runner(setup)
+
+
+def test_engine_calls_the_status_quo_body_only_where_not_overridden(kernel: Kernel) -> None:
+    """The runner calls the status quo's own alloc and free directly (the design's class
+    keeps them), the design's write and free_generic (its class overrides them), and an
+    entry point set on the instance: one secretmem page allocated, written and freed by
+    the generic path gives write, then free_generic, then the instance's alloc once more."""
+    design = Counting(kernel)
+    runner = _runner(kernel, design)
+    assert runner.own_alloc is design and runner.own_free is design
+    assert runner.own_write is None and runner.own_free_generic is None
+    runner.on_alloc(Event(ALLOC, 1, SECRET))
+    runner.on_write(Event(WRITE, 1))
+    runner.on_free(Event(FREE, 1))
+    assert design.seen == ["write", "free_generic"]
+    assert kernel.check_conservation() == 0
+
+    design.alloc = lambda request: (design.seen.append("alloc"),  # type: ignore[method-assign]
+                                    StatusQuo.alloc(design, request))[1]
+    runner = _runner(kernel, design)
+    assert runner.own_alloc is None
+    runner.on_alloc(Event(ALLOC, 2, SECRET))
+    assert design.seen == ["write", "free_generic", "alloc"] and 2 in runner.live
