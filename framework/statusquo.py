@@ -111,6 +111,27 @@ class _SiteTable(dict[str, SiteAlloc]):
         return self.default
 
 
+class SqHot:
+    """What the status quo's hot paths read on every call, in a native object.
+
+    :class:`StatusQuo` is a Python class (designs subclass it), so each read of one of its
+    instance attributes in the compiled core is a dictionary lookup (about 180
+    instructions); :func:`sq_alloc` .. :func:`sq_write` read these fields natively
+    instead (docs/performance.md). Built once in ``StatusQuo.__init__`` from the same
+    objects: ``by_site`` is the site table itself, so a replaced entry is seen.
+    """
+
+    def __init__(self, kernel: Kernel, by_site: _SiteTable,
+                 own_secretmem_alloc: SiteAlloc | None, own_fault: bool,
+                 own_free_folio: bool, own_free_blocks: bool) -> None:
+        self.kernel = kernel
+        self.by_site = by_site
+        self.own_secretmem_alloc = own_secretmem_alloc
+        self.own_fault = own_fault
+        self.own_free_folio = own_free_folio
+        self.own_free_blocks = own_free_blocks
+
+
 @attrs.define(slots=True, eq=False)
 class ModuleMem:
     """A module section (or trampoline) allocation and whether it has been sealed."""
@@ -198,6 +219,8 @@ class StatusQuo(Allocator):
         self._own_fault = cls.secretmem_fault is StatusQuo.secretmem_fault
         self._own_free_folio = cls.secretmem_free_folio is StatusQuo.secretmem_free_folio
         self._own_free_blocks = cls._free_blocks is StatusQuo._free_blocks
+        self._hot = SqHot(kernel, self._by_site, self._own_secretmem_alloc, self._own_fault,
+                          self._own_free_folio, self._own_free_blocks)
 
     def cache_pages(self) -> int:
         """Pages in BPF program packs and kprobe slot pages (held whether or not used)."""
@@ -236,7 +259,7 @@ class StatusQuo(Allocator):
     # -- secretmem (mm/secretmem.c) ------------------------------------------------------
     def secretmem_alloc(self, request: Request) -> Allocation | None:
         """secretmem_fault() once per page of the request."""
-        return _sq_secretmem_alloc(self, request)
+        return _sq_secretmem_alloc(self, self._hot, request)
 
     def secretmem_fault(self, node: int | None) -> int:
         """secretmem_fault(): zeroed page, set_direct_map_invalid_noflush, 1-page flush."""
@@ -465,9 +488,10 @@ class StatusQuo(Allocator):
 # -- the bodies of StatusQuo's secretmem hooks, callable directly (StatusQuo.__init__) -------
 def sq_alloc(sq: StatusQuo, request: Request) -> Allocation | None:
     """Serve ``request`` on its site's path; None is the kernel's NULL."""
-    serve = sq._by_site[request.site]
-    if serve is sq._own_secretmem_alloc:  # the status quo's own: a direct call
-        return _sq_secretmem_alloc(sq, request)
+    hot = sq._hot
+    serve = hot.by_site[request.site]
+    if serve is hot.own_secretmem_alloc:  # the status quo's own: a direct call
+        return _sq_secretmem_alloc(sq, hot, request)
     return serve(request)
 
 
@@ -482,24 +506,25 @@ def sq_free(sq: StatusQuo, allocation: Allocation) -> None:
         sq.bpf_prog_pack_free(handle)
     elif isinstance(handle, InsnSlot):
         sq.free_insn_slot(handle)
-    elif sq._own_free_blocks:
-        _sq_free_blocks(sq.kernel, allocation)
+    elif (hot := sq._hot).own_free_blocks:
+        _sq_free_blocks(hot.kernel, allocation)
     else:
         sq._free_blocks(allocation)
 
 
 def sq_free_generic(sq: StatusQuo, allocation: Allocation) -> None:
     """The generic free path; secretmem's ``free_folio`` runs first."""
+    hot = sq._hot
     if allocation.handle == "secretmem":
-        if sq._own_free_folio:
-            kernel = sq.kernel
+        if hot.own_free_folio:
+            kernel = hot.kernel
             for pfn, _ in allocation.blocks:
                 _sq_secretmem_free_folio(kernel, pfn)
         else:
             for pfn, _ in allocation.blocks:
                 sq.secretmem_free_folio(pfn)
-    if sq._own_free_blocks:
-        _sq_free_blocks(sq.kernel, allocation)
+    if hot.own_free_blocks:
+        _sq_free_blocks(hot.kernel, allocation)
     else:
         sq._free_blocks(allocation)
 
@@ -507,7 +532,7 @@ def sq_free_generic(sq: StatusQuo, allocation: Allocation) -> None:
 def sq_write(sq: StatusQuo, allocation: Allocation, length: int) -> None:
     """A store by the owner: loader copy then seal, text_poke on sealed text, or plain."""
     handle = allocation.handle
-    kernel = sq.kernel
+    kernel = sq._hot.kernel
     if handle == "secretmem":
         dirty = kernel.dirty
         for pfn, _ in allocation.blocks:
@@ -530,12 +555,12 @@ def sq_write(sq: StatusQuo, allocation: Allocation, length: int) -> None:
             dirty.update(range(pfn, pfn + (1 << order)))
 
 
-def _sq_secretmem_alloc(sq: StatusQuo, request: Request) -> Allocation | None:
+def _sq_secretmem_alloc(sq: StatusQuo, hot: SqHot, request: Request) -> Allocation | None:
     """StatusQuo.secretmem_alloc(): secretmem_fault() once per page of the request."""
     size = request.size
     if size <= PAGE_SIZE:  # one fault, the common case
-        if sq._own_fault:
-            pfn = _sq_secretmem_fault(sq.kernel, request.node)
+        if hot.own_fault:
+            pfn = _sq_secretmem_fault(hot.kernel, request.node)
         else:
             pfn = sq.secretmem_fault(request.node)
         if pfn == NO_PAGE:
