@@ -41,7 +41,7 @@ from framework.request import (
     Perm,
     Request,
 )
-from framework.statusquo import StatusQuo, sq_alloc, sq_free, sq_free_generic, sq_write
+from framework.statusquo import SqHot, StatusQuo, sq_alloc, sq_free, sq_free_generic, sq_write
 from framework.tlb.sampler import TextExtent, TlbSampler
 from framework.workload import FreeAreaProbe, Workload, background_rng, with_background
 
@@ -469,12 +469,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _own_entry(allocator: Allocator, name: str) -> StatusQuo | None:
-    """``allocator`` if its entry point ``name`` is the status quo's own (its class does not
-    override it and the instance does not set it), else None."""
+def _own_entry(allocator: Allocator, name: str) -> SqHot | None:
+    """The status quo's state of ``allocator`` (:class:`framework.statusquo.SqHot`) if its
+    entry point ``name`` is the status quo's own (its class does not override it and the
+    instance does not set it), else None."""
     if (isinstance(allocator, StatusQuo) and name not in vars(allocator)
             and getattr(type(allocator), name) is getattr(StatusQuo, name)):
-        return allocator
+        return allocator._hot
     return None
 
 

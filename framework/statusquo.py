@@ -118,12 +118,14 @@ class SqHot:
     instance attributes in the compiled core is a dictionary lookup (about 180
     instructions); :func:`sq_alloc` .. :func:`sq_write` read these fields natively
     instead (docs/performance.md). Built once in ``StatusQuo.__init__`` from the same
-    objects: ``by_site`` is the site table itself, so a replaced entry is seen.
+    objects: ``by_site`` is the site table itself, so a replaced entry is seen. The engine
+    keeps a design's ``SqHot`` and calls the functions with it directly.
     """
 
-    def __init__(self, kernel: Kernel, by_site: _SiteTable,
+    def __init__(self, sq: StatusQuo, kernel: Kernel, by_site: _SiteTable,
                  own_secretmem_alloc: SiteAlloc | None, own_fault: bool,
                  own_free_folio: bool, own_free_blocks: bool) -> None:
+        self.sq = sq  # the design, whose methods the paths call where it overrides them
         self.kernel = kernel
         self.by_site = by_site
         self.own_secretmem_alloc = own_secretmem_alloc
@@ -219,7 +221,7 @@ class StatusQuo(Allocator):
         self._own_fault = cls.secretmem_fault is StatusQuo.secretmem_fault
         self._own_free_folio = cls.secretmem_free_folio is StatusQuo.secretmem_free_folio
         self._own_free_blocks = cls._free_blocks is StatusQuo._free_blocks
-        self._hot = SqHot(kernel, self._by_site, self._own_secretmem_alloc, self._own_fault,
+        self._hot = SqHot(self, kernel, self._by_site, self._own_secretmem_alloc, self._own_fault,
                           self._own_free_folio, self._own_free_blocks)
 
     def cache_pages(self) -> int:
@@ -233,19 +235,19 @@ class StatusQuo(Allocator):
     # call through the design's bound method goes through the Python API).
     def alloc(self, request: Request) -> Allocation | None:
         """Serve ``request`` on its site's path; None is the kernel's NULL."""
-        return sq_alloc(self, request)
+        return sq_alloc(self._hot, request)
 
     def free(self, allocation: Allocation) -> None:
         """Free an allocation the status-quo paths made."""
-        sq_free(self, allocation)
+        sq_free(self._hot, allocation)
 
     def free_generic(self, allocation: Allocation) -> None:
         """The generic free path; secretmem's ``free_folio`` runs first."""
-        sq_free_generic(self, allocation)
+        sq_free_generic(self._hot, allocation)
 
     def write(self, allocation: Allocation, length: int) -> None:
         """A store by the owner: loader copy then seal, text_poke on sealed text, or plain."""
-        sq_write(self, allocation, length)
+        sq_write(self._hot, allocation, length)
 
     # -- where module memory comes from (arch/x86/kernel/module.c, mm/vmalloc.c) ----------
     def module_alloc(self, size: int, vm_flags: int = 0) -> VmStruct | None:
@@ -486,17 +488,17 @@ class StatusQuo(Allocator):
 
 
 # -- the bodies of StatusQuo's secretmem hooks, callable directly (StatusQuo.__init__) -------
-def sq_alloc(sq: StatusQuo, request: Request) -> Allocation | None:
+def sq_alloc(hot: SqHot, request: Request) -> Allocation | None:
     """Serve ``request`` on its site's path; None is the kernel's NULL."""
-    hot = sq._hot
     serve = hot.by_site[request.site]
     if serve is hot.own_secretmem_alloc:  # the status quo's own: a direct call
-        return _sq_secretmem_alloc(sq, hot, request)
+        return _sq_secretmem_alloc(hot.sq, hot, request)
     return serve(request)
 
 
-def sq_free(sq: StatusQuo, allocation: Allocation) -> None:
+def sq_free(hot: SqHot, allocation: Allocation) -> None:
     """Free an allocation the status-quo paths made."""
+    sq = hot.sq
     handle = allocation.handle
     if handle == "secretmem":
         sq.free_generic(allocation)
@@ -506,15 +508,14 @@ def sq_free(sq: StatusQuo, allocation: Allocation) -> None:
         sq.bpf_prog_pack_free(handle)
     elif isinstance(handle, InsnSlot):
         sq.free_insn_slot(handle)
-    elif (hot := sq._hot).own_free_blocks:
+    elif hot.own_free_blocks:
         _sq_free_blocks(hot.kernel, allocation)
     else:
         sq._free_blocks(allocation)
 
 
-def sq_free_generic(sq: StatusQuo, allocation: Allocation) -> None:
+def sq_free_generic(hot: SqHot, allocation: Allocation) -> None:
     """The generic free path; secretmem's ``free_folio`` runs first."""
-    hot = sq._hot
     if allocation.handle == "secretmem":
         if hot.own_free_folio:
             kernel = hot.kernel
@@ -522,17 +523,17 @@ def sq_free_generic(sq: StatusQuo, allocation: Allocation) -> None:
                 _sq_secretmem_free_folio(kernel, pfn)
         else:
             for pfn, _ in allocation.blocks:
-                sq.secretmem_free_folio(pfn)
+                hot.sq.secretmem_free_folio(pfn)
     if hot.own_free_blocks:
         _sq_free_blocks(hot.kernel, allocation)
     else:
-        sq._free_blocks(allocation)
+        hot.sq._free_blocks(allocation)
 
 
-def sq_write(sq: StatusQuo, allocation: Allocation, length: int) -> None:
+def sq_write(hot: SqHot, allocation: Allocation, length: int) -> None:
     """A store by the owner: loader copy then seal, text_poke on sealed text, or plain."""
     handle = allocation.handle
-    kernel = sq._hot.kernel
+    kernel = hot.kernel
     if handle == "secretmem":
         dirty = kernel.dirty
         for pfn, _ in allocation.blocks:
@@ -540,13 +541,13 @@ def sq_write(sq: StatusQuo, allocation: Allocation, length: int) -> None:
     elif isinstance(handle, ModuleMem):
         if not handle.sealed:
             kernel.dirty.update(handle.area.pages)
-            sq.module_seal(handle)
+            hot.sq.module_seal(handle)
         elif handle.perm in (Perm.ROX, Perm.RO):
             kernel.text_poke(handle.area.addr, 0, length or allocation.size)
         else:
             kernel.dirty.update(handle.area.pages)
     elif isinstance(handle, (BpfProg, InsnSlot)):
-        sq.bpf_text_poke(allocation, length)
+        hot.sq.bpf_text_poke(allocation, length)
     elif len(allocation.blocks) == 1 and allocation.blocks[0][1] == 0:
         kernel.dirty.add(allocation.blocks[0][0])
     else:

@@ -138,7 +138,7 @@ def test_engine_calls_the_status_quo_body_only_where_not_overridden(kernel: Kern
     the generic path gives write, then free_generic, then the instance's alloc once more."""
     design = Counting(kernel)
     runner = _runner(kernel, design)
-    assert runner.own_alloc is design and runner.own_free is design
+    assert runner.own_alloc is design._hot and runner.own_free is design._hot
     assert runner.own_write is None and runner.own_free_generic is None
     runner.on_alloc(Event(ALLOC, 1, SECRET))
     runner.on_write(Event(WRITE, 1))
