@@ -24,7 +24,9 @@ from framework.kernel.consts import (
     MAX_ORDER,
     MIGRATE_MOVABLE,
     PAGE_KERNEL,
+    PMD_ORDER,
 )
+from framework.kernel.directmap import DirectMap
 from framework.kernel.kernel import Kernel
 from framework.machine.costs import resolve_costs
 from tests.conftest import small_spec
@@ -123,6 +125,15 @@ def test_direct_map_counters_agree(changes: list[tuple[int, int, bool]]) -> None
             if p < 4 << 18:
                 assert dm.is_present(p) == (p not in absent)
     assert dm.prot(0) == PAGE_KERNEL
+    _pte_entries_are_in_split_pmds(dm)
+
+
+def _pte_entries_are_in_split_pmds(dm: DirectMap) -> None:
+    """pte_prot holds entries of split PMDs only (is_present and cpa answer from an entry
+    without looking the PMD up), and is_present agrees with prot(), which looks it up."""
+    assert all((p >> PMD_ORDER) in dm.split_pmd for p in dm.pte_prot)
+    for p in [*list(dm.pte_prot)[:100], *(m << PMD_ORDER for m in list(dm.split_pmd)[:20])]:
+        assert dm.is_present(p) == bool(dm.prot(p) & _PAGE_PRESENT)
 
 
 MASKS = st.sampled_from([_PAGE_PRESENT, _PAGE_RW, _PAGE_NX, _PAGE_GLOBAL, _PAGE_PKEY,
@@ -153,3 +164,4 @@ def test_one_page_cpa_inline_equals_the_general_walk(
         walk.ledger.charge("cpa", walk.costs["cpa_call"])
         assert got == walk.directmap.change(pfn, nr, set_mask, clr_mask)
         assert _table_state(fast) == _table_state(walk)
+        _pte_entries_are_in_split_pmds(fast.directmap)

@@ -105,6 +105,9 @@ class DirectMap:
         self.changes: list[tuple[int, int, int]] = []
         self.pud_prot: dict[int, int] = {}
         self.pmd_prot: dict[int, int] = {}
+        # the protections that differ from PAGE_KERNEL, by level; pte_prot holds entries of
+        # split PMDs only (split() adds them, _collapse_pmd() removes them before the PMD
+        # leaves split_pmd), so an entry found there answers without the split_pmd lookup
         self.pte_prot: dict[int, int] = {}
         self.nr_4k = PTRS_PER_TABLE
         self.nr_1g = len(full) if gbpages else 0
@@ -168,8 +171,11 @@ class DirectMap:
 
     def is_present(self, pfn: int) -> bool:
         """Is ``pfn`` present (readable through the direct map)? (:meth:`prot`, inlined)"""
-        if (pfn >> PMD_ORDER) in self.split_pmd:  # 4 KiB first: a split PMD is in a split PUD
-            prot = self.pte_prot.get(pfn, PAGE_KERNEL)
+        found = self.pte_prot.get(pfn)  # an entry there: its PMD is split (see __init__)
+        if found is not None:
+            prot = found
+        elif (pfn >> PMD_ORDER) in self.split_pmd:  # 4 KiB first: a split PMD is in a split PUD
+            prot = PAGE_KERNEL
         elif self.gbpages and (pfn >> PUD_ORDER) not in self.split_pud:
             prot = self.pud_prot.get(pfn >> PUD_ORDER, PAGE_KERNEL)
         else:
@@ -196,11 +202,17 @@ class DirectMap:
         led.cpa_calls += 1
         led.cpa_cycles += self.c_call
         led.total_cycles += self.c_call
-        if numpages != 1 or (pfn >> PMD_ORDER) not in self.split_pmd:
+        if numpages != 1:
             return self.change(pfn, numpages, set_mask, clr_mask)
         pte_prot = self.pte_prot  # change_pte(), inlined
-        key: Any = pfn  # one int object for the two dict operations (docs/performance.md)
-        old = pte_prot.get(key, PAGE_KERNEL)
+        key: Any = pfn  # one int object for the dict operations (docs/performance.md)
+        found = pte_prot.get(key)  # an entry there: its PMD is split (see __init__)
+        if found is not None:
+            old = found
+        elif (pfn >> PMD_ORDER) in self.split_pmd:
+            old = PAGE_KERNEL
+        else:
+            return self.change(pfn, numpages, set_mask, clr_mask)
         new = (old & ~clr_mask) | set_mask
         if not new & _PAGE_PRESENT:
             new &= _NOT_GLOBAL
