@@ -339,9 +339,12 @@ class Checker:
         if self.freeing:
             self._settle()
         blocks = alloc.blocks
-        if self.secret_allocs and id(alloc) in self.secret_allocs:
-            self.secret_allocs.discard(id(alloc))
-            self._remember_secret(blocks)
+        secret_allocs = self.secret_allocs
+        if secret_allocs:
+            key: Any = id(alloc)  # one int object for both set operations
+            if key in secret_allocs:
+                secret_allocs.discard(key)
+                self._remember_secret(blocks)
         if len(blocks) == 1 and blocks[0][1] == 0:  # the single-page case
             self._free_page(blocks[0][0], alloc.unmapped)
             return

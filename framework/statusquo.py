@@ -132,6 +132,20 @@ class SqHot:
         self.own_fault = own_fault
         self.own_free_folio = own_free_folio
         self.own_free_blocks = own_free_blocks
+        # The fields of the last request sq_alloc() served, read once per request (a
+        # workload hands one Request to all the pages of a process; each read of the
+        # interpreted attrs class is an attribute lookup). A Request is frozen.
+        self.request: Request | None = None
+        self.site = ""
+        self.size = 0
+        self.node: int | None = None
+
+    def read_request(self, request: Request) -> None:
+        """Keep ``request``'s site, size and node (see ``request`` above)."""
+        self.request = request
+        self.site = request.site
+        self.size = request.size
+        self.node = request.node
 
 
 @attrs.define(slots=True, eq=False)
@@ -490,7 +504,9 @@ class StatusQuo(Allocator):
 # -- the bodies of StatusQuo's secretmem hooks, callable directly (StatusQuo.__init__) -------
 def sq_alloc(hot: SqHot, request: Request) -> Allocation | None:
     """Serve ``request`` on its site's path; None is the kernel's NULL."""
-    serve = hot.by_site[request.site]
+    if request is not hot.request:
+        hot.read_request(request)
+    serve = hot.by_site[hot.site]
     if serve is hot.own_secretmem_alloc:  # the status quo's own: a direct call
         return _sq_secretmem_alloc(hot.sq, hot, request)
     return serve(request)
@@ -558,12 +574,14 @@ def sq_write(hot: SqHot, allocation: Allocation, length: int) -> None:
 
 def _sq_secretmem_alloc(sq: StatusQuo, hot: SqHot, request: Request) -> Allocation | None:
     """StatusQuo.secretmem_alloc(): secretmem_fault() once per page of the request."""
-    size = request.size
+    if request is not hot.request:
+        hot.read_request(request)
+    size = hot.size
     if size <= PAGE_SIZE:  # one fault, the common case
         if hot.own_fault:
-            pfn = _sq_secretmem_fault(hot.kernel, request.node)
+            pfn = _sq_secretmem_fault(hot.kernel, hot.node)
         else:
-            pfn = sq.secretmem_fault(request.node)
+            pfn = sq.secretmem_fault(hot.node)
         if pfn == NO_PAGE:
             return None
         # Allocation(((pfn, 0),), 0, size, True, "secretmem"), built without the named
