@@ -383,9 +383,9 @@ class Checker:
         dirty = self.kernel.dirty
         if len(blocks) == 1 and blocks[0][1] == 0:  # one page (secretmem), inline
             if blocks[0][0] in dirty:
-                self.freeing = [blocks[0][0]]
+                self.freeing.append(blocks[0][0])  # empty: on_free() settled the last free
             return
-        freeing = self.freeing = []
+        freeing = self.freeing
         for pfn, order in blocks:
             if order:
                 freeing.extend(dirty.intersection(range(pfn, pfn + (1 << order))))
@@ -434,7 +434,7 @@ class Checker:
             self.secret.add(freeing[0])
         else:
             self.secret.discard(freeing[0])
-        self.freeing = []
+        freeing.clear()  # the same list again: no new list per free
 
     def _buddy_free(self, p: int) -> bool:
         """Free: on the buddy's lists or on a CPU's per-cpu list (as of this check)."""

@@ -292,7 +292,7 @@ class Runner:
             self.alloc_failures += 1
             self.failed.add(eid)
             return
-        if alloc.__class__ is not _ALLOCATION:
+        if type(alloc) is not _ALLOCATION:
             self._check_type(alloc)
         self.live[eid] = (alloc, req)
         size = self.alloc_size
