@@ -8,6 +8,7 @@ What each metric means (unit, direction, kind, kernel counterpart) is in
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import chain
 from typing import Any, Protocol
 
 import numpy as np
@@ -121,8 +122,8 @@ def build_metrics(runner: FinishedRun) -> dict[str, Any]:
     })
     out.update(tlb_metrics(runner.tlb_sampler, kernel.spec, kernel.costs,
                            runner.setup.params["tlb"], runner.setup.cell.seed))
-    allocs = [s for a, _ in runner.latency.values() for s in a]
-    frees = [s for _, f in runner.latency.values() for s in f]
+    allocs = list(chain.from_iterable(a for a, _ in runner.latency.values()))  # site order
+    frees = list(chain.from_iterable(f for _, f in runner.latency.values()))
     out.update(_percentiles(allocs, "alloc"))
     out.update(_percentiles(frees, "free"))
     out["cycles_by_category"] = dict(kernel.ledger.cycles)
