@@ -380,3 +380,19 @@ def test_alloc_nofragment_prefers_the_next_zone_to_a_small_steal() -> None:
     assert normal.nr_free_pages == 8192
     pfn = kernel.alloc_pages(4, MIGRATE_UNMOVABLE)
     assert kernel.zone_of(pfn).zone_type == ZoneType.ZONE_DMA32
+
+
+def test_migratetype_constants_are_the_enum_values() -> None:
+    """The MIGRATE_* constants the model compares with are int literals (inlined by the
+    compiler); they must stay the values of include/linux/mmzone.h's enum, MigrateType."""
+    from framework.kernel.consts import (
+        MIGRATE_MOVABLE,
+        MIGRATE_RECLAIMABLE,
+        MIGRATE_UNMOVABLE,
+        MigrateType,
+    )
+
+    assert (MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE) == (0, 1, 2)
+    assert [m.value for m in MigrateType] == [0, 1, 2]
+    assert [m.name for m in MigrateType] == ["MIGRATE_UNMOVABLE", "MIGRATE_MOVABLE",
+                                             "MIGRATE_RECLAIMABLE"]

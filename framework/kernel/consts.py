@@ -40,9 +40,12 @@ class MigrateType(IntEnum):
     MIGRATE_RECLAIMABLE = 2
 
 
-MIGRATE_UNMOVABLE: Final = MigrateType.MIGRATE_UNMOVABLE
-MIGRATE_MOVABLE: Final = MigrateType.MIGRATE_MOVABLE
-MIGRATE_RECLAIMABLE: Final = MigrateType.MIGRATE_RECLAIMABLE
+# The same values as plain int literals: the compiled core inlines them and compares a
+# migratetype natively (an IntEnum member is an object, compared through the Python API).
+# tests/test_mutation_sample.py holds them to MigrateType.
+MIGRATE_UNMOVABLE: Final = 0
+MIGRATE_MOVABLE: Final = 1
+MIGRATE_RECLAIMABLE: Final = 2
 
 # mm/page_alloc.c fallbacks[MIGRATE_TYPES][3] (v6.3), without the MIGRATE_TYPES sentinel.
 FALLBACKS: Final[dict[int, tuple[int, ...]]] = {
