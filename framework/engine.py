@@ -232,7 +232,10 @@ class Runner:
         try:
             for index, event in enumerate(self.setup.events):
                 checker.event = index
-                op = event[0]  # event.op
+                if not isinstance(event, tuple):  # (the compiled handlers take tuples)
+                    raise InputError(f"event {index}: {event!r} is not an Event: expected a "
+                                     "tuple (op, id, request, arg)")
+                op = event[0]  # event.op, a tuple's item read
                 # the three ops of nearly every event called directly (a compiled call, not
                 # one through a bound method), the rest through the table
                 if op is _ALLOC:
@@ -259,8 +262,8 @@ class Runner:
         return self.finish()
 
     # -- handlers ------------------------------------------------------------------------
-    def on_alloc(self, event: Event) -> None:
-        fields: tuple[Any, ...] = event
+    def on_alloc(self, event: tuple[Any, ...]) -> None:
+        fields = event  # an Event (run() checked that it is a tuple)
         # The id as the workload's own int object, the key live[] keeps: a workload frees
         # with the same objects it allocated with, so the free's dict lookup matches by
         # identity, and the compiled core boxes no new int for it (docs/performance.md).
@@ -356,8 +359,8 @@ class Runner:
         self.load_pages += alloc.nr_pages()
         self.checker.on_alloc(eid, alloc, req)
 
-    def on_free(self, event: Event) -> None:
-        fields: tuple[Any, ...] = event
+    def on_free(self, event: tuple[Any, ...]) -> None:
+        fields = event  # an Event (run() checked that it is a tuple)
         eid: Any = fields[1]  # event.id, the object on_alloc() keyed live[] by (see there)
         live = self.live
         entry = live.get(eid)  # get and del: the compiled core's own dict operations
@@ -400,8 +403,8 @@ class Runner:
         samples.append(_latency(ledger, before, daemon))
         self.live_bytes -= self.free_size
 
-    def on_write(self, event: Event) -> None:
-        fields: tuple[Any, ...] = event
+    def on_write(self, event: tuple[Any, ...]) -> None:
+        fields = event  # an Event (run() checked that it is a tuple)
         eid: Any = fields[1]  # the object live[] is keyed by (see on_alloc())
         arg: int = fields[3]
         entry = self.live.get(eid)

@@ -9,8 +9,11 @@ secretmem page on a fresh 4 GiB machine is pfn 16384, the first free page.
 
 from __future__ import annotations
 
+import pytest
+
 from framework.config import Cell, freeze_sets
 from framework.engine import Runner, Setup
+from framework.errors import InputError
 from framework.kernel.kernel import Kernel
 from framework.request import ALLOC, FREE, WRITE, Allocation, Event, Request
 from framework.statusquo import StatusQuo
@@ -152,3 +155,13 @@ def test_engine_calls_the_status_quo_body_only_where_not_overridden(kernel: Kern
     assert runner.own_alloc is None
     runner.on_alloc(Event(ALLOC, 2, SECRET))
     assert design.seen == ["write", "free_generic", "alloc"] and 2 in runner.live
+
+
+def test_an_event_that_is_not_a_tuple_is_an_input_error(kernel: Kernel) -> None:
+    """An event must be an Event (a tuple): a list with the same fields stops the run with
+    InputError naming the event's index, in either core (the compiled handlers take
+    tuples; the check makes the pure twin say the same)."""
+    runner = _runner(kernel, StatusQuo(kernel))
+    runner.setup.events = iter([Event(ALLOC, 1, SECRET), ["free", 1, None, 0]])
+    with pytest.raises(InputError, match=r"^event 1: \['free', 1, None, 0\] is not an Event"):
+        runner.run()
