@@ -122,16 +122,20 @@ class SqHot:
     keeps a design's ``SqHot`` and calls the functions with it directly.
     """
 
-    def __init__(self, sq: StatusQuo, kernel: Kernel, by_site: _SiteTable,
-                 own_secretmem_alloc: SiteAlloc | None, own_fault: bool,
-                 own_free_folio: bool, own_free_blocks: bool) -> None:
+    def __init__(self, sq: StatusQuo, kernel: Kernel, by_site: _SiteTable) -> None:
         self.sq = sq  # the design, whose methods the paths call where it overrides them
         self.kernel = kernel
         self.by_site = by_site
-        self.own_secretmem_alloc = own_secretmem_alloc
-        self.own_fault = own_fault
-        self.own_free_folio = own_free_folio
-        self.own_free_blocks = own_free_blocks
+        # The hooks the design's class does not define run as direct calls of the module
+        # functions below (a call of a compiled method through the Python class ``sq`` goes
+        # through the Python API). Like the site table, decided once, from the class.
+        cls = type(sq)
+        self.own_secretmem_alloc: SiteAlloc | None = (
+            by_site[Site.SECRETMEM] if cls.secretmem_alloc is StatusQuo.secretmem_alloc
+            else None)  # compared with the table's entry, which a subclass may replace
+        self.own_fault = cls.secretmem_fault is StatusQuo.secretmem_fault
+        self.own_free_folio = cls.secretmem_free_folio is StatusQuo.secretmem_free_folio
+        self.own_free_blocks = cls._free_blocks is StatusQuo._free_blocks
         # The fields of the last request sq_alloc() served, read once per request (a
         # workload hands one Request to all the pages of a process; each read of the
         # interpreted attrs class is an attribute lookup). A Request is frozen.
@@ -223,20 +227,7 @@ class StatusQuo(Allocator):
         self._by_site = _SiteTable(self.pages_alloc)
         for site, method in SITE_METHODS.items():
             self._by_site[site] = getattr(self, method)
-        # The secretmem hooks a design does not override run as direct calls of the module's
-        # functions below: a call of the compiled core's own method through ``self`` goes
-        # through the Python API (a bound method, argument parsing) because this is a Python
-        # class. Like the site table, decided once, from the class: a design overrides them
-        # by defining them in its class.
-        cls = type(self)
-        self._own_secretmem_alloc: SiteAlloc | None = (
-            self._by_site[Site.SECRETMEM] if cls.secretmem_alloc is StatusQuo.secretmem_alloc
-            else None)  # compared with the table's entry, which a subclass may replace
-        self._own_fault = cls.secretmem_fault is StatusQuo.secretmem_fault
-        self._own_free_folio = cls.secretmem_free_folio is StatusQuo.secretmem_free_folio
-        self._own_free_blocks = cls._free_blocks is StatusQuo._free_blocks
-        self._hot = SqHot(self, kernel, self._by_site, self._own_secretmem_alloc, self._own_fault,
-                          self._own_free_folio, self._own_free_blocks)
+        self._hot = SqHot(self, kernel, self._by_site)  # what sq_alloc() .. sq_write() read
 
     def cache_pages(self) -> int:
         """Pages in BPF program packs and kprobe slot pages (held whether or not used)."""
@@ -275,7 +266,10 @@ class StatusQuo(Allocator):
     # -- secretmem (mm/secretmem.c) ------------------------------------------------------
     def secretmem_alloc(self, request: Request) -> Allocation | None:
         """secretmem_fault() once per page of the request."""
-        return _sq_secretmem_alloc(self, self._hot, request)
+        hot = self._hot
+        if request is not hot.request:
+            hot.read_request(request)
+        return _sq_secretmem_alloc(hot, request)
 
     def secretmem_fault(self, node: int | None) -> int:
         """secretmem_fault(): zeroed page, set_direct_map_invalid_noflush, 1-page flush."""
@@ -501,14 +495,14 @@ class StatusQuo(Allocator):
         _sq_free_blocks(self.kernel, allocation)
 
 
-# -- the bodies of StatusQuo's secretmem hooks, callable directly (StatusQuo.__init__) -------
+# -- the bodies of StatusQuo's entry points and secretmem hooks, callable directly (SqHot) ----
 def sq_alloc(hot: SqHot, request: Request) -> Allocation | None:
     """Serve ``request`` on its site's path; None is the kernel's NULL."""
     if request is not hot.request:
         hot.read_request(request)
     serve = hot.by_site[hot.site]
     if serve is hot.own_secretmem_alloc:  # the status quo's own: a direct call
-        return _sq_secretmem_alloc(hot.sq, hot, request)
+        return _sq_secretmem_alloc(hot, request)
     return serve(request)
 
 
@@ -572,28 +566,28 @@ def sq_write(hot: SqHot, allocation: Allocation, length: int) -> None:
             dirty.update(range(pfn, pfn + (1 << order)))
 
 
-def _sq_secretmem_alloc(sq: StatusQuo, hot: SqHot, request: Request) -> Allocation | None:
-    """StatusQuo.secretmem_alloc(): secretmem_fault() once per page of the request."""
-    if request is not hot.request:
-        hot.read_request(request)
+def _sq_secretmem_alloc(hot: SqHot, request: Request) -> Allocation | None:
+    """StatusQuo.secretmem_alloc(): secretmem_fault() once per page of the request (its
+    fields already read into ``hot``: SqHot.read_request())."""
     size = hot.size
     if size <= PAGE_SIZE:  # one fault, the common case
         if hot.own_fault:
             pfn = _sq_secretmem_fault(hot.kernel, hot.node)
         else:
-            pfn = sq.secretmem_fault(hot.node)
+            pfn = hot.sq.secretmem_fault(hot.node)
         if pfn == NO_PAGE:
             return None
         # Allocation(((pfn, 0),), 0, size, True, "secretmem"), built without the named
         # tuple's Python-level __new__: one per page on the hottest path.
         return _new_tuple(_ALLOCATION, (((pfn, 0),), 0, size, True, "secretmem"))
+    sq = hot.sq
     blocks: list[tuple[int, int]] = []
     for _ in range(max(1, -(-size // PAGE_SIZE))):
-        pfn = sq.secretmem_fault(request.node)
+        pfn = sq.secretmem_fault(hot.node)
         if pfn == NO_PAGE:
             for done, _ in blocks:
                 sq.secretmem_free_folio(done)
-                sq.kernel.free_pages(done, 0)
+                hot.kernel.free_pages(done, 0)
             return None
         blocks.append((pfn, 0))
     return Allocation(tuple(blocks), 0, size, True, "secretmem")

@@ -69,10 +69,10 @@ def test_free_of_plain_blocks_calls_the_override(kernel: Kernel) -> None:
 def test_not_overridden_hooks_run_the_status_quo(kernel: Kernel) -> None:
     """The decision is made from the class: StatusQuo itself runs its own bodies, a class
     that defines a hook does not."""
-    plain, recording = StatusQuo(kernel), Recording(kernel)
-    assert (plain._own_fault, plain._own_free_folio, plain._own_free_blocks) == (True,) * 3
-    assert (recording._own_fault, recording._own_free_folio,
-            recording._own_free_blocks) == (False,) * 3
+    plain, recording = StatusQuo(kernel)._hot, Recording(kernel)._hot
+    assert (plain.own_fault, plain.own_free_folio, plain.own_free_blocks) == (True,) * 3
+    assert (recording.own_fault, recording.own_free_folio,
+            recording.own_free_blocks) == (False,) * 3
 
 
 class OwnAlloc(StatusQuo):
