@@ -19,6 +19,7 @@ from framework.allocator import Allocator
 from framework.checks import Checker
 from framework.config import Cell, CellConfig, SetsKey, freeze_sets, resolve_cell
 from framework.errors import FrameworkError, InputError, PluginError
+from framework.kernel.consts import PAGE_SHIFT
 from framework.kernel.directmap import region_map
 from framework.kernel.faults import Faults
 from framework.kernel.kernel import Kernel
@@ -166,7 +167,7 @@ class Runner:
         self.live: dict[int, tuple[Allocation, Request]] = {}
         self.failed: set[int] = set()  # ids whose allocation got NULL
         self.latency: dict[str, tuple[list[float], list[float]]] = {}  # site: alloc, free
-        self.alloc_samples = SamplesBySite(self.latency, 0)  # site: alloc samples, same arrays
+        self.alloc_samples = SamplesBySite(self.latency, 0)  # site: alloc samples, same lists
         self.free_samples = SamplesBySite(self.latency, 1)
         self.series: list[dict[str, Any]] = []
         self.alloc_failures = 0
@@ -263,12 +264,12 @@ class Runner:
 
     # -- handlers ------------------------------------------------------------------------
     def on_alloc(self, event: tuple[Any, ...]) -> None:
-        fields = event  # an Event (run() checked that it is a tuple)
-        # The id as the workload's own int object, the key live[] keeps: a workload frees
-        # with the same objects it allocated with, so the free's dict lookup matches by
-        # identity, and the compiled core boxes no new int for it (docs/performance.md).
-        eid: Any = fields[1]
-        req: Request = fields[2]  # an alloc event always carries its request (Event's contract)
+        # ``event`` is an Event (run() checked that it is a tuple). The id as the workload's
+        # own int object, the key live[] keeps: a workload frees with the same objects it
+        # allocated with, so the free's dict lookup matches by identity, and the compiled
+        # core boxes no new int for it (docs/performance.md).
+        eid: Any = event[1]
+        req: Request = event[2]  # an alloc event always carries its request (Event's contract)
         if eid in self.live:
             raise InputError(f"event {self.checker.event}: id {eid} allocated while live")
         if req is not self.alloc_req:
@@ -336,8 +337,8 @@ class Runner:
         """The TLB sampler's record of an executable allocation at ``vaddr``: first and last
         module-area page, whether its area is mapped with 2 MiB pages, size. Worked out once,
         when it is made: its pages and its area do not change while it lives."""
-        first = vaddr >> 12
-        last = (vaddr + max(size, 1) - 1) >> 12
+        first = vaddr >> PAGE_SHIFT
+        last = (vaddr + max(size, 1) - 1) >> PAGE_SHIFT
         area = self.kernel.find_area(first)
         return first, last, area is not None and area.page_order > 0, size
 
@@ -360,8 +361,7 @@ class Runner:
         self.checker.on_alloc(eid, alloc, req)
 
     def on_free(self, event: tuple[Any, ...]) -> None:
-        fields = event  # an Event (run() checked that it is a tuple)
-        eid: Any = fields[1]  # event.id, the object on_alloc() keyed live[] by (see there)
+        eid: Any = event[1]  # event.id, the object on_alloc() keyed live[] by (see there)
         live = self.live
         entry = live.get(eid)  # get and del: the compiled core's own dict operations
         if entry is not None:
@@ -404,9 +404,8 @@ class Runner:
         self.live_bytes -= self.free_size
 
     def on_write(self, event: tuple[Any, ...]) -> None:
-        fields = event  # an Event (run() checked that it is a tuple)
-        eid: Any = fields[1]  # the object live[] is keyed by (see on_alloc())
-        arg: int = fields[3]
+        eid: Any = event[1]  # the object live[] is keyed by (see on_alloc())
+        arg: int = event[3]
         entry = self.live.get(eid)
         if entry is None:
             if eid in self.failed:
