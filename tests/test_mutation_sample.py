@@ -396,3 +396,20 @@ def test_migratetype_constants_are_the_enum_values() -> None:
     assert [m.value for m in MigrateType] == [0, 1, 2]
     assert [m.name for m in MigrateType] == ["MIGRATE_UNMOVABLE", "MIGRATE_MOVABLE",
                                              "MIGRATE_RECLAIMABLE"]
+
+
+def test_free_bulk_of_a_higher_order_list_frees_whole_blocks() -> None:
+    """free_pcppages_bulk() takes whole entries while count > 0: three order-1 blocks on one
+    list (10 the oldest, 14 freed last), 6 pages held; asking for 3 pages frees the two
+    oldest blocks (3 - 2 = 1 > 0, then 1 - 2 < 0: stop), 4 pages, leaving 14 and 2 pages."""
+    from framework.kernel.pcp import PerCpuPages
+
+    pcp = PerCpuPages(high=100, batch=7)
+    lst = pcp.list_for(1, MIGRATE_UNMOVABLE)
+    lst.extend([(10, MIGRATE_UNMOVABLE), (12, MIGRATE_UNMOVABLE), (14, MIGRATE_UNMOVABLE)])
+    pcp.count = 6
+    freed: list[tuple[int, int]] = []
+    pcp.free_bulk(3, (1, MIGRATE_UNMOVABLE),
+                  lambda pfn, order, _mt: freed.append((pfn, order)))
+    assert freed == [(10, 1), (12, 1)]
+    assert pcp.count == 2 and lst == [(14, MIGRATE_UNMOVABLE)]

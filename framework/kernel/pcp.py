@@ -123,10 +123,16 @@ class PerCpuPages:
                 if lst:
                     break
             order = keys[i][0]
-            while count > 0 and lst:
-                pfn, mt = lst.pop(0)  # list_last_entry(): the oldest
-                count -= 1 << order
-                self.count -= 1 << order
+            step = 1 << order
+            # list_last_entry() while count > 0: the k oldest entries, taken off the front
+            # of the list at once (a pop(0) each would move the rest of it each time);
+            # free_one() is the buddy's and does not read the per-cpu lists
+            k = min(len(lst), (count + step - 1) >> order)
+            oldest = lst[:k]
+            del lst[:k]
+            for pfn, mt in oldest:
+                count -= step
+                self.count -= step
                 free_one(pfn, order, mt)
 
     def drain(self, free_one: Callable[[int, int, int], None]) -> int:
